@@ -1,0 +1,173 @@
+"""Bronze: raw API bodies, byte for byte, immutable, Hive-partitioned by ingest date.
+
+Layout (documented in the README):
+
+    bronze/<dataset>/ingest_date=YYYY-MM-DD/<run_id>-p0001.json   one response body each
+    bronze/_runs/ingest_date=YYYY-MM-DD/<run_id>.json             the run's manifest
+    bronze/_incoming/<run_id>/...                                  bodies of a run in flight
+
+A run stages its bodies under `_incoming`, moves them into their partitions only once every
+dataset was fetched, and writes its manifest last. So a manifest with `"status": "complete"`
+is the one signal that a run is whole; a crash leaves at most files without a manifest, which
+downstream ignores. Nothing is ever overwritten or deleted in a dataset folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from .coingecko import Fetched
+from .errors import LakeError
+from .lake import LakePaths, atomic_write, move_no_replace
+
+MANIFEST_VERSION = 1
+RunStatus = Literal["complete", "failed"]
+
+
+def new_run_id(started_at: datetime) -> str:
+    """Sortable by start time, unique across concurrent machines."""
+    return f"{started_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeFile:
+    """Fetch metadata of one body; `path` is relative to the lake root."""
+
+    dataset: str
+    page: int
+    path: str
+    url: str
+    params: dict[str, str]
+    http_status: int
+    fetched_at: str
+    attempts: int
+    sha256: str
+    bytes: int
+    records: int
+    # Records the API sent beyond --top on the last page: kept in the body (bronze is
+    # verbatim) and dropped by silver.
+    trimmed_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Manifest:
+    run_id: str
+    status: RunStatus
+    source: str
+    started_at: str
+    finished_at: str
+    ingest_date: str
+    api_url: str
+    api_plan: str
+    keyed: bool
+    vs_currency: str
+    top: int
+    per_page: int
+    files: list[BronzeFile]
+    error: str | None = None
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        data: dict[str, Any] = json.loads(raw)
+        data["files"] = [BronzeFile(**f) for f in data.get("files", [])]
+        return cls(**data)
+
+
+class BronzeRun:
+    """Collects one ingest run's bodies and lands them all at once."""
+
+    def __init__(self, lake: LakePaths, *, run_id: str, started_at: datetime) -> None:
+        self.lake = lake
+        self.run_id = run_id
+        self.started_at = started_at
+        self.ingest_date = f"{started_at:%Y-%m-%d}"
+        self.staging = lake.incoming / run_id
+        self.files: list[BronzeFile] = []
+
+    def relative_path(self, dataset: str, page: int) -> str:
+        return f"bronze/{dataset}/ingest_date={self.ingest_date}/{self.run_id}-p{page:04d}.json"
+
+    def stage(
+        self, dataset: str, page: int, fetched: Fetched, *, records: int, trimmed_ids: list[str]
+    ) -> BronzeFile:
+        rel = self.relative_path(dataset, page)
+        atomic_write(self.staging / rel, fetched.body, overwrite=False)
+        entry = BronzeFile(
+            dataset=dataset,
+            page=page,
+            path=rel,
+            url=fetched.url,
+            params=fetched.params,
+            http_status=fetched.status,
+            fetched_at=iso(fetched.fetched_at),
+            attempts=fetched.attempts,
+            sha256=hashlib.sha256(fetched.body).hexdigest(),
+            bytes=len(fetched.body),
+            records=records,
+            trimmed_ids=trimmed_ids,
+        )
+        self.files.append(entry)
+        return entry
+
+    def manifest_path(self) -> Path:
+        return self.lake.runs / f"ingest_date={self.ingest_date}" / f"{self.run_id}.json"
+
+    def _write_manifest(self, manifest: Manifest) -> Path:
+        path = self.manifest_path()
+        try:
+            atomic_write(path, manifest.to_json(), overwrite=False)
+        except FileExistsError:
+            raise LakeError(
+                f"Run manifest {path} already exists; run ids must be unique."
+            ) from None
+        return path
+
+    def commit(self, manifest: Manifest) -> Path:
+        """Move every staged body into its partition, then write the manifest."""
+        for entry in self.files:
+            try:
+                move_no_replace(self.staging / entry.path, self.lake.root / entry.path)
+            except FileExistsError:
+                raise LakeError(
+                    f"Bronze file {entry.path} already exists; bronze is immutable, so this "
+                    "run was not landed. Remove its manifest-less leftovers only if you are sure."
+                ) from None
+        path = self._write_manifest(manifest)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return path
+
+    def abandon(self, manifest: Manifest) -> Path:
+        """Record a failed run: its bodies never become bronze, its manifest says why."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return self._write_manifest(manifest)
+
+
+def read_manifests(lake: LakePaths, *, status: RunStatus | None = "complete") -> list[Manifest]:
+    """Every run manifest in the lake (complete ones by default), oldest first."""
+    found: list[Manifest] = []
+    if not lake.runs.exists():
+        return found
+    for path in sorted(lake.runs.glob("ingest_date=*/*.json")):
+        try:
+            manifest = Manifest.from_json(path.read_bytes())
+        except (ValueError, TypeError) as exc:
+            raise LakeError(f"Run manifest {path} is unreadable ({exc}); move it aside.") from None
+        if status is None or manifest.status == status:
+            found.append(manifest)
+    found.sort(key=lambda m: (m.started_at, m.run_id))
+    return found

@@ -1,0 +1,159 @@
+"""`cryptolake` commands: parse flags, resolve Settings, call one library function, render."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import __version__
+from ..errors import CryptolakeError
+from ..ingest import IngestResult, ingest
+from ..settings import Settings
+from .render import console, err_console, progress_bars, setup_logging, summary_table
+
+app = typer.Typer(
+    name="cryptolake",
+    help="Local-first crypto market lakehouse: CoinGecko -> bronze -> silver -> gold -> Postgres.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Options shared by several commands. None means "not given": Settings.resolve then falls back
+# to the CRYPTOLAKE_* environment, then to the default.
+LakeOpt = Annotated[
+    Path | None,
+    typer.Option("--lake", help="Lake folder. Env: CRYPTOLAKE_LAKE. Default: ./lake"),
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="CoinGecko API base URL including /api/v3. Env: CRYPTOLAKE_API_URL. "
+        "Default: the public host (the pro host with --api-plan pro).",
+    ),
+]
+ApiPlanOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-plan",
+        help="Plan of CRYPTOLAKE_API_KEY: demo or pro. Env: CRYPTOLAKE_API_PLAN. Default: demo",
+    ),
+]
+VsCurrencyOpt = Annotated[
+    str | None,
+    typer.Option("--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"),
+]
+TopOpt = Annotated[
+    int | None,
+    typer.Option("--top", help="How many coins, by market cap. Env: CRYPTOLAKE_TOP. Default: 250"),
+]
+PerPageOpt = Annotated[
+    int | None, typer.Option("--per-page", help="Page size, 1-250. Default: 250")
+]
+RateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rate",
+        help="Request budget per minute. Env: CRYPTOLAKE_RATE. "
+        "Default: 10 keyless, 30 with a demo key, 250 with a pro key.",
+    ),
+]
+SampleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sample",
+        help="Ingest the bundled recorded CoinGecko responses over loopback (no network).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cryptolake {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log retries, SQL steps and timings.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Local-first crypto market lakehouse: CoinGecko -> bronze -> silver -> gold -> Postgres."""
+    setup_logging(verbose)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a CryptolakeError into one clear line and exit code 1; bugs keep their traceback."""
+    try:
+        yield
+    except CryptolakeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _settings(**flags: Any) -> Settings:
+    return Settings.resolve(**flags)
+
+
+def warn_sample() -> None:
+    err_console.print(
+        "[bold yellow]SAMPLE DATA[/]: replaying recorded CoinGecko responses bundled with "
+        "cryptolake, not live prices."
+    )
+
+
+def render_ingest(result: IngestResult) -> None:
+    console.print(
+        summary_table(
+            f"ingest run {result.run_id} ({result.requests} requests, {result.retries} retries)",
+            ["dataset", "pages", "records", "bytes", "seconds"],
+            [
+                [d.dataset, d.pages, d.records, d.bytes, round(d.seconds, 2)]
+                for d in result.datasets
+            ],
+        )
+    )
+
+
+@app.command("ingest")
+def ingest_cmd(
+    lake: LakeOpt = None,
+    api_url: ApiUrlOpt = None,
+    api_plan: ApiPlanOpt = None,
+    vs_currency: VsCurrencyOpt = None,
+    top: TopOpt = None,
+    per_page: PerPageOpt = None,
+    rate: RateOpt = None,
+    sample: SampleOpt = False,
+) -> None:
+    """Fetch coin markets, global totals and categories from CoinGecko into bronze."""
+    with user_errors():
+        settings = _settings(
+            lake=lake,
+            api_url=api_url,
+            api_plan=api_plan,
+            vs_currency=vs_currency,
+            top=top,
+            per_page=per_page,
+            rate=rate,
+        )
+        if sample:
+            warn_sample()
+        with progress_bars() as on_progress:
+            result = ingest(settings, sample=sample, progress=on_progress)
+        render_ingest(result)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,55 @@
+"""One exception hierarchy: every failure the user can fix is a `CryptolakeError`.
+
+Messages name the thing that failed and the fix. The CLI prints them as one line and exits 1;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CryptolakeError(Exception):
+    """Base class of every error cryptolake raises on purpose."""
+
+
+class ConfigError(CryptolakeError):
+    """A setting is missing or invalid."""
+
+
+class ApiError(CryptolakeError):
+    """The CoinGecko API did not give a usable answer.
+
+    `transient` says whether retrying the same request later may succeed (rate limit, 5xx,
+    dropped connection, truncated body) or not (bad parameter, changed response shape).
+    """
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+class ApiKeyError(ApiError):
+    """The API rejected the key or the plan (wrong host for the key); retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, transient=False, status=status)
+
+
+class LakeError(CryptolakeError):
+    """The lake folder is unusable or holds something unexpected."""
+
+
+class TransformError(CryptolakeError):
+    """Building silver or gold failed."""
+
+
+class CheckError(CryptolakeError):
+    """A data-quality check returned offending rows."""
+
+
+class PublishError(CryptolakeError):
+    """Publishing to Postgres failed; Postgres keeps its previous state."""
+
+
+class LockError(CryptolakeError):
+    """Another cryptolake run holds the lake."""

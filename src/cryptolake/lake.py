@@ -1,0 +1,104 @@
+"""Where everything lives in a lake folder, and the file operations that keep it consistent."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = ("coins_markets", "global", "coins_categories")
+
+
+@dataclass(frozen=True, slots=True)
+class LakePaths:
+    """The layout of one lake. Paths are absolute so SQL and views work from any folder."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path) -> LakePaths:
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def bronze(self) -> Path:
+        return self.root / "bronze"
+
+    @property
+    def runs(self) -> Path:
+        """Run manifests, kept outside every dataset's `*/*.json` glob."""
+        return self.bronze / "_runs"
+
+    @property
+    def incoming(self) -> Path:
+        """Staging for a run's bodies until the whole run has been fetched."""
+        return self.bronze / "_incoming"
+
+    @property
+    def silver(self) -> Path:
+        return self.root / "silver"
+
+    @property
+    def silver_state(self) -> Path:
+        return self.silver / "_state"
+
+    @property
+    def silver_staging(self) -> Path:
+        return self.silver / "_staging"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "cryptolake.duckdb"
+
+    @property
+    def tmp(self) -> Path:
+        """DuckDB's spill folder, so a large build never fills /tmp."""
+        return self.root / ".tmp"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def dataset(self, name: str) -> Path:
+        return self.bronze / name
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write `data` so that `path` shows either nothing (or its old content) or all of it.
+
+    The bytes go to a hidden temp file in the same folder, are fsynced, then renamed into
+    place. With `overwrite=False` an existing file is never replaced (FileExistsError).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() fails if the target exists, unlike rename(), which would replace it.
+            os.link(tmp, path)
+            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def move_no_replace(src: Path, dst: Path) -> None:
+    """Move a file into place atomically, refusing to replace an existing file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.link(src, dst)
+    src.unlink()

@@ -1,0 +1,131 @@
+"""A loopback HTTP server that replays recorded CoinGecko responses.
+
+`--sample` runs ingestion against it, so the sample goes through exactly the code path of a
+live run (HTTP, throttle, retries, bronze). Tests and demos use it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+API_PREFIX = "/api/v3"
+
+
+@dataclass
+class ReplayData:
+    """Bodies to serve. `markets` is sliced into pages; `bodies` maps other paths to bytes."""
+
+    markets: bytes
+    bodies: Mapping[str, bytes] = field(default_factory=dict)
+    vs_currency: str = "usd"
+
+    def markets_page(self, per_page: int, page: int) -> bytes:
+        # The recorded page itself when asked for it, byte for byte; other pages are slices of
+        # it, re-serialised (json keeps every number's value).
+        records: list[Any] = json.loads(self.markets)
+        if page == 1 and per_page >= len(records):
+            return self.markets
+        start = (page - 1) * per_page
+        return json.dumps(records[start : start + per_page]).encode()
+
+
+def sample_data() -> ReplayData:
+    """The recorded responses shipped in the package (see sample/ATTRIBUTION.md)."""
+    pkg = resources.files("cryptolake") / "sample"
+    return ReplayData(
+        markets=(
+            pkg / "markets_usd_per250_page1_DonicusMcGinty-biz-active-rss_2026-02-15.json"
+        ).read_bytes(),
+        bodies={
+            "/global": (pkg / "global_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
+            "/coins/categories": (
+                pkg / "categories_JKorf-CoinGecko.Net_2023-01-08.json"
+            ).read_bytes(),
+            "/ping": b'{"gecko_says":"(V3) To the Moon!"}',
+        },
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence the default stderr access log."""
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json; charset=utf-8")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        data = self.server.data
+        self.server.requests.append(self.path)
+        if not parts.path.startswith(API_PREFIX):
+            self._send(404, b'{"error":"Not Found"}')
+            return
+        path = parts.path[len(API_PREFIX) :]
+        if path == "/coins/markets":
+            if "vs_currency" not in query:
+                self._send(422, b'{"error":"Missing parameter vs_currency"}')
+                return
+            if query["vs_currency"] != data.vs_currency:
+                self._send(
+                    422,
+                    json.dumps(
+                        {"error": f"replay holds vs_currency={data.vs_currency} only"}
+                    ).encode(),
+                )
+                return
+            per_page = int(query.get("per_page", "100"))
+            page = int(query.get("page", "1"))
+            self._send(200, data.markets_page(per_page, page))
+        elif path in data.bodies:
+            self._send(200, data.bodies[path])
+        else:
+            self._send(404, b'{"error":"Not Found"}')
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, data: ReplayData) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.data = data
+        self.requests: list[str] = []
+
+
+class ReplayServer:
+    """Context manager: serves `data` on 127.0.0.1 on a free port; `.api_url` ends in /api/v3."""
+
+    def __init__(self, data: ReplayData | None = None) -> None:
+        self._server = _Server(data or sample_data())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{API_PREFIX}"
+
+    @property
+    def requests(self) -> list[str]:
+        return self._server.requests
+
+    def __enter__(self) -> ReplayServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,137 @@
+"""One frozen `Settings`, resolved once: CLI flag > `CRYPTOLAKE_*` environment > default."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .secret import Secret, redact_dsn
+
+ApiPlan = Literal["demo", "pro"]
+
+PUBLIC_API_URL = "https://api.coingecko.com/api/v3"
+PRO_API_URL = "https://pro-api.coingecko.com/api/v3"
+
+# Requests per minute when --rate is not given. Keyless use is IP-limited at roughly 5-30
+# calls a minute depending on load, so 10 stays clear of 429s; a Demo key allows about 30,
+# a paid key 500 or more.
+DEFAULT_RATE = {"keyless": 10.0, "demo": 30.0, "pro": 250.0}
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a stage needs to know, passed explicitly; secrets never show in repr."""
+
+    lake: Path = Path("lake")
+    api_url: str = PUBLIC_API_URL
+    api_key: Secret | None = field(default=None, repr=False)
+    api_plan: ApiPlan = "demo"
+    vs_currency: str = "usd"
+    top: int = 250
+    per_page: int = 250
+    rate: float = DEFAULT_RATE["keyless"]
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_attempts: int = 6
+    max_retry_after: float = 120.0
+    postgres_dsn: Secret | None = field(default=None, repr=False)
+    pg_schema: str = "cryptolake"
+    freshness_hours: float = 36.0
+    memory_limit: str = "2GB"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_page <= 250:
+            raise ConfigError(f"--per-page must be between 1 and 250, got {self.per_page}.")
+        if self.top < 1:
+            raise ConfigError(f"--top must be at least 1, got {self.top}.")
+        if self.rate <= 0:
+            raise ConfigError(
+                f"--rate must be a positive number of requests a minute, got {self.rate}."
+            )
+        if self.api_plan not in ("demo", "pro"):
+            raise ConfigError(
+                f"CRYPTOLAKE_API_PLAN must be 'demo' or 'pro', got {self.api_plan!r}."
+            )
+        if not re.fullmatch(r"[a-z]{2,10}", self.vs_currency):
+            raise ConfigError(
+                f"--vs-currency must be a CoinGecko currency code such as usd or eur, "
+                f"got {self.vs_currency!r}."
+            )
+        if not _IDENTIFIER.match(self.pg_schema):
+            raise ConfigError(
+                f"--pg-schema must be a lowercase SQL identifier (letters, digits, _), "
+                f"got {self.pg_schema!r}."
+            )
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--api-url must be an http(s) URL ending in /api/v3, got {self.api_url!r}."
+            )
+
+    @property
+    def api_key_header(self) -> str:
+        return "x-cg-pro-api-key" if self.api_plan == "pro" else "x-cg-demo-api-key"
+
+    @property
+    def postgres_dsn_redacted(self) -> str | None:
+        return None if self.postgres_dsn is None else redact_dsn(self.postgres_dsn.reveal())
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Settings from CLI flags (None = not given), then the environment, then defaults."""
+        env = os.environ if env is None else env
+        known = {f.name for f in fields(cls)}
+        unknown = set(flags) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+
+        def from_env(name: str, var: str, convert: Any = str) -> None:
+            raw = env.get(var)
+            if name in values or raw is None or raw.strip() == "":
+                return
+            try:
+                values[name] = convert(raw.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"{var}={raw!r} is not a valid {name.replace('_', ' ')}."
+                ) from None
+
+        from_env("lake", "CRYPTOLAKE_LAKE", Path)
+        from_env("api_url", "CRYPTOLAKE_API_URL")
+        from_env("api_plan", "CRYPTOLAKE_API_PLAN", str.lower)
+        from_env("vs_currency", "CRYPTOLAKE_VS_CURRENCY", str.lower)
+        from_env("top", "CRYPTOLAKE_TOP", int)
+        from_env("rate", "CRYPTOLAKE_RATE", float)
+        from_env("pg_schema", "CRYPTOLAKE_PG_SCHEMA")
+        from_env("freshness_hours", "CRYPTOLAKE_FRESHNESS_HOURS", float)
+        from_env("memory_limit", "CRYPTOLAKE_MEMORY_LIMIT")
+        # Secrets come from the environment only (a flag would land in shell history and ps).
+        from_env("api_key", "CRYPTOLAKE_API_KEY", Secret)
+        if "postgres_dsn" in values and isinstance(values["postgres_dsn"], str):
+            values["postgres_dsn"] = Secret(values["postgres_dsn"])
+        from_env("postgres_dsn", "CRYPTOLAKE_POSTGRES_DSN", Secret)
+        if isinstance(values.get("api_key"), str):
+            values["api_key"] = Secret(values["api_key"])
+
+        plan = values.get("api_plan", "demo")
+        if "api_url" not in values:
+            values["api_url"] = PRO_API_URL if plan == "pro" else PUBLIC_API_URL
+        values["api_url"] = values["api_url"].rstrip("/")
+        if "rate" not in values:
+            tier = "keyless" if not values.get("api_key") else plan
+            values["rate"] = DEFAULT_RATE[tier]
+        if "lake" in values:
+            values["lake"] = Path(values["lake"]).expanduser()
+        return cls(**values)
