@@ -1,0 +1,61 @@
+"""Shared fixtures: recorded CoinGecko bodies, a loopback replay server, lake settings, Postgres."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cryptolake.replay import ReplayData, ReplayServer
+from cryptolake.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "coingecko"
+MARKETS_250 = "markets_usd_per250_page1_DonicusMcGinty-biz-active-rss_2026-02-15.json"
+GLOBAL = "global_JKorf-CoinGecko.Net_2023-01-08.json"
+CATEGORIES = "categories_JKorf-CoinGecko.Net_2023-01-08.json"
+
+
+def fixture_bytes(name: str) -> bytes:
+    """A recorded CoinGecko body from tests/fixtures/coingecko, byte for byte."""
+    return (FIXTURES / name).read_bytes()
+
+
+def replay_data(markets: str = MARKETS_250) -> ReplayData:
+    return ReplayData(
+        markets=fixture_bytes(markets),
+        bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
+    )
+
+
+@pytest.fixture
+def replay() -> Iterator[ReplayServer]:
+    """A loopback server replaying the 250-coin markets page, /global and /coins/categories."""
+    with ReplayServer(replay_data()) as server:
+        yield server
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    """An empty lake folder."""
+    path = tmp_path / "lake"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(lake: Path, replay: ReplayServer) -> Settings:
+    """Settings pointing at the replay server with no throttle, as a test wants."""
+    return Settings.resolve(env={}, lake=lake, api_url=replay.api_url, rate=60_000.0)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The test Postgres DSN; skipped without CRYPTOLAKE_TEST_PG_DSN, failed if CI requires it."""
+    dsn = os.environ.get("CRYPTOLAKE_TEST_PG_DSN")
+    if not dsn:
+        if os.environ.get("CRYPTOLAKE_REQUIRE_PG") == "1":
+            pytest.fail("CRYPTOLAKE_REQUIRE_PG=1 but CRYPTOLAKE_TEST_PG_DSN is not set")
+        pytest.skip("set CRYPTOLAKE_TEST_PG_DSN (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    return dsn
