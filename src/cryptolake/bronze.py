@@ -157,17 +157,23 @@ class BronzeRun:
         return self._write_manifest(manifest)
 
 
+def run_manifest_paths(lake: LakePaths) -> list[Path]:
+    """Paths of every run manifest; a manifest's file name is its run id."""
+    if not lake.runs.exists():
+        return []
+    return sorted(lake.runs.glob("ingest_date=*/*.json"))
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.from_json(path.read_bytes())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LakeError(f"Run manifest {path} is unreadable ({exc}); move it aside.") from None
+
+
 def read_manifests(lake: LakePaths, *, status: RunStatus | None = "complete") -> list[Manifest]:
     """Every run manifest in the lake (complete ones by default), oldest first."""
-    found: list[Manifest] = []
-    if not lake.runs.exists():
-        return found
-    for path in sorted(lake.runs.glob("ingest_date=*/*.json")):
-        try:
-            manifest = Manifest.from_json(path.read_bytes())
-        except (ValueError, TypeError) as exc:
-            raise LakeError(f"Run manifest {path} is unreadable ({exc}); move it aside.") from None
-        if status is None or manifest.status == status:
-            found.append(manifest)
+    found = [read_manifest(p) for p in run_manifest_paths(lake)]
+    found = [m for m in found if status is None or m.status == status]
     found.sort(key=lambda m: (m.started_at, m.run_id))
     return found

@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import CryptolakeError
 from ..ingest import IngestResult, ingest
 from ..settings import Settings
+from ..silver import SilverResult, build_silver
 from .render import console, err_console, progress_bars, setup_logging, summary_table
 
 app = typer.Typer(
@@ -153,6 +154,39 @@ def ingest_cmd(
         with progress_bars() as on_progress:
             result = ingest(settings, sample=sample, progress=on_progress)
         render_ingest(result)
+
+
+def render_silver(result: SilverResult) -> None:
+    if not result.changed:
+        console.print("silver is up to date: no new complete bronze runs.")
+        return
+    kind = "full refresh" if result.full_refresh else "incremental"
+    console.print(
+        summary_table(
+            f"silver ({kind}, {len(result.runs)} runs)",
+            ["table", "rows added", "partitions written", "seconds"],
+            [
+                [t.table, t.rows_added, t.partitions_written, round(t.seconds, 2)]
+                for t in result.tables
+            ],
+        )
+    )
+
+
+@app.command("transform")
+def transform_cmd(
+    lake: LakeOpt = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option("--full-refresh", help="Rebuild silver from bronze alone instead of adding."),
+    ] = False,
+) -> None:
+    """Build silver Parquet from new complete bronze runs (incremental)."""
+    with user_errors():
+        settings = _settings(lake=lake)
+        with progress_bars() as on_progress:
+            result = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
+        render_silver(result)
 
 
 def main() -> None:

@@ -1,0 +1,41 @@
+"""DuckDB connections configured the same way everywhere: UTC, bounded memory, spill in the lake."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from .lake import LakePaths
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connect(
+    settings: Settings, database: Path | str = ":memory:", *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with TimeZone UTC, the memory limit and a spill folder in the lake."""
+    lake = LakePaths.at(settings.lake)
+    lake.tmp.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": settings.memory_limit,
+        "temp_directory": str(lake.tmp),
+        # Keep the results of multi-file reads in file order: deterministic builds.
+        "preserve_insertion_order": True,
+    }
+    if settings.threads:
+        config["threads"] = settings.threads
+    con = duckdb.connect(str(database), read_only=read_only, config=config)
+    # TimeZone needs ICU loaded, which happens on connect, so it cannot go in `config`.
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

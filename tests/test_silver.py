@@ -1,0 +1,362 @@
+"""Silver built from real recorded bodies, checked against the JSON itself (not the SQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from cryptolake.bronze import read_manifests
+from cryptolake.errors import TransformError
+from cryptolake.ingest import IngestResult, ingest
+from cryptolake.lake import LakePaths
+from cryptolake.replay import ReplayData, ReplayServer
+from cryptolake.settings import Settings
+from cryptolake.silver import build_silver, silver_views_sql
+
+from .conftest import CATEGORIES, FIXTURES, GLOBAL, MARKETS_250, fixture_bytes
+
+MARKET_FIXTURES = sorted(p.name for p in FIXTURES.glob("markets_*.json"))
+T0 = datetime(2026, 2, 15, 15, 47, tzinfo=UTC)
+
+# silver column -> API field, for every numeric column that is a plain cast of one field.
+NUMERIC = {
+    "current_price": "current_price",
+    "market_cap": "market_cap",
+    "fully_diluted_valuation": "fully_diluted_valuation",
+    "total_volume": "total_volume",
+    "high_24h": "high_24h",
+    "low_24h": "low_24h",
+    "price_change_24h": "price_change_24h",
+    "price_change_percentage_1h": "price_change_percentage_1h_in_currency",
+    "price_change_percentage_7d": "price_change_percentage_7d_in_currency",
+    "price_change_percentage_30d": "price_change_percentage_30d_in_currency",
+    "market_cap_change_24h": "market_cap_change_24h",
+    "market_cap_change_percentage_24h": "market_cap_change_percentage_24h",
+    "circulating_supply": "circulating_supply",
+    "total_supply": "total_supply",
+    "max_supply": "max_supply",
+    "ath": "ath",
+    "ath_change_percentage": "ath_change_percentage",
+    "atl": "atl",
+    "atl_change_percentage": "atl_change_percentage",
+}
+
+
+def as_float(value: Any) -> float | None:
+    """What the API meant: numbers and numeric strings (2018 schema) as float, else None."""
+    if value is None or isinstance(value, dict | bool):
+        return None
+    return float(value)
+
+
+def land(
+    lake: Path,
+    markets: str = MARKETS_250,
+    *,
+    at: datetime = T0,
+    vs_currency: str = "usd",
+    top: int | None = None,
+    per_page: int = 250,
+) -> IngestResult:
+    """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
+    records = json.loads(fixture_bytes(markets))
+    data = ReplayData(
+        markets=fixture_bytes(markets),
+        bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
+        vs_currency=vs_currency,
+    )
+    with ReplayServer(data) as server:
+        settings = Settings.resolve(
+            env={},
+            lake=lake,
+            api_url=server.api_url,
+            rate=60_000.0,
+            vs_currency=vs_currency,
+            top=top or len(records),
+            per_page=per_page,
+        )
+        return ingest(settings, now=lambda: at)
+
+
+def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:
+    """Rows of a silver table as dicts; timestamps as text (tz-aware fetches need pytz)."""
+    sql = silver_views_sql(LakePaths.at(lake))[table]
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    types = con.execute(f"describe {sql}").fetchall()
+    casts = [
+        f"cast({name} as varchar) as {name}" if "TIME ZONE" in str(kind) else name
+        for name, kind, *_ in types
+    ]
+    cur = con.execute(f"select {', '.join(casts)} from ({sql})")
+    cols = [d[0] for d in cur.description or []]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def settings_for(lake: Path) -> Settings:
+    return Settings.resolve(env={}, lake=lake)
+
+
+def partition_files(lake: Path) -> dict[str, tuple[int, int]]:
+    """Every silver data file with its (size, mtime_ns): proof of what changed on disk."""
+    silver = lake / "silver"
+    return {
+        str(p.relative_to(silver)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in silver.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("fixture", MARKET_FIXTURES)
+def test_market_snapshots_equal_the_recorded_json(lake: Path, fixture: str) -> None:
+    currency = "eur" if "_eur_" in fixture else "usd"
+    run = land(lake, fixture, vs_currency=currency)
+    build_silver(settings_for(lake))
+
+    records = {r["id"]: r for r in json.loads(fixture_bytes(fixture))}
+    rows = {r["coin_id"]: r for r in silver_rows(lake)}
+    assert rows.keys() == records.keys()
+    for coin_id, record in records.items():
+        row = rows[coin_id]
+        assert row["symbol"] == record["symbol"]
+        assert row["name"] == record["name"]
+        assert row["vs_currency"] == currency
+        assert row["run_id"] == run.run_id
+        assert row["snapshot_at"] == "2026-02-15 15:47:00+00"
+        rank = record.get("market_cap_rank")
+        assert row["market_cap_rank"] == (None if rank is None else int(rank))
+        for column, field in NUMERIC.items():
+            assert row[column] == as_float(record.get(field)), (coin_id, column)
+        plain_24h = record.get("price_change_percentage_24h_in_currency")
+        if plain_24h is None:
+            plain_24h = record.get("price_change_percentage_24h")
+        assert row["price_change_percentage_24h"] == as_float(plain_24h)
+        roi = record.get("roi")
+        if isinstance(roi, dict):
+            assert row["roi_times"] == roi["times"]
+            assert row["roi_currency"] == roi["currency"]
+            assert row["roi_percentage"] == roi["percentage"]
+        else:  # null, or the 2018 schema's bare 0
+            assert (row["roi_times"], row["roi_currency"], row["roi_percentage"]) == (None,) * 3
+        if record.get("last_updated"):
+            stamp = datetime.fromisoformat(record["last_updated"].replace("Z", "+00:00"))
+            assert datetime.fromisoformat(row["last_updated_at"]) == stamp
+
+
+def test_quirks_of_real_data_survive(lake: Path) -> None:
+    land(lake, MARKETS_250, at=T0)
+    land(
+        lake,
+        "markets_usd_ids-cosmos-bitcanna-bitcoin_forbole-soljuno_2022-03-21.json",
+        at=T0 + timedelta(hours=6),
+    )
+    land(
+        lake,
+        "markets_usd_1coin_legacy-string-numbers_man-c-pycoingecko_2018-08-28.json",
+        at=T0 + timedelta(hours=12),
+    )
+    build_silver(settings_for(lake))
+    rows = silver_rows(lake)
+    assert min(r["current_price"] for r in rows if r["current_price"]) == 3.46535e-07
+    assert 6.514e-09 in {r["price_change_24h"] for r in rows}
+    assert 2.22e-16 in {r["price_change_24h"] for r in rows}
+    assert max(r["total_supply"] or 0 for r in rows) > 9e14
+    monero = next(r for r in rows if r["coin_id"] == "monero")
+    assert monero["circulating_supply"] == 18446744.07370955
+    bitcanna = next(r for r in rows if r["coin_id"] == "bitcanna")
+    assert bitcanna["market_cap"] == 0 and bitcanna["market_cap_rank"] is None
+    legacy = next(r for r in rows if r["snapshot_at"].startswith("2026-02-16 03:47"))
+    assert legacy["price_change_24h"] == 299.72373285508  # was the string "299.72373285508"
+    assert legacy["roi_times"] is None and legacy["total_supply"] is None  # "roi": 0, missing
+    # The coin with every 24h field null stays a row, with nulls.
+    usyc = next(r for r in rows if r["coin_id"] == "hashnote-usyc")
+    assert usyc["market_cap_rank"] == 50 and usyc["current_price"] == 1.12
+    assert usyc["high_24h"] is None and usyc["price_change_percentage_24h"] is None
+    # A stale coin keeps its own last_updated_at, days before the snapshot.
+    assert usyc["last_updated_at"].startswith("2026-02-10 05:42:11.457")
+
+
+def test_global_and_categories(lake: Path) -> None:
+    run = land(lake)
+    build_silver(settings_for(lake))
+    body = json.loads(fixture_bytes(GLOBAL))["data"]
+    (g,) = silver_rows(lake, "global_snapshots")
+    assert g["run_id"] == run.run_id
+    assert g["total_market_cap"] == body["total_market_cap"]["usd"]
+    assert g["total_volume"] == body["total_volume"]["usd"]
+    assert g["btc_market_cap_percentage"] == body["market_cap_percentage"]["btc"]
+    assert g["active_cryptocurrencies"] == body["active_cryptocurrencies"]
+    assert dict(g["market_cap_percentage"]) == body["market_cap_percentage"]
+
+    categories = json.loads(fixture_bytes(CATEGORIES))
+    rows = {r["category_id"]: r for r in silver_rows(lake, "category_snapshots")}
+    assert rows.keys() == {c["id"] for c in categories}
+    for c in categories:
+        row = rows[c["id"]]
+        assert row["market_cap_usd"] == as_float(c["market_cap"])
+        assert row["market_cap_change_percentage_24h"] == as_float(c["market_cap_change_24h"])
+        assert row["volume_24h_usd"] == as_float(c["volume_24h"])
+        assert row["description"] == (c["content"] or None)
+
+
+def test_trimmed_records_stay_in_bronze_but_not_silver(lake: Path) -> None:
+    land(lake, top=120, per_page=50)
+    build_silver(settings_for(lake))
+    records = json.loads(fixture_bytes(MARKETS_250))
+    assert sorted(r["coin_id"] for r in silver_rows(lake)) == sorted(r["id"] for r in records[:120])
+
+
+def test_duplicate_coin_across_pages_keeps_one_row(lake: Path) -> None:
+    # Page 1 and page 2 overlap by one coin, as when the ranking shifts while paging.
+    records = json.loads(fixture_bytes(MARKETS_250))[:4]
+    shifted = dict(records[1], last_updated="2030-01-01T00:00:00.000Z", current_price=1.5)
+    data = ReplayData(markets=json.dumps(records[:2] + [shifted] + records[2:]).encode())
+    with ReplayServer(data) as server:
+        settings = Settings.resolve(
+            env={}, lake=lake, api_url=server.api_url, rate=60_000.0, top=5, per_page=2
+        )
+        ingest(settings, datasets=["coins_markets"], now=lambda: T0)
+    build_silver(settings_for(lake))
+    rows = silver_rows(lake)
+    assert len(rows) == 4
+    duplicate = next(r for r in rows if r["coin_id"] == records[1]["id"])
+    assert duplicate["current_price"] == 1.5  # the fresher quote wins
+
+
+def test_incremental_adds_then_is_a_no_op_on_disk(lake: Path) -> None:
+    land(lake, at=T0)
+    first = build_silver(settings_for(lake))
+    assert [t.rows_added for t in first.tables] == [250, 1, 90]
+
+    land(lake, "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json", at=T0 + timedelta(hours=6))
+    land(lake, "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json", at=T0 + timedelta(days=1))
+    second = build_silver(settings_for(lake))
+    assert len(second.runs) == 2
+    market = second.tables[0]
+    assert (market.rows_added, market.partitions_written) == (200, 2)
+    assert len(silver_rows(lake)) == 450
+    assert sorted(os.listdir(lake / "silver" / "market_snapshots")) == [
+        "snapshot_date=2026-02-15",
+        "snapshot_date=2026-02-16",
+    ]
+
+    before = partition_files(lake)
+    third = build_silver(settings_for(lake))
+    assert not third.changed
+    assert partition_files(lake) == before
+
+
+def test_incremental_rewrites_only_touched_partitions(lake: Path) -> None:
+    land(lake, at=T0)
+    land(lake, at=T0 + timedelta(days=1))
+    build_silver(settings_for(lake))
+    before = partition_files(lake)
+    land(lake, at=T0 + timedelta(days=1, hours=6))
+    build_silver(settings_for(lake))
+    after = partition_files(lake)
+    day1 = "market_snapshots/snapshot_date=2026-02-15/data_0.parquet"
+    day2 = "market_snapshots/snapshot_date=2026-02-16/data_0.parquet"
+    assert after[day1] == before[day1]
+    assert after[day2] != before[day2]
+
+
+def test_failed_and_incomplete_runs_are_ignored(lake: Path) -> None:
+    land(lake, at=T0)
+    # A run killed after landing its bodies but before its manifest: no manifest, no silver.
+    orphan = lake / "bronze/coins_markets/ingest_date=2026-02-15/20260215T200000Z-dead00-p0001.json"
+    orphan.write_bytes(fixture_bytes("markets_usd_JKorf-CoinGecko.Net_2023-01-08.json"))
+    build_silver(settings_for(lake))
+    assert len(silver_rows(lake)) == 250
+
+
+def test_crash_mid_write_keeps_silver_readable_and_next_run_repairs(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    land(lake, at=T0)
+    build_silver(settings_for(lake))
+    good = silver_rows(lake)
+    land(lake, "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json", at=T0 + timedelta(hours=6))
+    land(lake, "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json", at=T0 + timedelta(days=1))
+
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def crash_on_second(src: Any, dst: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk pulled out")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("cryptolake.silver.os.replace", crash_on_second)
+    with pytest.raises(OSError, match="disk pulled out"):
+        build_silver(settings_for(lake))
+    monkeypatch.undo()
+
+    # What is there is readable; the new runs are not marked processed.
+    readable = silver_rows(lake)
+    assert len(readable) in (len(good), len(good) + 100)
+    assert not list((lake / "silver").rglob("*.tmp"))
+
+    repaired = build_silver(settings_for(lake))
+    assert len(repaired.runs) == 2
+    assert len(silver_rows(lake)) == 450
+
+
+def test_transform_error_is_a_cryptolake_error(lake: Path) -> None:
+    run = land(lake, at=T0)
+    body = lake / read_manifests(LakePaths.at(lake))[0].files[0].path
+    body.chmod(0o644)
+    body.write_bytes(b'[{"id": "x", ')  # corrupt a body behind DuckDB's back
+    with pytest.raises(TransformError, match="cryptolake transform"):
+        build_silver(settings_for(lake))
+    assert run.run_id
+
+
+def test_full_refresh_equals_incremental(lake: Path) -> None:
+    for i, fixture in enumerate(MARKET_FIXTURES[:5]):
+        currency = "eur" if "_eur_" in fixture else "usd"
+        if currency == "eur":
+            continue
+        land(lake, fixture, at=T0 + timedelta(hours=7 * i))
+        build_silver(settings_for(lake))
+    incremental = {
+        t: sorted(map(repr, silver_rows(lake, t))) for t in silver_views_sql(LakePaths.at(lake))
+    }
+    result = build_silver(settings_for(lake), full_refresh=True)
+    assert result.full_refresh
+    refreshed = {
+        t: sorted(map(repr, silver_rows(lake, t))) for t in silver_views_sql(LakePaths.at(lake))
+    }
+    assert refreshed == incremental
+
+
+def test_schema_drift_reads_by_name(lake: Path) -> None:
+    """Reordered keys, a field the API adds later and a field it dropped shift nothing."""
+    records = json.loads(fixture_bytes(MARKETS_250))[:10]
+    drifted = []
+    for record in records:
+        changed = dict(reversed(list(record.items())))
+        changed["some_future_field"] = {"nested": [1, 2, 3]}
+        del changed["ath"]
+        drifted.append(changed)
+    data = ReplayData(markets=json.dumps(drifted).encode())
+    with ReplayServer(data) as server:
+        settings = Settings.resolve(
+            env={}, lake=lake, api_url=server.api_url, rate=60_000.0, top=10
+        )
+        ingest(settings, datasets=["coins_markets"], now=lambda: T0)
+    build_silver(settings_for(lake))
+    rows = {r["coin_id"]: r for r in silver_rows(lake)}
+    assert "some_future_field" not in next(iter(rows.values()))
+    for record in records:
+        row = rows[record["id"]]
+        assert row["ath"] is None
+        assert row["current_price"] == as_float(record["current_price"])
+        assert row["atl"] == as_float(record["atl"])
+        assert row["market_cap_rank"] == record["market_cap_rank"]
