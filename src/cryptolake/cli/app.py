@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow.csv as pa_csv
 import typer
 
 from .. import __version__
+from ..checks import CheckResult, ChecksFailed, run_checks
 from ..errors import CryptolakeError
+from ..gold import GoldResult, build_gold
 from ..ingest import IngestResult, ingest
+from ..lakedb import query
 from ..settings import Settings
+from ..shell import EXAMPLE_QUERIES, shell_argv
 from ..silver import SilverResult, build_silver
 from .render import console, err_console, progress_bars, setup_logging, summary_table
 
@@ -98,6 +108,14 @@ def user_errors() -> Iterator[None]:
     """Turn a CryptolakeError into one clear line and exit code 1; bugs keep their traceback."""
     try:
         yield
+    except ChecksFailed as exc:
+        render_checks(exc.failures, to=err_console)
+        err_console.print(
+            f"[bold red]error:[/] {len(exc.failures)} data-quality check(s) failed; "
+            "nothing was published.",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
     except CryptolakeError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -173,6 +191,44 @@ def render_silver(result: SilverResult) -> None:
     )
 
 
+def render_gold(result: GoldResult) -> None:
+    console.print(
+        summary_table(
+            "gold",
+            ["table", "rows", "seconds"],
+            [[f"gold.{t.table}", t.rows, round(t.seconds, 2)] for t in result.tables],
+        )
+    )
+
+
+def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
+    out = to or console
+    out.print(
+        summary_table(
+            "data-quality checks",
+            ["check", "result", "offending rows", "description"],
+            [
+                [
+                    r.name,
+                    "[green]pass[/]" if r.passed else "[bold red]FAIL[/]",
+                    r.failing_rows,
+                    r.description,
+                ]
+                for r in results
+            ],
+        )
+    )
+    for r in results:
+        if r.sample:
+            out.print(summary_table(f"{r.name}: first offending rows", r.columns, r.sample))
+
+
+class Stage(StrEnum):
+    silver = "silver"
+    gold = "gold"
+    all = "all"
+
+
 @app.command("transform")
 def transform_cmd(
     lake: LakeOpt = None,
@@ -180,13 +236,87 @@ def transform_cmd(
         bool,
         typer.Option("--full-refresh", help="Rebuild silver from bronze alone instead of adding."),
     ] = False,
+    stage: Annotated[
+        Stage, typer.Option("--stage", help="Build silver, gold, or both (then run checks).")
+    ] = Stage.all,
+    vs_currency: VsCurrencyOpt = None,
 ) -> None:
-    """Build silver Parquet from new complete bronze runs (incremental)."""
+    """Build silver Parquet from new bronze runs, then gold tables, then run the checks."""
     with user_errors():
-        settings = _settings(lake=lake)
+        settings = _settings(lake=lake, vs_currency=vs_currency)
         with progress_bars() as on_progress:
-            result = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
-        render_silver(result)
+            silver = gold = None
+            if stage in (Stage.silver, Stage.all):
+                silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
+            if stage in (Stage.gold, Stage.all):
+                gold = build_gold(settings, progress=on_progress)
+                checks = run_checks(settings, progress=on_progress)
+        if silver is not None:
+            render_silver(silver)
+        if gold is not None:
+            render_gold(gold)
+            console.print(f"[green]all {len(checks)} data-quality checks passed[/]")
+
+
+@app.command("check")
+def check_cmd(lake: LakeOpt = None, vs_currency: VsCurrencyOpt = None) -> None:
+    """Run the data-quality checks on the lake as it is; exit 1 if any fails."""
+    with user_errors():
+        settings = _settings(lake=lake, vs_currency=vs_currency)
+        results = run_checks(settings, raise_on_failure=False)
+        render_checks(results)
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise ChecksFailed(failed)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("query")
+def query_cmd(
+    sql: Annotated[str, typer.Argument(help="SQL to run on the lake database (read-only).")],
+    lake: LakeOpt = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table (rich), csv or json (one array).")
+    ] = OutputFormat.table,
+) -> None:
+    """Run one SQL query on the lake database and print the result."""
+    with user_errors():
+        result = query(_settings(lake=lake), sql)
+    if output is OutputFormat.csv:
+        buffer = io.BytesIO()
+        pa_csv.write_csv(result, buffer)
+        sys.stdout.write(buffer.getvalue().decode())
+    elif output is OutputFormat.json:
+        sys.stdout.write(json.dumps(result.to_pylist(), default=str, indent=2) + "\n")
+    else:
+        console.print(
+            summary_table("", result.column_names, [list(r.values()) for r in result.to_pylist()])
+        )
+        console.print(f"[dim]{result.num_rows} rows[/]")
+
+
+@app.command("shell")
+def shell_cmd(
+    lake: LakeOpt = None,
+    command: Annotated[
+        str | None, typer.Option("-c", "--command", help="Run this SQL and exit.")
+    ] = None,
+) -> None:
+    """Open the DuckDB CLI on the lake database, read-only, with example queries."""
+    with user_errors():
+        argv = shell_argv(_settings(lake=lake), command=command)
+    if command is None:
+        err_console.print("[bold]Example queries[/] (tables: silver.*, gold.*, meta.*):")
+        for example in EXAMPLE_QUERIES:
+            err_console.print(f"  {example}", highlight=False)
+    sys.stdout.flush()
+    completed = subprocess.run(argv, check=False)
+    raise typer.Exit(completed.returncode)
 
 
 def main() -> None:

@@ -1,0 +1,13 @@
+-- The latest market snapshot is newer than the freshness limit (CRYPTOLAKE_FRESHNESS_HOURS).
+with latest as (
+    select max(snapshot_at) as latest_snapshot_at from silver.market_snapshots
+)
+
+select
+    latest_snapshot_at,
+    round(epoch(now() - latest_snapshot_at) / 3600, 1) as age_hours,
+    getvariable('freshness_hours') as limit_hours
+from latest
+where latest_snapshot_at is null
+    or latest_snapshot_at
+        < now() - to_seconds(cast(getvariable('freshness_hours') * 3600 as bigint))

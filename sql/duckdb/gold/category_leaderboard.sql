@@ -1,0 +1,28 @@
+-- gold.category_leaderboard: the latest snapshot's coin categories ranked by market cap (USD,
+-- as the API quotes categories); 24h change stays null where the API gives none.
+with categories as (
+    select * from silver.category_snapshots
+),
+
+latest as (
+    select * from categories
+    where snapshot_at = (select max(snapshot_at) from categories)
+),
+
+final as (
+    select
+        row_number() over (
+            order by market_cap_usd desc nulls last, category_id
+        ) as category_rank,
+        category_id,
+        name,
+        market_cap_usd,
+        market_cap_change_percentage_24h as market_cap_change_24h_pct,
+        volume_24h_usd,
+        updated_at,
+        snapshot_at
+    from latest
+)
+
+select * from final
+order by category_rank

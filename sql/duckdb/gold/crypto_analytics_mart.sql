@@ -1,0 +1,60 @@
+-- gold.crypto_analytics_mart: the 50 best-ranked coins of the latest snapshot, with the
+-- ratios an analyst asks for first. Ratios are unitless; _pct columns are percent.
+with snapshots as (
+    select * from silver.market_snapshots
+    where vs_currency = getvariable('vs_currency')
+),
+
+latest as (
+    select * from snapshots
+    where snapshot_at = (select max(snapshot_at) from snapshots)
+),
+
+volatility as (
+    select coin_id, arg_max(volatility_7d, day) as volatility_7d
+    from gold.coin_daily
+    where day = (select max(day) from gold.coin_daily)
+    group by coin_id
+),
+
+top_50 as (
+    select * from latest
+    where market_cap_rank is not null
+    order by market_cap_rank, coin_id
+    limit 50
+),
+
+final as (
+    select
+        top_50.coin_id,
+        top_50.symbol,
+        top_50.name,
+        top_50.vs_currency,
+        top_50.market_cap_rank,
+        market_cap_category(top_50.market_cap) as market_cap_category,
+        top_50.current_price,
+        top_50.market_cap,
+        top_50.total_volume,
+        top_50.price_change_percentage_1h as price_change_1h_pct,
+        top_50.price_change_percentage_24h as price_change_24h_pct,
+        top_50.price_change_percentage_7d as price_change_7d_pct,
+        top_50.price_change_percentage_30d as price_change_30d_pct,
+        top_50.total_volume / nullif(top_50.market_cap, 0) as volume_to_market_cap_ratio,
+        -- Where the price sits in the 24h range, 0 = low, 1 = high; clamped because the price
+        -- and the range are not sampled at exactly the same instant.
+        greatest(0, least(1,
+            (top_50.current_price - top_50.low_24h)
+            / nullif(top_50.high_24h - top_50.low_24h, 0)
+        )) as price_position_24h,
+        (top_50.current_price / nullif(top_50.ath, 0) - 1) * 100 as ath_distance_pct,
+        top_50.circulating_supply / nullif(top_50.max_supply, 0) as circulating_supply_ratio,
+        volatility.volatility_7d,
+        top_50.snapshot_at,
+        top_50.last_updated_at
+    from top_50
+    left join volatility
+        on top_50.coin_id = volatility.coin_id
+)
+
+select * from final
+order by market_cap_rank

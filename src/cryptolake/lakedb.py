@@ -1,0 +1,75 @@
+"""The lake's DuckDB database file: silver views, gold tables, run history (`meta`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pyarrow as pa
+
+from .duck import connect
+from .errors import LakeError, TransformError
+from .lake import LakePaths
+from .settings import Settings
+from .silver import TABLES, silver_views_sql
+from .sqlfiles import load_sql, sql_names
+
+SCHEMAS = ("silver", "gold", "meta")
+
+
+@contextmanager
+def open_lake_db(
+    settings: Settings, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to `<lake>/cryptolake.duckdb` with the lake's macros and variables set."""
+    lake = LakePaths.at(settings.lake)
+    if read_only and not lake.database.exists():
+        raise LakeError(
+            f"No lake database at {lake.database}; run `cryptolake run` (or `transform`) first."
+        )
+    lake.root.mkdir(parents=True, exist_ok=True)
+    try:
+        con = connect(settings, lake.database, read_only=read_only)
+    except duckdb.IOException as exc:
+        raise LakeError(
+            f"Cannot open {lake.database}: {exc}. Another cryptolake process may be writing to "
+            "it; wait for it to finish."
+        ) from None
+    try:
+        if not read_only:
+            # Stored in the file, so the macros also work in an ad hoc DuckDB shell.
+            for schema in SCHEMAS:
+                con.execute(f"create schema if not exists {schema}")
+            for name in sql_names("duckdb/macros"):
+                con.execute(load_sql(f"duckdb/macros/{name}.sql"))
+        con.execute("set variable vs_currency = ?", [settings.vs_currency])
+        con.execute("set variable freshness_hours = ?", [settings.freshness_hours])
+        yield con
+    finally:
+        con.close()
+
+
+def refresh_silver_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
+    """(Re)create `silver.<table>` views over the Parquet, with absolute paths.
+
+    Absolute paths make the views work from any working directory; they are rewritten on
+    every build, so a moved lake heals on its next `transform`.
+    """
+    views = silver_views_sql(lake)
+    for table in TABLES:
+        if not any(table.folder(lake).glob("snapshot_date=*/*.parquet")):
+            raise LakeError(
+                f"silver.{table.name} has no data in {table.folder(lake)}; run `cryptolake "
+                "ingest` then `cryptolake transform` (or `cryptolake run --sample`)."
+            )
+        con.execute(f"create or replace view silver.{table.name} as {views[table.name]}")
+
+
+def query(settings: Settings, sql: str) -> pa.Table:
+    """Run one read-only query on the lake database and return the result as Arrow."""
+    with open_lake_db(settings, read_only=True) as con:
+        try:
+            return con.sql(sql).fetch_arrow_table()
+        except duckdb.Error as exc:
+            raise TransformError(f"Query failed: {exc}") from None
