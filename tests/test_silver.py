@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from cryptolake.bronze import read_manifests
 from cryptolake.errors import TransformError
-from cryptolake.ingest import IngestResult, ingest
+from cryptolake.ingest import ingest
 from cryptolake.lake import LakePaths
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver, silver_views_sql
 
 from .conftest import CATEGORIES, FIXTURES, GLOBAL, MARKETS_250, fixture_bytes
+from .lakes import T0, as_float, land, settings_for, silver_rows
 
 MARKET_FIXTURES = sorted(p.name for p in FIXTURES.glob("markets_*.json"))
-T0 = datetime(2026, 2, 15, 15, 47, tzinfo=UTC)
 
 # silver column -> API field, for every numeric column that is a plain cast of one field.
 NUMERIC = {
@@ -46,61 +45,6 @@ NUMERIC = {
     "atl": "atl",
     "atl_change_percentage": "atl_change_percentage",
 }
-
-
-def as_float(value: Any) -> float | None:
-    """What the API meant: numbers and numeric strings (2018 schema) as float, else None."""
-    if value is None or isinstance(value, dict | bool):
-        return None
-    return float(value)
-
-
-def land(
-    lake: Path,
-    markets: str = MARKETS_250,
-    *,
-    at: datetime = T0,
-    vs_currency: str = "usd",
-    top: int | None = None,
-    per_page: int = 250,
-) -> IngestResult:
-    """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
-    records = json.loads(fixture_bytes(markets))
-    data = ReplayData(
-        markets=fixture_bytes(markets),
-        bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
-        vs_currency=vs_currency,
-    )
-    with ReplayServer(data) as server:
-        settings = Settings.resolve(
-            env={},
-            lake=lake,
-            api_url=server.api_url,
-            rate=60_000.0,
-            vs_currency=vs_currency,
-            top=top or len(records),
-            per_page=per_page,
-        )
-        return ingest(settings, now=lambda: at)
-
-
-def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:
-    """Rows of a silver table as dicts; timestamps as text (tz-aware fetches need pytz)."""
-    sql = silver_views_sql(LakePaths.at(lake))[table]
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    types = con.execute(f"describe {sql}").fetchall()
-    casts = [
-        f"cast({name} as varchar) as {name}" if "TIME ZONE" in str(kind) else name
-        for name, kind, *_ in types
-    ]
-    cur = con.execute(f"select {', '.join(casts)} from ({sql})")
-    cols = [d[0] for d in cur.description or []]
-    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-
-
-def settings_for(lake: Path) -> Settings:
-    return Settings.resolve(env={}, lake=lake)
 
 
 def partition_files(lake: Path) -> dict[str, tuple[int, int]]:

@@ -44,7 +44,7 @@ def open_lake_db(
             for name in sql_names("duckdb/macros"):
                 con.execute(load_sql(f"duckdb/macros/{name}.sql"))
         con.execute("set variable vs_currency = ?", [settings.vs_currency])
-        con.execute("set variable freshness_hours = ?", [settings.freshness_hours])
+        con.execute("set variable freshness_hours = ?", [float(settings.freshness_hours)])
         yield con
     finally:
         con.close()
@@ -70,6 +70,6 @@ def query(settings: Settings, sql: str) -> pa.Table:
     """Run one read-only query on the lake database and return the result as Arrow."""
     with open_lake_db(settings, read_only=True) as con:
         try:
-            return con.sql(sql).fetch_arrow_table()
+            return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise TransformError(f"Query failed: {exc}") from None

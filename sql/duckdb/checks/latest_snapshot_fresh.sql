@@ -10,4 +10,4 @@ select
 from latest
 where latest_snapshot_at is null
     or latest_snapshot_at
-        < now() - to_seconds(cast(getvariable('freshness_hours') * 3600 as bigint))
+        < now() - to_seconds(cast(cast(getvariable('freshness_hours') as double) * 3600 as bigint))

@@ -41,11 +41,13 @@ final as (
         top_50.price_change_percentage_30d as price_change_30d_pct,
         top_50.total_volume / nullif(top_50.market_cap, 0) as volume_to_market_cap_ratio,
         -- Where the price sits in the 24h range, 0 = low, 1 = high; clamped because the price
-        -- and the range are not sampled at exactly the same instant.
-        greatest(0, least(1,
-            (top_50.current_price - top_50.low_24h)
-            / nullif(top_50.high_24h - top_50.low_24h, 0)
-        )) as price_position_24h,
+        -- and the range are not sampled at exactly the same instant. (greatest and least
+        -- skip nulls, so a missing range is kept null explicitly.)
+        case when top_50.high_24h > top_50.low_24h then
+            greatest(0, least(1,
+                (top_50.current_price - top_50.low_24h) / (top_50.high_24h - top_50.low_24h)
+            ))
+        end as price_position_24h,
         (top_50.current_price / nullif(top_50.ath, 0) - 1) * 100 as ath_distance_pct,
         top_50.circulating_supply / nullif(top_50.max_supply, 0) as circulating_supply_ratio,
         volatility.volatility_7d,

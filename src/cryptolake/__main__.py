@@ -1,0 +1,5 @@
+"""`python -m cryptolake` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""Helpers that build real lakes for tests: ingest recorded bodies over loopback, read tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cryptolake.ingest import IngestResult, ingest
+from cryptolake.lake import LakePaths
+from cryptolake.replay import ReplayData, ReplayServer
+from cryptolake.settings import Settings
+from cryptolake.silver import silver_views_sql
+
+from .conftest import CATEGORIES, GLOBAL, MARKETS_250, fixture_bytes
+
+T0 = datetime(2026, 2, 15, 15, 47, tzinfo=UTC)
+
+
+def as_float(value: Any) -> float | None:
+    """What the API meant: numbers and numeric strings (2018 schema) as float, else None."""
+    if value is None or isinstance(value, dict | bool):
+        return None
+    return float(value)
+
+
+def land(
+    lake: Path,
+    markets: str | bytes = MARKETS_250,
+    *,
+    at: datetime = T0,
+    vs_currency: str = "usd",
+    top: int | None = None,
+    per_page: int = 250,
+) -> IngestResult:
+    """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
+    body = fixture_bytes(markets) if isinstance(markets, str) else markets
+    records = json.loads(body)
+    data = ReplayData(
+        markets=body,
+        bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
+        vs_currency=vs_currency,
+    )
+    with ReplayServer(data) as server:
+        settings = Settings.resolve(
+            env={},
+            lake=lake,
+            api_url=server.api_url,
+            rate=60_000.0,
+            vs_currency=vs_currency,
+            top=top or len(records),
+            per_page=per_page,
+        )
+        return ingest(settings, now=lambda: at)
+
+
+def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:
+    """Rows of a silver table as dicts; timestamps as text (tz-aware fetches need pytz)."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    return rows_of(con, silver_views_sql(LakePaths.at(lake))[table])
+
+
+def rows_of(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    """Rows of a query as dicts, timestamps with time zone cast to text."""
+    types = con.execute(f"describe {sql}").fetchall()
+    casts = [
+        f"cast({name} as varchar) as {name}" if "TIME ZONE" in str(kind) else name
+        for name, kind, *_ in types
+    ]
+    cur = con.execute(f"select {', '.join(casts)} from ({sql})")
+    cols = [d[0] for d in cur.description or []]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def settings_for(lake: Path) -> Settings:
+    # The recorded snapshots are months old: the freshness check is tested on its own.
+    return Settings.resolve(env={}, lake=lake, freshness_hours=24 * 365 * 100)

@@ -1,0 +1,122 @@
+"""Each data-quality check passes on a good lake and fails on data built to break it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cryptolake.checks import ChecksFailed, run_checks
+from cryptolake.cli import app
+from cryptolake.gold import build_gold
+from cryptolake.lake import LakePaths
+from cryptolake.silver import build_silver
+from cryptolake.sqlfiles import sql_names
+
+from .lakes import land, settings_for
+
+SNAPSHOTS = "select * from read_parquet('{glob}', hive_partitioning = true)"
+
+# check -> statements that break exactly that check on a good lake.
+BREAKERS: dict[str, list[str]] = {
+    "market_snapshots_key_unique": [
+        "create or replace view silver.market_snapshots as "
+        f"{SNAPSHOTS} union all ({SNAPSHOTS} limit 1)"
+    ],
+    "market_snapshots_key_not_null": [
+        "create or replace view silver.market_snapshots as "
+        f"select * replace (case when market_cap_rank = 3 then null else coin_id end as coin_id)"
+        f" from ({SNAPSHOTS})"
+    ],
+    "market_snapshots_non_negative": [
+        "create or replace view silver.market_snapshots as "
+        "select * replace (case when market_cap_rank = 200 then -1 else current_price end"
+        f" as current_price) from ({SNAPSHOTS})"
+    ],
+    "crypto_analytics_mart_key_unique": [
+        "insert into gold.crypto_analytics_mart select * from gold.crypto_analytics_mart limit 1"
+    ],
+    "crypto_analytics_mart_non_negative": [
+        "update gold.crypto_analytics_mart set market_cap = -5 where market_cap_rank = 7"
+    ],
+    "market_cap_category_accepted": [
+        "update gold.crypto_analytics_mart set market_cap_category = 'giant' "
+        "where market_cap_rank = 1"
+    ],
+    "market_segment_shares_sum_to_100": [
+        "update gold.market_segment_analysis set market_cap_share_pct = market_cap_share_pct + 1 "
+        "where market_cap_category = 'large'"
+    ],
+    "coin_daily_key_unique": ["insert into gold.coin_daily select * from gold.coin_daily limit 1"],
+    "market_daily_key_unique": ["insert into gold.market_daily select * from gold.market_daily"],
+    "category_leaderboard_key_unique": [
+        "insert into gold.category_leaderboard select * from gold.category_leaderboard limit 2"
+    ],
+}
+
+
+@pytest.fixture
+def good_lake(lake: Path) -> Path:
+    """A lake with one snapshot, silver and gold built."""
+    land(lake)
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+    return lake
+
+
+def break_lake(lake: Path, statements: list[str]) -> None:
+    paths = LakePaths.at(lake)
+    con = duckdb.connect(str(paths.database))
+    glob = str(paths.silver / "market_snapshots" / "*" / "*.parquet")
+    for statement in statements:
+        con.execute(statement.replace("{glob}", glob))
+    con.close()
+
+
+def test_every_check_has_a_breaker() -> None:
+    assert set(sql_names("duckdb/checks")) == set(BREAKERS) | {"latest_snapshot_fresh"}
+
+
+def test_all_checks_pass_on_a_good_lake(good_lake: Path) -> None:
+    results = run_checks(settings_for(good_lake))
+    assert len(results) == len(BREAKERS) + 1
+    assert all(r.passed and r.description for r in results)
+
+
+@pytest.mark.parametrize("check", sorted(BREAKERS))
+def test_check_fails_on_broken_data(good_lake: Path, check: str) -> None:
+    break_lake(good_lake, BREAKERS[check])
+    with pytest.raises(ChecksFailed) as failed:
+        run_checks(settings_for(good_lake))
+    assert [f.name for f in failed.value.failures] == [check]
+    failure = failed.value.failures[0]
+    assert failure.failing_rows >= 1 and failure.sample and failure.columns
+    assert check in str(failed.value) and failure.description in str(failed.value)
+
+
+def test_freshness_limit(good_lake: Path) -> None:
+    stale = settings_for(good_lake).with_(freshness_hours=24.0)  # the snapshot is from Feb 2026
+    results = {r.name: r for r in run_checks(stale, raise_on_failure=False)}
+    assert not results["latest_snapshot_fresh"].passed
+    assert [n for n, r in results.items() if not r.passed] == ["latest_snapshot_fresh"]
+    assert results["latest_snapshot_fresh"].columns == [
+        "latest_snapshot_at",
+        "age_hours",
+        "limit_hours",
+    ]
+
+
+def test_check_command_prints_name_description_and_rows(good_lake: Path) -> None:
+    break_lake(good_lake, BREAKERS["crypto_analytics_mart_non_negative"])
+    result = CliRunner().invoke(
+        app,
+        ["check", "--lake", str(good_lake)],
+        env={"CRYPTOLAKE_FRESHNESS_HOURS": "1000000", "COLUMNS": "200"},
+    )
+    assert result.exit_code == 1
+    assert "crypto_analytics_mart_non_negative" in result.output
+    assert "never negative" in result.output
+    assert "-5" in result.output
+    assert "Traceback" not in result.output
