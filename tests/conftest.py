@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cryptolake.coingecko import CoinGeckoClient
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 
@@ -27,6 +31,43 @@ def replay_data(markets: str = MARKETS_250) -> ReplayData:
         markets=fixture_bytes(markets),
         bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
     )
+
+
+@dataclass
+class FakeTime:
+    """The one thing tests fake: `sleep` records each wait and moves `clock` and `now` on."""
+
+    start: datetime = datetime(2026, 2, 15, 15, 47, 12, tzinfo=UTC)
+    elapsed: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+
+    def clock(self) -> float:
+        return self.elapsed
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed)
+
+    def client(self, settings: Settings) -> CoinGeckoClient:
+        """A real client on this fake time, with seeded jitter."""
+        return CoinGeckoClient(
+            settings, sleep=self.sleep, clock=self.clock, now=self.now, rng=random.Random(0)
+        )
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    """Instant, recorded sleeps; `now` starts at 2026-02-15 15:47:12 UTC."""
+    return FakeTime()
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver on IPv4 loopback, any free port (no localhost lookup)."""
+    return ("127.0.0.1", 0)
 
 
 @pytest.fixture

@@ -192,8 +192,13 @@ class CoinGeckoClient:
             try:
                 response = self._session.get(url, params=str_params, timeout=timeout)
                 body = response.content
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                # ConnectionError also covers a connection dropped mid-body.
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                # A connection dropped mid-body (fewer bytes than content-length, or a chunked
+                # body cut short) raises ChunkedEncodingError, not ConnectionError.
                 last_problem = f"{type(exc).__name__}: the connection failed or timed out"
             else:
                 status = response.status_code

@@ -110,7 +110,10 @@ class ReplayServer:
 
     def __init__(self, data: ReplayData | None = None) -> None:
         self._server = _Server(data or sample_data())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for the serve loop's next poll: keep that short, not the 0.5 s default.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def api_url(self) -> str:

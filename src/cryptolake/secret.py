@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 _MASK = "***"
 
@@ -54,5 +54,10 @@ def redact_dsn(dsn: str) -> str:
             netloc = f"{userinfo}@{hostinfo}"
         query = _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, parts.query.replace("&", " "))
         query = query.replace(" ", "&")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Not urlunsplit: it drops the empty host of `postgresql:///db` (a Unix socket).
+        return (
+            f"{parts.scheme}://{netloc}{parts.path}"
+            + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else "")
+        )
     return _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, dsn)

@@ -52,7 +52,7 @@ class Settings:
             raise ConfigError(f"--per-page must be between 1 and 250, got {self.per_page}.")
         if self.top < 1:
             raise ConfigError(f"--top must be at least 1, got {self.top}.")
-        if self.rate <= 0:
+        if not self.rate > 0:  # also rejects nan, which would disable the throttle
             raise ConfigError(
                 f"--rate must be a positive number of requests a minute, got {self.rate}."
             )

@@ -1,0 +1,473 @@
+"""The CoinGecko client against real loopback servers; only sleep, clock and now are fake."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from cryptolake import __version__
+from cryptolake.coingecko import error_in_body, retry_after_seconds
+from cryptolake.errors import ApiError, ApiKeyError
+from cryptolake.secret import Secret
+from cryptolake.settings import Settings
+
+from .conftest import GLOBAL, FakeTime, fixture_bytes
+
+KEY = "CG-kq9XtT2vB7w1s8Rz4pLm"
+MARKETS = "/api/v3/coins/markets"
+PARAMS: dict[str, str | int] = {"vs_currency": "usd", "per_page": 3, "page": 1}
+PAGE = fixture_bytes("markets_usd_ids-cosmos-bitcanna-bitcoin_forbole-soljuno_2022-03-21.json")
+RATE_LIMITED = fixture_bytes("error_429_rate_limit_nimblehq-jetpack-compose-crypto_2022-09-29.json")
+MISSING_PARAM = fixture_bytes(
+    "error_422_missing_vs_currency_julianfssen-coingecko_ruby_2021-07-19.json"
+)
+SERVER_ERROR = fixture_bytes(
+    "error_500_ohlc_missing_params_julianfssen-coingecko_ruby_2021-07-19.json"
+)
+CLOUDFLARE = (
+    b"<!DOCTYPE html>\n<html><head><title>api.coingecko.com | 503: Service temporarily "
+    b"unavailable</title></head><body><h1>Error 503</h1><p>Cloudflare Ray ID: 8a1b2c3d4e5f6a7b"
+    b"</p></body></html>"
+)
+JSON = "application/json; charset=utf-8"
+
+
+def expect_list(data: Any) -> str | None:
+    return None if isinstance(data, list) else f"expected a JSON array, got {type(data).__name__}"
+
+
+@pytest.fixture
+def api_settings(httpserver: HTTPServer, lake: Path) -> Settings:
+    """Settings pointing at pytest-httpserver, keyless and unthrottled."""
+    return Settings.resolve(env={}, lake=lake, api_url=httpserver.url_for("/api/v3"), rate=60_000.0)
+
+
+def backoff_bounds(attempt: int) -> tuple[float, float]:
+    """Equal jitter: half of min(60, 2 * 2**(attempt-1)) is kept, the other half is random."""
+    delay = min(60.0, 2.0 * 2 ** (attempt - 1))
+    return delay / 2, delay
+
+
+# --- the key ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plan", "header", "other"),
+    [
+        ("demo", "x-cg-demo-api-key", "x-cg-pro-api-key"),
+        ("pro", "x-cg-pro-api-key", "x-cg-demo-api-key"),
+    ],
+)
+def test_key_travels_in_the_plan_header_and_never_in_the_url(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    plan: str,
+    header: str,
+    other: str,
+) -> None:
+    httpserver.expect_request(MARKETS, headers={header: KEY}).respond_with_data(
+        PAGE, content_type=JSON
+    )
+    settings = api_settings.with_(api_key=Secret(KEY), api_plan=plan)
+
+    with fake_time.client(settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    assert fetched.body == PAGE
+    ((request, response),) = httpserver.log
+    assert response.status_code == 200
+    assert request.headers[header] == KEY
+    assert other not in request.headers
+    assert request.headers["user-agent"] == f"cryptolake/{__version__}"
+    assert dict(request.args) == {"vs_currency": "usd", "per_page": "3", "page": "1"}
+    assert KEY not in request.url
+    assert fetched.url == f"{settings.api_url}/coins/markets?vs_currency=usd&per_page=3&page=1"
+    assert fetched.params == {"vs_currency": "usd", "per_page": "3", "page": "1"}
+
+
+def test_keyless_sends_no_key_header(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+
+    with fake_time.client(api_settings) as client:
+        client.get("/coins/markets", PARAMS)
+
+    ((request, _),) = httpserver.log
+    assert not [name for name in request.headers.keys() if "api-key" in name.lower()]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [
+        (401, b'{"status":{"error_code":10002,"error_message":"API Key Missing"}}', "HTTP 401"),
+        (
+            400,
+            b'{"status":{"error_code":10010,"error_message":"If you are using Pro API key, please '
+            b'change your root URL from api.coingecko.com to pro-api.coingecko.com"}}',
+            "HTTP 400, code 10010",
+        ),
+        (
+            400,
+            b'{"error_code":10011,"status":{"error_message":"If you are using Demo API key, '
+            b'please change your root URL from pro-api.coingecko.com to api.coingecko.com"}}',
+            "HTTP 400, code 10011",
+        ),
+        (403, b"", "HTTP 403"),
+    ],
+)
+def test_a_rejected_key_fails_at_once_naming_the_settings_to_fix(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    status: int,
+    body: bytes,
+    shown: str,
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(body, status=status, content_type=JSON)
+    settings = api_settings.with_(api_key=Secret(KEY))
+
+    with fake_time.client(settings) as client, pytest.raises(ApiKeyError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    message = str(raised.value)
+    assert message.startswith(f"CoinGecko rejected the API key for /coins/markets ({shown}")
+    assert "CRYPTOLAKE_API_KEY" in message
+    assert "CRYPTOLAKE_API_PLAN" in message
+    assert KEY not in message
+    assert (raised.value.status, raised.value.transient) == (status, False)
+    assert len(httpserver.log) == 1
+    assert fake_time.sleeps == []
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "max_retry_after", "waited"),
+    [
+        ("119", 120.0, 119.0),  # what CoinGecko sent with the recorded 429 body
+        ("600", 120.0, 120.0),  # capped by settings.max_retry_after
+        ("600", 30.0, 30.0),
+    ],
+)
+def test_429_honours_retry_after_up_to_the_cap(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    retry_after: str,
+    max_retry_after: float,
+    waited: float,
+) -> None:
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(
+        RATE_LIMITED, status=429, headers={"Retry-After": retry_after}, content_type=JSON
+    )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+    settings = api_settings.with_(max_retry_after=max_retry_after)
+
+    with fake_time.client(settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    httpserver.check_assertions()
+    assert fake_time.sleeps == [waited]
+    assert (fetched.status, fetched.attempts, fetched.body) == (200, 2, PAGE)
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    assert client.stats.waited_s == waited
+
+
+def test_retry_after_as_an_http_date(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    when = email.utils.format_datetime(fake_time.start + timedelta(seconds=90), usegmt=True)
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(
+        RATE_LIMITED, status=429, headers={"Retry-After": when}, content_type=JSON
+    )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+
+    with fake_time.client(api_settings) as client:
+        client.get("/coins/markets", PARAMS)
+
+    assert fake_time.sleeps == [90.0]
+
+
+def test_a_short_retry_after_does_not_shorten_the_backoff(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(
+        RATE_LIMITED, status=429, headers={"Retry-After": "0"}, content_type=JSON
+    )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+
+    with fake_time.client(api_settings) as client:
+        client.get("/coins/markets", PARAMS)
+
+    (slept,) = fake_time.sleeps
+    low, high = backoff_bounds(1)
+    assert low <= slept <= high
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (503, CLOUDFLARE, "text/html; charset=UTF-8"),  # Cloudflare in front of the API
+        (200, RATE_LIMITED, JSON),  # an error body with HTTP 200 is still an error
+        (500, SERVER_ERROR, JSON),
+        (502, b"", JSON),
+        (200, PAGE[:700], JSON),  # a body cut short but delivered as complete
+    ],
+    ids=["cloudflare-503", "error-body-200", "500", "empty-502", "truncated-json-200"],
+)
+def test_transient_failures_are_retried(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    status: int,
+    body: bytes,
+    content_type: str,
+) -> None:
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(
+        body, status=status, content_type=content_type
+    )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+
+    with fake_time.client(api_settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    httpserver.check_assertions()
+    assert (fetched.attempts, fetched.body) == (2, PAGE)
+    assert [r.status_code for _, r in httpserver.log] == [status, 200]
+    (slept,) = fake_time.sleeps
+    low, high = backoff_bounds(1)
+    assert low <= slept <= high
+
+
+def test_retries_exhausted_raise_a_clear_transient_error(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        CLOUDFLARE, status=503, content_type="text/html"
+    )
+    settings = api_settings.with_(max_attempts=8)
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert str(raised.value) == (
+        "CoinGecko /coins/markets failed after 8 attempts; last: HTTP 503 with an HTML page "
+        "(likely Cloudflare) instead of JSON. The API is rate-limiting or unavailable: try "
+        "again later, lower --rate, or set CRYPTOLAKE_API_KEY for a higher limit."
+    )
+    assert raised.value.transient is True
+    assert len(httpserver.log) == 8
+    # One backoff between attempts, none after the last; doubling from 1-2 s, capped at 60 s.
+    assert len(fake_time.sleeps) == 7
+    for attempt, slept in enumerate(fake_time.sleeps, start=1):
+        low, high = backoff_bounds(attempt)
+        assert low <= slept <= high, (attempt, slept)
+    assert backoff_bounds(7) == (30.0, 60.0)
+    assert client.stats.retries == 7
+
+
+def test_a_bad_request_fails_at_once(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        MISSING_PARAM, status=422, content_type=JSON
+    )
+
+    with fake_time.client(api_settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", {"per_page": 3})
+
+    assert str(raised.value) == (
+        "CoinGecko /coins/markets failed: HTTP 422 with error 'Missing parameter vs_currency'. "
+        "Check the request parameters (--vs-currency, --per-page) and --api-url."
+    )
+    assert (raised.value.transient, raised.value.status) == (False, 422)
+    assert not isinstance(raised.value, ApiKeyError)
+    assert len(httpserver.log) == 1
+    assert fake_time.sleeps == []
+
+
+def test_an_unexpected_shape_fails_at_once(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(fixture_bytes(GLOBAL), content_type=JSON)
+
+    with fake_time.client(api_settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    assert "unexpected shape: expected a JSON array, got dict" in str(raised.value)
+    assert raised.value.transient is False
+    assert len(httpserver.log) == 1
+
+
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_api_is_retried_then_reported(lake: Path, fake_time: FakeTime) -> None:
+    settings = Settings.resolve(
+        env={}, lake=lake, api_url=f"http://127.0.0.1:{closed_port()}/api/v3", max_attempts=3
+    )
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/ping")
+
+    assert "failed after 3 attempts; last: ConnectionError" in str(raised.value)
+    assert raised.value.transient is True
+    assert client.stats.requests == 3
+    # The keyless rate (10/min) still spaces retries: each backoff (under 6 s) is topped up
+    # by the throttle to the 6 s interval.
+    backoff_1, top_up_1, backoff_2, top_up_2 = fake_time.sleeps
+    assert backoff_bounds(1)[0] <= backoff_1 <= backoff_bounds(1)[1]
+    assert backoff_bounds(2)[0] <= backoff_2 <= backoff_bounds(2)[1]
+    assert backoff_1 + top_up_1 == pytest.approx(6.0)
+    assert backoff_2 + top_up_2 == pytest.approx(6.0)
+    assert fake_time.elapsed == pytest.approx(12.0)
+
+
+class RawServer:
+    """A loopback HTTP server sending scripted raw bytes, one response per connection."""
+
+    def __init__(self, responses: list[bytes]) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._responses = responses
+        self.requests: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/api/v3"
+
+    def _serve(self) -> None:
+        for response in self._responses:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # closed by __exit__
+                return
+            with conn:
+                self.requests.append(conn.recv(65536))
+                conn.sendall(response)
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._sock.close()
+        self._thread.join(timeout=5)
+
+
+def http_response(body: bytes, *, sent: int | None = None) -> bytes:
+    """A 200 announcing all of `body` but carrying only its first `sent` bytes."""
+    head = (
+        f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode()
+    return head + body[:sent]
+
+
+@pytest.fixture
+def dropped_then_whole() -> Iterator[RawServer]:
+    """First connection drops after 200 body bytes, the second gets the whole body."""
+    with RawServer([http_response(PAGE, sent=200), http_response(PAGE)]) as server:
+        yield server
+
+
+def test_a_connection_dropped_mid_body_is_retried(
+    dropped_then_whole: RawServer, lake: Path, fake_time: FakeTime
+) -> None:
+    settings = Settings.resolve(
+        env={}, lake=lake, api_url=dropped_then_whole.api_url, rate=60_000.0
+    )
+
+    with fake_time.client(settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    assert (fetched.attempts, fetched.body) == (2, PAGE)
+    assert len(dropped_then_whole.requests) == 2
+    assert len(fake_time.sleeps) == 1
+
+
+def test_requests_are_spaced_by_the_rate(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+    settings = api_settings.with_(rate=60.0)
+
+    with fake_time.client(settings) as client:
+        for page in (1, 2, 3):
+            client.get("/coins/markets", {**PARAMS, "page": page})
+
+    assert fake_time.sleeps == [1.0, 1.0]
+    assert client.stats.waited_s == 2.0
+    assert client.requests_per_minute() == 90.0  # 3 requests in 2 fake seconds
+    assert [r.args["page"] for r, _ in httpserver.log] == ["1", "2", "3"]
+
+
+# --- parsing helpers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            RATE_LIMITED,
+            (
+                429,
+                "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/"
+                "pricing to subscribe to our API plans for higher rate limits.",
+            ),
+        ),
+        (MISSING_PARAM, (None, "Missing parameter vs_currency")),
+        (SERVER_ERROR, (500, "Internal Server Error")),
+        (
+            b'{"error_code": 10010, "status": {"error_message": "wrong host"}}',
+            (10010, "wrong host"),
+        ),
+        (
+            b'{"error": {"status": {"error_code": 10012, "error_message": "365 days"}}}',
+            (10012, "365 days"),
+        ),
+        (b'{"status": {"error_code": "10011"}}', (10011, "no message")),
+        (fixture_bytes(GLOBAL), None),
+        (PAGE, None),
+        (b'{"gecko_says": "(V3) To the Moon!"}', None),
+    ],
+)
+def test_error_in_body_reads_every_known_shape(
+    body: bytes, expected: tuple[int | None, str] | None
+) -> None:
+    assert error_in_body(json.loads(body)) == expected
+
+
+NOW = datetime(2026, 2, 15, 15, 47, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        ("", None),
+        ("119", 119.0),
+        (" 1.5 ", 1.5),
+        ("-5", 0.0),
+        ("Sun, 15 Feb 2026 15:48:42 GMT", 90.0),
+        ("Sun, 15 Feb 2026 15:00:00 GMT", 0.0),  # already past
+        ("soon", None),
+    ],
+)
+def test_retry_after_seconds(value: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
