@@ -192,7 +192,7 @@ def test_coin_daily_ohlc_returns_and_volatility(lake: Path) -> None:
         if None in window or len(window) < 7:
             assert row["volatility_7d"] is None
         else:
-            assert row["volatility_7d"] == pytest.approx(statistics.stdev(window))  # type: ignore[type-var]
+            assert row["volatility_7d"] == pytest.approx(statistics.stdev(window))
     assert rows[-1]["volatility_7d"] is not None
     mart = {r["coin_id"]: r for r in gold(lake, "crypto_analytics_mart")}
     assert mart["bitcoin"]["volatility_7d"] == pytest.approx(rows[-1]["volatility_7d"])

@@ -21,6 +21,7 @@ from ..errors import CryptolakeError
 from ..gold import GoldResult, build_gold
 from ..ingest import IngestResult, ingest
 from ..lakedb import query
+from ..publish import PublishResult, publish
 from ..settings import Settings
 from ..shell import EXAMPLE_QUERIES, shell_argv
 from ..silver import SilverResult, build_silver
@@ -317,6 +318,56 @@ def shell_cmd(
     sys.stdout.flush()
     completed = subprocess.run(argv, check=False)
     raise typer.Exit(completed.returncode)
+
+
+PostgresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--postgres",
+        help="Postgres DSN (libpq URI or key=value) to publish to. Env: CRYPTOLAKE_POSTGRES_DSN. "
+        "Prefer the env var when the DSN holds a password.",
+        show_default=False,
+    ),
+]
+PgSchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pg-schema",
+        help="Postgres schema to publish into. Env: CRYPTOLAKE_PG_SCHEMA. Default: cryptolake",
+    ),
+]
+
+
+def render_publish(result: PublishResult) -> None:
+    if result.up_to_date:
+        console.print(
+            f"Postgres {result.target} schema {result.schema} is up to date: nothing to publish."
+        )
+        return
+    console.print(
+        summary_table(
+            f"published to {result.target}, schema {result.schema} (publish {result.publish_id})",
+            ["table", "rows written", "rows now", "seconds"],
+            [[t.table, t.rows_written, t.rows_now, round(t.seconds, 2)] for t in result.tables],
+        )
+    )
+
+
+@app.command("publish")
+def publish_cmd(
+    lake: LakeOpt = None,
+    postgres: PostgresOpt = None,
+    pg_schema: PgSchemaOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish even if the lake did not change.")
+    ] = False,
+) -> None:
+    """Write staging and mart tables to Postgres in one transaction."""
+    with user_errors():
+        settings = _settings(lake=lake, postgres_dsn=postgres, pg_schema=pg_schema)
+        with progress_bars() as on_progress:
+            result = publish(settings, force=force, progress=on_progress)
+        render_publish(result)
 
 
 def main() -> None:

@@ -58,6 +58,9 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressCallback]:
     tasks: dict[tuple[str, str], Any] = {}
 
     def on_progress(event: ProgressEvent) -> None:
+        # Started on the first event, so a command that fails early prints only its error.
+        if not tasks:
+            bars.start()
         key = (event.stage, event.task)
         if key not in tasks:
             tasks[key] = bars.add_task(
@@ -65,8 +68,11 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressCallback]:
             )
         bars.update(tasks[key], completed=event.completed, total=event.total, detail=event.detail)
 
-    with bars:
+    try:
         yield on_progress
+    finally:
+        if tasks:
+            bars.stop()
 
 
 def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:

@@ -1,0 +1,47 @@
+-- staging_market_snapshots: silver.market_snapshots, appended one snapshot at a time.
+-- Explicit types let DuckDB write with binary COPY: double precision for the API's floating
+-- values (exactly what silver holds), timestamptz for instants, no unbounded numeric.
+create table if not exists {{schema}}.staging_market_snapshots (
+    coin_id text not null,
+    symbol text,
+    name text,
+    vs_currency text not null,
+    snapshot_at timestamptz not null,
+    market_cap_rank integer,
+    current_price double precision,
+    market_cap double precision,
+    fully_diluted_valuation double precision,
+    total_volume double precision,
+    high_24h double precision,
+    low_24h double precision,
+    price_change_24h double precision,
+    price_change_percentage_1h double precision,
+    price_change_percentage_24h double precision,
+    price_change_percentage_7d double precision,
+    price_change_percentage_30d double precision,
+    market_cap_change_24h double precision,
+    market_cap_change_percentage_24h double precision,
+    circulating_supply double precision,
+    total_supply double precision,
+    max_supply double precision,
+    ath double precision,
+    ath_change_percentage double precision,
+    ath_at timestamptz,
+    atl double precision,
+    atl_change_percentage double precision,
+    atl_at timestamptz,
+    roi_times double precision,
+    roi_currency text,
+    roi_percentage double precision,
+    last_updated_at timestamptz,
+    run_id text not null,
+    snapshot_date date not null
+);
+
+-- Indexes are created after the rows of a publish are in (one sorted build on a first, bulk
+-- publish; incremental maintenance after that).
+create unique index if not exists staging_market_snapshots_coin_snapshot_key
+    on {{schema}}.staging_market_snapshots (coin_id, snapshot_at);
+
+create index if not exists staging_market_snapshots_snapshot_rank_idx
+    on {{schema}}.staging_market_snapshots (snapshot_at, market_cap_rank);

@@ -1,0 +1,340 @@
+"""Publish: the lake's staging and mart tables into Postgres, through DuckDB's postgres extension.
+
+One publish is one Postgres transaction (DuckDB runs its statements and `postgres_execute`
+calls on one connection inside it): consumers see the previous complete state until COMMIT,
+then the new one. Marts are emptied with DELETE, not dropped or truncated, so views that
+consumers built on them keep working and readers are never blocked. Staging only ever gains
+the snapshots it does not have yet. Rows travel by DuckDB's binary COPY into tables with
+explicit Postgres types (`sql/postgres/`), matched by column name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import util
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from . import __version__
+from .duck import connect, quote_literal
+from .errors import ConfigError, LakeError, PublishError
+from .gold import GOLD_MODELS
+from .lake import LakePaths
+from .progress import Progress, ProgressCallback, ignore_progress
+from .settings import Settings
+from .sqlfiles import load_sql
+
+log = logging.getLogger(__name__)
+
+STAGING = "staging_market_snapshots"
+MARTS = GOLD_MODELS
+# DDL files in the order they must run: tables, then the view that reads them.
+DDL = (STAGING, *MARTS, "publish_log", "crypto_market_summary")
+# Serialises publishes to one schema across processes (pg_advisory_xact_lock key space).
+ADVISORY_LOCK_NAMESPACE = 0x63727970  # "cryp"
+STATEMENT_TIMEOUT = "15min"
+LOCK_TIMEOUT = "60s"
+IDLE_IN_TRANSACTION_TIMEOUT = "5min"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedTable:
+    table: str
+    rows_written: int
+    rows_now: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    publish_id: str | None
+    target: str
+    schema: str
+    tables: list[PublishedTable]
+    snapshots_added: int
+    up_to_date: bool = False
+
+
+def describe_target(dsn: str) -> str:
+    """`database "db" on host:port as user` for messages; never includes the password."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the Postgres server in CRYPTOLAKE_POSTGRES_DSN (unparseable DSN)"
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    port = info.get("port") or "5432"
+    user = info.get("user") or "(default user)"
+    db = info.get("dbname") or user
+    return f'database "{db}" on {host}:{port} as {user}'
+
+
+def _scrub(message: str, dsn: str) -> str:
+    """Remove the DSN and its password from a driver's message."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    message = message.replace(dsn, "<dsn>")
+    if password:
+        message = message.replace(str(password), "***")
+    message = re.sub(r"\s+", " ", message).strip()
+    # Callers append a sentence of their own.
+    return message if message.endswith((".", "?", "!")) else message + "."
+
+
+def _check_connection(dsn: str) -> None:
+    """Fail fast, in one line naming host and database, before DuckDB gets the DSN."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        raise PublishError(
+            f"Cannot connect to Postgres {describe_target(dsn)}: {_scrub(str(exc), dsn)} "
+            "Check --postgres / CRYPTOLAKE_POSTGRES_DSN; the lake was not changed."
+        ) from None
+
+
+def postgres_extension_path() -> Path | None:
+    """The signed extension shipped in the duckdb-extension-postgres wheel, if installed."""
+    spec = util.find_spec("duckdb_extension_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "extensions" / f"v{duckdb.__version__}" / "postgres.duckdb_extension"
+    return path if path.is_file() else None
+
+
+def load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
+    """INSTALL from the wheel (offline, signature checked), else from DuckDB's repository."""
+    path = postgres_extension_path()
+    try:
+        if path is not None:
+            con.execute(f"install {quote_literal(str(path))}")
+        else:
+            con.execute("install postgres")
+        con.execute("load postgres")
+    except duckdb.Error as exc:
+        raise PublishError(
+            f"Cannot load DuckDB's postgres extension ({exc}); run `uv sync` to install the "
+            "duckdb-extension-postgres package."
+        ) from None
+
+
+def lake_version(lake: LakePaths) -> str:
+    """A fingerprint of what silver holds (its processed runs) and of this code's version."""
+    state = lake.silver_state / "processed_runs.json"
+    content = state.read_bytes() if state.exists() else b""
+    return hashlib.sha256(content + __version__.encode()).hexdigest()[:16]
+
+
+def ddl_statements(name: str, schema: str) -> list[str]:
+    """The statements of `sql/postgres/<name>.sql` for `schema`, split on `;`."""
+    sql = load_sql(f"postgres/{name}.sql").replace("{{schema}}", schema)
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run raw SQL in Postgres inside DuckDB's current transaction."""
+    con.execute("call postgres_execute('pg', ?)", [sql])
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+    row = con.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def publish(
+    settings: Settings,
+    *,
+    force: bool = False,
+    progress: ProgressCallback = ignore_progress,
+) -> PublishResult:
+    """Publish staging and marts to Postgres in one transaction; returns what was written.
+
+    Nothing is written when the lake has not changed since the last publish (unless
+    `force`). On any failure Postgres keeps its previous state and the lake is untouched.
+    """
+    if settings.postgres_dsn is None:
+        raise ConfigError(
+            "No Postgres to publish to: set CRYPTOLAKE_POSTGRES_DSN or pass --postgres "
+            "(e.g. postgresql://user@host:5432/db)."
+        )
+    dsn = settings.postgres_dsn.reveal()
+    lake = LakePaths.at(settings.lake)
+    if not lake.database.exists():
+        raise LakeError(
+            f"No lake database at {lake.database}; run `cryptolake transform` before publishing."
+        )
+    target = describe_target(dsn)
+    _check_connection(dsn)
+    version = lake_version(lake)
+    started = datetime.now(UTC)
+    publish_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+    # An in-memory DuckDB with the lake attached read-only: attaching Postgres from a
+    # read-only database would make Postgres read-only too.
+    con = connect(settings)
+    try:
+        load_postgres_extension(con)
+        con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
+        try:
+            con.execute(f"attach {quote_literal(dsn)} as pg (type postgres)")
+        except duckdb.Error as exc:
+            raise PublishError(
+                f"DuckDB cannot attach Postgres {target}: {_scrub(str(exc), dsn)}"
+            ) from None
+        try:
+            return _publish_in_transaction(
+                con, lake, settings, version, publish_id, started, force, progress, target
+            )
+        except duckdb.Error as exc:
+            raise PublishError(
+                f"Publishing to Postgres {target} failed and was rolled back: "
+                f"{_scrub(str(exc), dsn)}"
+            ) from None
+    finally:
+        con.close()
+
+
+def _publish_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    lake: LakePaths,
+    settings: Settings,
+    version: str,
+    publish_id: str,
+    started: datetime,
+    force: bool,
+    progress: ProgressCallback,
+    target: str,
+) -> PublishResult:
+    schema = settings.pg_schema
+    steps = len(MARTS) + 3
+    step = 0
+
+    def advance(detail: str) -> None:
+        nonlocal step
+        step += 1
+        progress(Progress("publish", "postgres", step, steps, detail))
+
+    con.execute("begin transaction")
+    try:
+        _pg(
+            con,
+            f"set local statement_timeout = '{STATEMENT_TIMEOUT}'; "
+            f"set local lock_timeout = '{LOCK_TIMEOUT}'; "
+            f"set local idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'; "
+            "set local maintenance_work_mem = '512MB'; "
+            f"select pg_advisory_xact_lock({ADVISORY_LOCK_NAMESPACE}, hashtext('{schema}')); "
+            f"create schema if not exists {schema}",
+        )
+        # Tables and views first; their indexes once the rows are in.
+        indexes: list[str] = []
+        for name in DDL:
+            for statement in ddl_statements(name, schema):
+                if re.match(r"create\s+(unique\s+)?index", statement, re.IGNORECASE):
+                    indexes.append(statement)
+                else:
+                    _pg(con, statement)
+        con.execute("call pg_clear_cache()")
+
+        last = con.execute(
+            f"select lake_version from pg.{schema}.publish_log order by finished_at desc limit 1"
+        ).fetchone()
+        if last is not None and last[0] == version and not force:
+            con.execute("rollback")
+            progress(Progress("publish", "postgres", steps, steps, "up to date"))
+            return PublishResult(None, target, schema, [], 0, up_to_date=True)
+
+        tables: list[PublishedTable] = []
+        t0 = time.perf_counter()
+        new_snapshots = [
+            r[0]
+            for r in con.execute(
+                f"""
+                select distinct cast(snapshot_at as varchar) from lake.silver.market_snapshots
+                where snapshot_at not in (
+                    select unnest(snapshots) from pg.{schema}.publish_log
+                )
+                order by 1
+                """
+            ).fetchall()
+        ]
+        written = 0
+        if new_snapshots:
+            # Literal dates let DuckDB prune silver's snapshot_date partitions.
+            dates = sorted({snapshot[:10] for snapshot in new_snapshots})
+            date_list = ", ".join(f"date {quote_literal(d)}" for d in dates)
+            con.execute(
+                "create or replace temp table publish_snapshots as "
+                "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
+                [new_snapshots],
+            )
+            new_rows = (
+                "from lake.silver.market_snapshots "
+                f"where snapshot_date in ({date_list}) "
+                "and snapshot_at in (select snapshot_at from publish_snapshots)"
+            )
+            con.execute(f"insert into pg.{schema}.{STAGING} by name select * {new_rows}")
+            written = _count(con, f"select count(*) {new_rows}")
+        # Counted by Postgres itself: a DuckDB count would stream the whole table over COPY.
+        rows_now = _count(
+            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')"
+        )
+        tables.append(PublishedTable(STAGING, written, rows_now, time.perf_counter() - t0))
+        advance(f"{STAGING}: +{written:,} rows")
+
+        for mart in MARTS:
+            t0 = time.perf_counter()
+            _pg(con, f"delete from {schema}.{mart}")
+            con.execute(f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart}")
+            rows = _count(con, f"select count(*) from lake.gold.{mart}")
+            tables.append(PublishedTable(mart, rows, rows, time.perf_counter() - t0))
+            advance(f"{mart}: {rows:,} rows")
+
+        t0 = time.perf_counter()
+        for statement in indexes:
+            _pg(con, statement)
+        _pg(con, "; ".join(f"analyze {schema}.{t}" for t in (STAGING, *MARTS)))
+        advance("indexes and statistics")
+
+        latest = con.execute("select max(snapshot_at)::varchar from lake.silver.market_snapshots")
+        latest_row = latest.fetchone()
+        finished = datetime.now(UTC)
+        rows_json = json.dumps({t.table: t.rows_written for t in tables})
+        snapshots_literal = "{" + ",".join(f'"{s}"' for s in new_snapshots) + "}"
+        _pg(
+            con,
+            f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
+            "latest_snapshot_at, lake_version, cryptolake_version, rows_written, snapshots) "
+            f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
+            f"{_pg_literal(finished.isoformat())}, "
+            f"{_pg_literal(latest_row[0]) if latest_row and latest_row[0] else 'null'}, "
+            f"{_pg_literal(version)}, {_pg_literal(__version__)}, "
+            f"{_pg_literal(rows_json)}::jsonb, {_pg_literal(snapshots_literal)}::timestamptz[])",
+        )
+        con.execute("commit")
+        advance("committed")
+    except BaseException:
+        # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting.
+        try:
+            con.execute("rollback")
+        except duckdb.Error:
+            pass  # the connection is gone; Postgres rolls back on its own
+        raise
+    return PublishResult(publish_id, target, schema, tables, len(new_snapshots))
+
+
+def _pg_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -1,0 +1,404 @@
+"""Publish against the real Postgres named by CRYPTOLAKE_TEST_PG_DSN."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from cryptolake.cli import app
+from cryptolake.errors import ConfigError, PublishError
+from cryptolake.gold import GOLD_MODELS, build_gold
+from cryptolake.lake import LakePaths
+from cryptolake.progress import Progress
+from cryptolake.publish import STAGING, publish
+from cryptolake.settings import Settings
+from cryptolake.silver import build_silver
+
+from .lakes import T0, land, settings_for
+
+pytestmark = pytest.mark.postgres
+
+ALLOWED_TYPES = {
+    "text",
+    "double precision",
+    "integer",
+    "bigint",
+    "date",
+    "timestamp with time zone",
+    "timestamp with time zone[]",
+    "jsonb",
+}
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema name in the test database, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"drop schema if exists {name} cascade")
+
+
+@pytest.fixture
+def built_lake(lake: Path) -> Path:
+    """One snapshot through silver and gold."""
+    land(lake)
+    rebuild(lake)
+    return lake
+
+
+def rebuild(lake: Path) -> None:
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+
+
+def target(lake: Path, dsn: str, schema: str) -> Settings:
+    return settings_for(lake).with_(postgres_dsn=_secret(dsn), pg_schema=schema)
+
+
+def _secret(dsn: str) -> Any:
+    from cryptolake.secret import Secret
+
+    return Secret(dsn)
+
+
+def fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def state(dsn: str, schema: str) -> tuple[Any, ...]:
+    """What a consumer sees, in one statement (one snapshot of the database)."""
+    counts = ", ".join(
+        f"(select count(*) from {schema}.{t})" for t in (STAGING, *GOLD_MODELS, "publish_log")
+    )
+    return fetch(
+        dsn,
+        f"select {counts}, (select max(snapshot_at)::text from {schema}.crypto_analytics_mart)",
+    )[0]
+
+
+def lake_count(lake: Path, sql: str) -> int:
+    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    try:
+        row = con.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
+    publish(target(built_lake, pg_dsn, pg_schema))
+    columns = fetch(
+        pg_dsn,
+        f"""
+        select c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = '{pg_schema}' and c.relkind in ('r', 'v')
+            and a.attnum > 0 and not a.attisdropped
+        order by c.relname, a.attnum
+        """,
+    )
+    by_table: dict[str, list[str]] = {}
+    for table, column, kind in columns:
+        by_table.setdefault(table, []).append(column)
+        assert kind in ALLOWED_TYPES, (table, column, kind)  # binary COPY, no numeric
+    assert set(by_table) == {STAGING, *GOLD_MODELS, "publish_log", "crypto_market_summary"}
+    con = duckdb.connect(str(LakePaths.at(built_lake).database), read_only=True)
+    for mart in GOLD_MODELS:
+        gold_columns = [r[0] for r in con.execute(f"describe gold.{mart}").fetchall()]
+        assert by_table[mart] == gold_columns
+    silver = [r[0] for r in con.execute("describe silver.market_snapshots").fetchall()]
+    con.close()
+    assert by_table[STAGING] == silver
+
+    indexes = {
+        (table, definition.split(" USING btree ")[1])
+        for table, definition in fetch(
+            pg_dsn, f"select tablename, indexdef from pg_indexes where schemaname = '{pg_schema}'"
+        )
+    }
+    for expected in [
+        (STAGING, "(coin_id, snapshot_at)"),
+        (STAGING, "(snapshot_at, market_cap_rank)"),
+        ("crypto_analytics_mart", "(coin_id)"),
+        ("crypto_analytics_mart", "(market_cap_rank)"),
+        ("crypto_analytics_mart", "(market_cap_category)"),
+        ("market_segment_analysis", "(market_cap_category)"),
+        ("coin_daily", "(coin_id, day)"),
+        ("coin_daily", "(day, market_cap_rank)"),
+        ("market_daily", "(day)"),
+        ("category_leaderboard", "(category_id)"),
+        ("category_leaderboard", "(category_rank)"),
+    ]:
+        assert expected in indexes
+    unique = fetch(
+        pg_dsn,
+        f"select indexdef from pg_indexes where schemaname = '{pg_schema}' "
+        f"and tablename = '{STAGING}' and indexdef like 'CREATE UNIQUE%'",
+    )
+    assert unique
+
+
+def test_counts_and_figures_equal_the_lake(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
+    result = publish(target(built_lake, pg_dsn, pg_schema))
+    written = {t.table: t.rows_written for t in result.tables}
+    assert written[STAGING] == lake_count(
+        built_lake, "select count(*) from silver.market_snapshots"
+    )
+    for mart in GOLD_MODELS:
+        assert written[mart] == lake_count(built_lake, f"select count(*) from gold.{mart}")
+        assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{mart}")[0][0] == written[mart]
+    pg_sum = fetch(pg_dsn, f"select sum(market_cap) from {pg_schema}.crypto_analytics_mart")[0][0]
+    con = duckdb.connect(str(LakePaths.at(built_lake).database), read_only=True)
+    lake_sum = con.execute("select sum(market_cap) from gold.crypto_analytics_mart").fetchone()
+    con.close()
+    assert lake_sum is not None and pg_sum == lake_sum[0]
+    (summary,) = fetch(
+        pg_dsn,
+        f"select coins_tracked, btc_dominance_pct, latest_snapshot_at, latest_publish_at "
+        f"from {pg_schema}.crypto_market_summary",
+    )
+    assert summary[0] == 250
+    assert summary[2] == T0 and summary[3] is not None
+
+
+def test_second_publish_with_nothing_new_changes_nothing(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    xmins = fetch(pg_dsn, f"select xmin::text from {pg_schema}.crypto_analytics_mart")
+    again = publish(settings)
+    assert again.up_to_date and again.tables == []
+    assert fetch(pg_dsn, f"select xmin::text from {pg_schema}.crypto_analytics_mart") == xmins
+    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.publish_log")[0][0] == 1
+
+
+def test_new_snapshot_appends(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+    result = publish(settings)
+    assert result.snapshots_added == 1
+    staging = next(t for t in result.tables if t.table == STAGING)
+    assert (staging.rows_written, staging.rows_now) == (250, 500)
+    rows = fetch(
+        pg_dsn,
+        f"select snapshot_at, count(*) from {pg_schema}.{STAGING} group by 1 order by 1",
+    )
+    assert rows == [(T0, 250), (T0 + timedelta(hours=6), 250)]
+    log = fetch(pg_dsn, f"select snapshots from {pg_schema}.publish_log order by finished_at")
+    assert log == [([T0],), ([T0 + timedelta(hours=6)],)]
+
+
+class Boom(Exception):
+    pass
+
+
+def test_failure_between_steps_leaves_previous_state(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    before = state(pg_dsn, pg_schema)
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+
+    def fail_after_two_marts(event: Progress) -> None:
+        if event.detail.startswith("market_daily"):
+            raise Boom("injected between steps")
+
+    with pytest.raises(Boom):
+        publish(settings, progress=fail_after_two_marts)
+    assert state(pg_dsn, pg_schema) == before
+    assert publish(settings).snapshots_added == 1  # nothing left locked or half-done
+
+
+def test_connection_dropped_half_way_leaves_previous_state(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    before = state(pg_dsn, pg_schema)
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+
+    def drop_connection(event: Progress) -> None:
+        if event.detail.startswith("coin_daily"):
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where pid <> pg_backend_pid() and datname = current_database() "
+                    "and state like 'idle in transaction%' "
+                    f"and query like '%{pg_schema}%'"
+                )
+
+    with pytest.raises(PublishError, match="rolled back"):
+        publish(settings, progress=drop_connection)
+    assert state(pg_dsn, pg_schema) == before
+
+
+KILLABLE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cryptolake.publish import publish
+    from cryptolake.secret import Secret
+    from cryptolake.settings import Settings
+
+    lake, dsn, schema, marker = sys.argv[1:]
+    settings = Settings.resolve(
+        env={}, lake=lake, postgres_dsn=dsn, pg_schema=schema, freshness_hours=1e6
+    )
+
+    def stall(event):
+        if event.detail.startswith("crypto_analytics_mart"):
+            Path(marker).write_text("mid-publish")
+            time.sleep(120)
+
+    publish(settings, progress=stall)
+    """
+)
+
+
+def test_sigkill_mid_publish_leaves_previous_state(
+    built_lake: Path, pg_dsn: str, pg_schema: str, tmp_path: Path
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    before = state(pg_dsn, pg_schema)
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, str(built_lake), pg_dsn, pg_schema, str(marker)]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "publisher exited early"
+            assert time.monotonic() < deadline, "publisher never reached the marts"
+            time.sleep(0.05)
+        # Mid-transaction, consumers still see the old state.
+        assert state(pg_dsn, pg_schema) == before
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert state(pg_dsn, pg_schema) == before
+    assert publish(settings).snapshots_added == 1
+
+
+def test_reader_polling_during_publish_never_sees_partial_state(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    before = state(pg_dsn, pg_schema)
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+    seen: list[tuple[Any, ...]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                counts = ", ".join(
+                    f"(select count(*) from {pg_schema}.{t})"
+                    for t in (STAGING, *GOLD_MODELS, "publish_log")
+                )
+                seen.append(
+                    conn.execute(
+                        f"select {counts}, (select max(snapshot_at)::text "
+                        f"from {pg_schema}.crypto_analytics_mart)"
+                    ).fetchone()
+                    or ()
+                )
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        publish(settings, progress=lambda _event: time.sleep(0.05))
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    after = state(pg_dsn, pg_schema)
+    assert after != before
+    assert len(seen) > 20
+    assert set(seen) <= {before, after}
+    assert before in seen and after in seen
+
+
+def test_dependent_view_survives_publishes(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"create view {pg_schema}.consumer_top10 as select coin_id, snapshot_at "
+            f"from {pg_schema}.crypto_analytics_mart where market_cap_rank <= 10"
+        )
+    land(built_lake, at=T0 + timedelta(hours=6))
+    rebuild(built_lake)
+    publish(settings)
+    rows = fetch(pg_dsn, f"select distinct snapshot_at from {pg_schema}.consumer_top10")
+    assert rows == [(T0 + timedelta(hours=6),)]
+    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.consumer_top10")[0][0] == 10
+
+
+def lake_listing(lake: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("dsn", "named"),
+    [
+        ("postgresql://postgres:s3cr3t-pw@127.0.0.1:1/test", "127.0.0.1:1"),
+        (
+            "host=127.0.0.1 port=5432 dbname=no_such_db user=postgres password=s3cr3t-pw",
+            'database "no_such_db"',
+        ),
+    ],
+)
+def test_bad_connection_is_one_clear_line(
+    built_lake: Path, dsn: str, named: str, pg_dsn: str
+) -> None:
+    before = lake_listing(built_lake)
+    with pytest.raises(PublishError) as error:
+        publish(target(built_lake, dsn, "cryptolake"))
+    message = str(error.value)
+    assert named in message and "s3cr3t-pw" not in message
+    assert lake_listing(built_lake) == before
+
+    result = CliRunner().invoke(
+        app,
+        ["publish", "--lake", str(built_lake)],
+        env={"CRYPTOLAKE_POSTGRES_DSN": dsn, "COLUMNS": "300"},
+    )
+    assert result.exit_code == 1
+    assert "s3cr3t-pw" not in result.output and "Traceback" not in result.output
+    assert result.output.startswith("error:")
+
+
+def test_publish_without_dsn_says_how(built_lake: Path) -> None:
+    with pytest.raises(ConfigError, match="CRYPTOLAKE_POSTGRES_DSN"):
+        publish(settings_for(built_lake))
