@@ -1,0 +1,252 @@
+"""`run` and `status`: the commands users live in."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from ..errors import ConfigError
+from ..pipeline import STAGES, RunResult, parse_stages, run
+from ..status import LakeStatus, lake_status
+from .app import (
+    ApiPlanOpt,
+    ApiUrlOpt,
+    LakeOpt,
+    PerPageOpt,
+    PgSchemaOpt,
+    PostgresOpt,
+    RateOpt,
+    SampleOpt,
+    TopOpt,
+    VsCurrencyOpt,
+    _settings,
+    app,
+    user_errors,
+    warn_sample,
+)
+from .render import console, err_console, progress_bars, summary_table
+
+ALL_STAGES = ",".join(STAGES)
+StagesOpt = Annotated[
+    str,
+    typer.Option(
+        "--stages",
+        help=f"Comma-separated subset of {','.join(STAGES)} to run, in pipeline order.",
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout (and nothing else there)."),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars or tables; errors only.")
+]
+
+STATUS_STYLE = {
+    "ok": "green",
+    "success": "green",
+    "skipped": "yellow",
+    "stopped": "yellow",
+    "failed": "bold red",
+    "killed": "bold red",
+    "running": "cyan",
+    "not_run": "dim",
+}
+
+
+def styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def render_run(result: RunResult) -> None:
+    rows = []
+    for stage in result.stages:
+        rows.append(
+            [
+                stage.stage,
+                styled(stage.status),
+                round(stage.seconds, 2),
+                stage.summary,
+                stage.detail,
+            ]
+        )
+    console.print(
+        summary_table(
+            f"run {result.run_id}: {styled(result.status)} in {result.seconds:.1f}s",
+            ["stage", "status", "seconds", "result", "detail"],
+            rows,
+        )
+    )
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+@app.command("run")
+def run_cmd(
+    lake: LakeOpt = None,
+    api_url: ApiUrlOpt = None,
+    api_plan: ApiPlanOpt = None,
+    vs_currency: VsCurrencyOpt = None,
+    top: TopOpt = None,
+    per_page: PerPageOpt = None,
+    rate: RateOpt = None,
+    sample: SampleOpt = False,
+    stages: StagesOpt = ALL_STAGES,
+    postgres: PostgresOpt = None,
+    pg_schema: PgSchemaOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the pipeline: ingest -> transform (silver, gold) -> checks -> publish."""
+    with user_errors():
+        settings = _settings(
+            lake=lake,
+            api_url=api_url,
+            api_plan=api_plan,
+            vs_currency=vs_currency,
+            top=top,
+            per_page=per_page,
+            rate=rate,
+            postgres_dsn=postgres,
+            pg_schema=pg_schema,
+        )
+        selected = parse_stages(stages)
+        if sample and "ingest" not in selected:
+            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
+        if sample and not (as_json or quiet):
+            warn_sample()
+        with progress_bars(enabled=not (as_json or quiet)) as on_progress:
+            result = run(settings, stages=selected, sample=sample, progress=on_progress)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    elif not quiet:
+        render_run(result)
+    if result.status != "success":
+        if not as_json:
+            err_console.print(
+                f"[bold red]error:[/] {result.error or result.status}", highlight=False
+            )
+        raise typer.Exit(1)
+
+
+def _age(hours: float | None) -> str:
+    if hours is None:
+        return "no snapshot yet"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def render_status(status: LakeStatus) -> None:
+    fresh = "[green]fresh[/]" if status.is_fresh else "[bold red]stale[/]"
+    latest = (
+        status.latest_snapshot_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if status.latest_snapshot_at
+        else "—"
+    )
+    console.print(f"[bold]lake[/] {status.lake}")
+    console.print(
+        f"latest snapshot {latest} ({_age(status.age_hours)} old, limit "
+        f"{status.freshness_hours:g} h): {fresh}"
+    )
+    console.print(
+        summary_table(
+            f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
+            f"{status.pending_runs} not yet in silver",
+            ["dataset", "files", "bytes"],
+            [[b.dataset, b.files, b.bytes] for b in status.bronze],
+        )
+    )
+    console.print(
+        summary_table(
+            "silver (Parquet)",
+            ["table", "partitions", "rows", "bytes"],
+            [[f"silver.{s.table}", s.partitions, s.rows, s.bytes] for s in status.silver],
+        )
+    )
+    if status.gold:
+        console.print(
+            summary_table(
+                "gold", ["table", "rows"], [[f"gold.{t}", n] for t, n in status.gold.items()]
+            )
+        )
+    last_publish = status.last_publish
+    console.print(
+        "last publish: "
+        + (
+            f"{last_publish.started_at:%Y-%m-%d %H:%M UTC} (run {last_publish.run_id})"
+            if last_publish
+            else "never (set CRYPTOLAKE_POSTGRES_DSN to publish)"
+        )
+    )
+    if status.runs:
+        console.print(
+            summary_table(
+                "last runs",
+                ["run", "trigger", "status", "started", "seconds", "error"],
+                [
+                    [
+                        r.run_id,
+                        r.trigger,
+                        styled(r.status),
+                        f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                        None if r.seconds is None else round(r.seconds, 1),
+                        (r.error or "").splitlines()[0] if r.error else "",
+                    ]
+                    for r in status.runs
+                ],
+            )
+        )
+
+
+@app.command("status")
+def status_cmd(
+    lake: LakeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the lake's inventory, freshness, last publish and last runs."""
+    with user_errors():
+        status = lake_status(_settings(lake=lake))
+    if as_json:
+        document = {
+            "lake": status.lake,
+            "latest_snapshot_at": status.latest_snapshot_at.isoformat()
+            if status.latest_snapshot_at
+            else None,
+            "age_hours": status.age_hours,
+            "is_fresh": status.is_fresh,
+            "bronze": {
+                "complete_runs": status.complete_runs,
+                "failed_runs": status.failed_runs,
+                "pending_runs": status.pending_runs,
+                "datasets": {
+                    b.dataset: {"files": b.files, "bytes": b.bytes} for b in status.bronze
+                },
+            },
+            "silver": {
+                s.table: {"partitions": s.partitions, "rows": s.rows, "bytes": s.bytes}
+                for s in status.silver
+            },
+            "gold": status.gold,
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "trigger": r.trigger,
+                    "started_at": r.started_at.isoformat(),
+                    "seconds": r.seconds,
+                    "error": r.error,
+                }
+                for r in status.runs
+            ],
+            "generated_at": datetime.now(UTC).isoformat(),
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    render_status(status)

@@ -1,0 +1,101 @@
+"""One run at a time per lake: an exclusive `flock` on `<lake>/.lock`.
+
+The kernel releases a flock when its process dies, however it dies, so a killed run can never
+wedge the lake. The holder writes who it is into the file and empties it on a clean exit; a
+lock acquired over a non-empty file therefore means the previous holder was killed, and the
+caller is told so (its run is then marked as killed in the run history).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from .errors import LockError
+from .lake import LakePaths
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    pid: int
+    host: str
+    run_id: str
+    since: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, since {self.since})"
+
+
+class LakeLock:
+    """Context manager holding the lake's lock; `.taken_over` names a killed previous holder."""
+
+    def __init__(self, lake: LakePaths, *, run_id: str) -> None:
+        self.path = lake.lock
+        self.run_id = run_id
+        self.taken_over: Holder | None = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> LakeLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            who = holder.describe() if holder else "another cryptolake process"
+            raise LockError(
+                f"The lake {self.path.parent} is busy: {who} holds {self.path}. Wait for it to "
+                "finish (or stop it); a killed run's lock is taken over automatically."
+            ) from None
+        self.taken_over = _read_holder(fd)
+        me = Holder(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            run_id=self.run_id,
+            since=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_asdict(me)).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # a clean exit leaves an empty file: nothing to take over
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _asdict(holder: Holder) -> dict[str, Any]:
+    return {"pid": holder.pid, "host": holder.host, "run_id": holder.run_id, "since": holder.since}
+
+
+def _read_holder(fd: int) -> Holder | None:
+    raw = os.pread(fd, 4096, 0)
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+        return Holder(
+            pid=int(data["pid"]),
+            host=str(data["host"]),
+            run_id=str(data["run_id"]),
+            since=str(data["since"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return Holder(pid=-1, host="?", run_id="unknown", since="?")

@@ -1,0 +1,201 @@
+"""`run`: ingest -> transform (silver, gold) -> checks -> publish, as one recorded run.
+
+A run holds the lake's lock, records itself in `meta.runs`, stops at the first failing stage
+and returns a `RunResult` (it does not raise for a stage that failed with a
+`CryptolakeError`, so callers always get the per-stage figures; bugs still raise).
+
+Every stage is idempotent and incremental, which makes runs resumable by construction: after
+a failed or killed run, the next `transform` picks up complete bronze runs that silver has not
+seen, and the next `publish` sends whatever Postgres does not have yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .bronze import new_run_id
+from .checks import run_checks
+from .errors import ConfigError, CryptolakeError
+from .gold import build_gold
+from .history import record_finish, record_start
+from .ingest import ingest
+from .lake import LakePaths
+from .lock import LakeLock
+from .progress import ProgressCallback, ignore_progress
+from .publish import publish
+from .settings import Settings
+from .silver import build_silver
+
+STAGES = ("ingest", "transform", "check", "publish")
+StageStatus = Literal["ok", "skipped", "failed", "not_run"]
+RunStatus = Literal["success", "failed", "stopped"]
+
+
+@dataclass(slots=True)
+class StageResult:
+    stage: str
+    status: StageStatus
+    seconds: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    summary: str = ""  # a few words for a summary table, e.g. "+250 silver rows"
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime
+    stages: list[StageResult]
+    error: str | None = None
+    sample: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of `cryptolake run --json`."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "sample": self.sample,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "seconds": round(self.seconds, 3),
+            "stages": [asdict(s) | {"seconds": round(s.seconds, 3)} for s in self.stages],
+            "error": self.error,
+            "notes": self.notes,
+        }
+
+
+def parse_stages(value: str | Sequence[str]) -> tuple[str, ...]:
+    """`ingest,transform` -> the stages in pipeline order; unknown names are a ConfigError."""
+    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise ConfigError(
+            f"--stages takes a comma-separated subset of {','.join(STAGES)}; "
+            f"got {','.join(names) or 'nothing'}."
+        )
+    return tuple(s for s in STAGES if s in names)
+
+
+def run(
+    settings: Settings,
+    *,
+    stages: Sequence[str] = STAGES,
+    sample: bool = False,
+    trigger: str = "manual",
+    progress: ProgressCallback = ignore_progress,
+    should_stop: Callable[[], bool] = lambda: False,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunResult:
+    """Run the selected stages in order under the lake lock and record the run.
+
+    `should_stop` is checked between stages (the scheduler sets it on SIGTERM/SIGINT): the
+    current stage finishes, the rest are `not_run`, and the run ends as `stopped`.
+    """
+    selected = parse_stages(stages)
+    lake = LakePaths.at(settings.lake)
+    started = now()
+    run_id = new_run_id(started)
+    results = [StageResult(s, "not_run") for s in STAGES if s in selected]
+    notes: list[str] = []
+    status: RunStatus = "success"
+    error: str | None = None
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with LakeLock(lake, run_id=run_id) as lock:
+        if lock.taken_over is not None:
+            notes.append(f"took over the lock left by killed {lock.taken_over.describe()}")
+        killed = record_start(
+            settings, run_id=run_id, started_at=started, trigger=trigger, sample=sample
+        )
+        if killed:
+            notes.append(f"marked {killed} interrupted earlier run(s) as killed")
+        try:
+            for result in results:
+                if should_stop():
+                    status = "stopped"
+                    break
+                t0 = time.perf_counter()
+                try:
+                    _run_stage(settings, result, sample=sample, progress=progress)
+                except CryptolakeError as exc:
+                    result.status = "failed"
+                    result.detail = str(exc).splitlines()[0]
+                    status, error = "failed", str(exc)
+                    break
+                finally:
+                    result.seconds = time.perf_counter() - t0
+        except BaseException as exc:
+            # A bug or Ctrl-C: record what happened, then let it propagate unchanged.
+            record_finish(
+                settings,
+                run_id=run_id,
+                status="failed",
+                finished_at=now(),
+                stages=[asdict(r) for r in results],
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        finished = now()
+        record_finish(
+            settings,
+            run_id=run_id,
+            status=status,
+            finished_at=finished,
+            stages=[asdict(r) for r in results],
+            error=error,
+        )
+    return RunResult(run_id, status, started, finished, results, error, sample, notes)
+
+
+def _run_stage(
+    settings: Settings, result: StageResult, *, sample: bool, progress: ProgressCallback
+) -> None:
+    if result.stage == "ingest":
+        ingested = ingest(settings, sample=sample, progress=progress)
+        result.rows = {d.dataset: d.records for d in ingested.datasets}
+        result.summary = f"{result.rows.get('coins_markets', 0):,} coins"
+        result.detail = f"bronze run {ingested.run_id}" + (" (sample data)" if sample else "")
+    elif result.stage == "transform":
+        silver = build_silver(settings, progress=progress)
+        gold = build_gold(settings, progress=progress)
+        result.rows = {f"silver.{t.table}": t.rows_added for t in silver.tables}
+        result.rows |= {f"gold.{t.table}": t.rows for t in gold.tables}
+        added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
+        result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
+        result.detail = (
+            f"{len(silver.runs)} new bronze run(s) into silver; gold rebuilt"
+            if silver.changed
+            else "silver up to date; gold rebuilt"
+        )
+    elif result.stage == "check":
+        checks = run_checks(settings, progress=progress)
+        result.rows = {"checks_passed": len(checks)}
+        result.summary = f"{len(checks)} passed"
+        result.detail = f"all {len(checks)} checks passed"
+    elif result.stage == "publish":
+        if settings.postgres_dsn is None:
+            result.status = "skipped"
+            result.summary = "no Postgres configured"
+            result.detail = "set CRYPTOLAKE_POSTGRES_DSN or pass --postgres to publish"
+            return
+        published = publish(settings, progress=progress)
+        if published.up_to_date:
+            result.summary = "up to date"
+            result.detail = f"{published.target} already has this lake"
+        else:
+            result.rows = {t.table: t.rows_written for t in published.tables}
+            staged = result.rows.get("staging_market_snapshots", 0)
+            result.summary = f"+{staged:,} staging rows, {len(published.tables) - 1} marts"
+            result.detail = f"publish {published.publish_id} to {published.target}"
+    result.status = "ok"

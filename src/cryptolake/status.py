@@ -1,0 +1,156 @@
+"""`status`: what the lake holds, how fresh it is, and what the last runs did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from .bronze import read_manifests
+from .duck import connect, quote_literal
+from .gold import GOLD_MODELS
+from .history import RunRecord, recent_runs
+from .lake import DATASETS, LakePaths
+from .settings import Settings
+from .silver import PARTITION, TABLES, processed_runs
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeDataset:
+    dataset: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SilverTableStatus:
+    table: str
+    partitions: int
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class LakeStatus:
+    lake: str
+    complete_runs: int
+    failed_runs: int
+    pending_runs: int
+    bronze: list[BronzeDataset]
+    silver: list[SilverTableStatus]
+    gold: dict[str, int]
+    latest_snapshot_at: datetime | None
+    freshness_hours: float
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def age_hours(self) -> float | None:
+        if self.latest_snapshot_at is None:
+            return None
+        return (datetime.now(UTC) - self.latest_snapshot_at).total_seconds() / 3600
+
+    @property
+    def is_fresh(self) -> bool:
+        age = self.age_hours
+        return age is not None and age <= self.freshness_hours
+
+    @property
+    def last_publish(self) -> RunRecord | None:
+        for record in self.runs:
+            for stage in record.stages:
+                if stage.get("stage") == "publish" and stage.get("status") == "ok":
+                    return record
+        return None
+
+
+def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
+    """Inventory of the lake, read from files and Parquet footers (no data is scanned)."""
+    lake = LakePaths.at(settings.lake)
+    manifests = read_manifests(lake, status=None)
+    complete = [m for m in manifests if m.status == "complete"]
+    done = processed_runs(lake)
+    bronze = []
+    for dataset in DATASETS:
+        files = list(lake.dataset(dataset).glob("ingest_date=*/*.json"))
+        bronze.append(BronzeDataset(dataset, len(files), sum(f.stat().st_size for f in files)))
+
+    con = connect(settings)
+    try:
+        silver = []
+        latest: datetime | None = None
+        for table in TABLES:
+            parts = sorted(table.folder(lake).glob(f"{PARTITION}=*/*.parquet"))
+            rows = _parquet_rows(con, [str(p) for p in parts])
+            silver.append(
+                SilverTableStatus(
+                    table.name, len(parts), rows, sum(p.stat().st_size for p in parts)
+                )
+            )
+            if table.name == "market_snapshots" and parts:
+                latest = _latest_snapshot(con, str(parts[-1]))
+    finally:
+        con.close()
+
+    gold: dict[str, int] = {}
+    history: list[RunRecord] = []
+    if lake.database.exists():
+        try:
+            gold = _gold_counts(settings, lake)
+            history = recent_runs(settings, limit=runs)
+        except duckdb.Error:
+            pass  # another process holds the database for writing; show the rest
+    return LakeStatus(
+        lake=str(lake.root),
+        complete_runs=len(complete),
+        failed_runs=len(manifests) - len(complete),
+        pending_runs=sum(1 for m in complete if m.run_id not in done),
+        bronze=bronze,
+        silver=silver,
+        gold=gold,
+        latest_snapshot_at=latest,
+        freshness_hours=settings.freshness_hours,
+        runs=history,
+    )
+
+
+def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    if not files:
+        return 0
+    listed = ", ".join(quote_literal(f) for f in files)
+    row = con.execute(
+        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata([{listed}])"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _latest_snapshot(con: duckdb.DuckDBPyConnection, newest_partition: str) -> datetime | None:
+    rows = (
+        con.execute(
+            "select max(snapshot_at) as latest "
+            f"from read_parquet({quote_literal(newest_partition)})"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    value = rows[0]["latest"] if rows else None
+    return value if isinstance(value, datetime) else None
+
+
+def _gold_counts(settings: Settings, lake: LakePaths) -> dict[str, int]:
+    con = connect(settings, lake.database, read_only=True)
+    try:
+        existing = {
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'gold'"
+            ).fetchall()
+        }
+        counts = {}
+        for name in GOLD_MODELS:
+            if name in existing:
+                row = con.execute(f"select count(*) from gold.{name}").fetchone()
+                counts[name] = int(row[0]) if row else 0
+        return counts
+    finally:
+        con.close()
