@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CryptolakeError
 from ..pipeline import STAGES, RunResult, parse_stages, run
+from ..schedule import ScheduleEvent, parse_schedule, run_schedule, stop_on_signals
 from ..status import LakeStatus, lake_status
 from .app import (
     ApiPlanOpt,
@@ -250,3 +252,89 @@ def status_cmd(
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     render_status(status)
+
+
+class RunFailed(CryptolakeError):
+    """A scheduled run ended as failed; the schedule counts it and goes on."""
+
+
+@app.command("schedule")
+def schedule_cmd(
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Run every interval, e.g. 6h, 30m, 1d (UTC-anchored)."),
+    ] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option("--cron", help="Run on a cron expression in UTC, e.g. '0 */6 * * *'."),
+    ] = None,
+    daily: Annotated[
+        str | None, typer.Option("--daily", help="Run once a day at HH:MM UTC, e.g. 00:30.")
+    ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Also run once right away, then follow the schedule.")
+    ] = False,
+    lake: LakeOpt = None,
+    api_url: ApiUrlOpt = None,
+    api_plan: ApiPlanOpt = None,
+    vs_currency: VsCurrencyOpt = None,
+    top: TopOpt = None,
+    per_page: PerPageOpt = None,
+    rate: RateOpt = None,
+    sample: SampleOpt = False,
+    stages: StagesOpt = ALL_STAGES,
+    postgres: PostgresOpt = None,
+    pg_schema: PgSchemaOpt = None,
+) -> None:
+    """Run the pipeline on a schedule in the foreground; SIGTERM/Ctrl-C stop it cleanly."""
+    with user_errors():
+        schedule = parse_schedule(every=every, cron=cron, daily=daily)
+        settings = _settings(
+            lake=lake,
+            api_url=api_url,
+            api_plan=api_plan,
+            vs_currency=vs_currency,
+            top=top,
+            per_page=per_page,
+            rate=rate,
+            postgres_dsn=postgres,
+            pg_schema=pg_schema,
+        )
+        selected = parse_stages(stages)
+    if sample:
+        warn_sample()
+
+    def job(stop: threading.Event) -> RunResult:
+        # The current stage always finishes; a stop request skips the stages after it.
+        result = run(
+            settings,
+            stages=selected,
+            sample=sample,
+            trigger="schedule",
+            should_stop=stop.is_set,
+        )
+        render_run(result)
+        if result.status == "failed":
+            raise RunFailed(result.error or "the run failed")
+        return result
+
+    def on_event(event: ScheduleEvent) -> None:
+        style = {"failed": "bold red", "skipped": "yellow", "next": "cyan"}.get(event.kind, "")
+        stamp = f"{event.at:%Y-%m-%d %H:%M:%S} UTC"
+        text = f"[{style}]{event.detail}[/]" if style else event.detail
+        console.print(f"[dim]{stamp}[/] {text}", highlight=False)
+
+    console.print(f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake}")
+    with stop_on_signals(threading.Event()) as stop:
+        if now:
+            try:
+                job(stop)
+            except RunFailed as exc:
+                err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+        if stop.is_set():
+            return
+        summary = run_schedule(schedule, job=lambda: job(stop), stop=stop, on_event=on_event)
+    console.print(
+        f"schedule stopped: {summary.runs} run(s), {summary.failures} failed, "
+        f"{summary.skipped} slot(s) skipped"
+    )
