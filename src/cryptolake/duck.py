@@ -17,8 +17,8 @@ def connect(
     settings: Settings, database: Path | str = ":memory:", *, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with TimeZone UTC, the memory limit and a spill folder in the lake."""
+    # DuckDB creates the spill folder itself on the first spill, so nothing is created here.
     lake = LakePaths.at(settings.lake)
-    lake.tmp.mkdir(parents=True, exist_ok=True)
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": settings.memory_limit,
         "temp_directory": str(lake.tmp),

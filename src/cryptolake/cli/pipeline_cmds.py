@@ -153,10 +153,13 @@ def render_status(status: LakeStatus) -> None:
         else "—"
     )
     console.print(f"[bold]lake[/] {status.lake}")
-    console.print(
-        f"latest snapshot {latest} ({_age(status.age_hours)} old, limit "
-        f"{status.freshness_hours:g} h): {fresh}"
-    )
+    if status.latest_snapshot_at is None:
+        console.print(f"no snapshot yet: {fresh} (run `cryptolake run --sample` to try it)")
+    else:
+        console.print(
+            f"latest snapshot {latest} ({_age(status.age_hours)} old, limit "
+            f"{status.freshness_hours:g} h): {fresh}"
+        )
     console.print(
         summary_table(
             f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
@@ -211,10 +214,26 @@ def render_status(status: LakeStatus) -> None:
 def status_cmd(
     lake: LakeOpt = None,
     as_json: JsonOpt = False,
+    fail_if_stale: Annotated[
+        bool,
+        typer.Option(
+            "--fail-if-stale",
+            help="Exit 1 when the latest snapshot is older than CRYPTOLAKE_FRESHNESS_HOURS "
+            "(for health checks and monitoring).",
+        ),
+    ] = False,
 ) -> None:
     """Show the lake's inventory, freshness, last publish and last runs."""
     with user_errors():
         status = lake_status(_settings(lake=lake))
+    if fail_if_stale and not status.is_fresh:
+        # Printed before the report so a health check's log shows the reason first.
+        reason = (
+            f"latest snapshot {_age(status.age_hours)} old, limit {status.freshness_hours:g} h"
+            if status.latest_snapshot_at
+            else "it has no snapshot yet; run `cryptolake run`"
+        )
+        err_console.print(f"[bold red]error:[/] the lake is stale: {reason}.", highlight=False)
     if as_json:
         document = {
             "lake": status.lake,
@@ -250,8 +269,10 @@ def status_cmd(
             "generated_at": datetime.now(UTC).isoformat(),
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        return
-    render_status(status)
+    else:
+        render_status(status)
+    if fail_if_stale and not status.is_fresh:
+        raise typer.Exit(1)
 
 
 class RunFailed(CryptolakeError):
