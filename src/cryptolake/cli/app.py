@@ -370,5 +370,21 @@ def publish_cmd(
         render_publish(result)
 
 
+@app.command("report")
+def report_cmd(
+    lake: LakeOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write. Default: <lake>/report.html"),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of the gold tables, with charts (opens offline)."""
+    from ..report import build_report
+
+    with user_errors():
+        result = build_report(_settings(lake=lake), out=out)
+    console.print(f"report written to {result.path} ({result.bytes:,} bytes)", highlight=False)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,705 @@
+"""A one-file HTML report of the gold tables: figures, a top-50 table and inline SVG charts.
+
+The file has no scripts, stylesheets or fonts to fetch, so it opens offline, mails as an
+attachment and prints. Everything comes from gold (and the latest silver snapshot for the
+movers), read through a read-only connection, so a report never changes the lake.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import __version__
+from .errors import CryptolakeError, LakeError, TransformError
+from .lake import LakePaths, atomic_write
+from .lakedb import open_lake_db
+from .settings import Settings
+from .svg import Bar, Series, Slice, bar_list, donut, line_chart
+
+Row = dict[str, Any]
+
+GOLD_TABLES = (
+    "crypto_analytics_mart",
+    "market_segment_analysis",
+    "market_daily",
+    "category_leaderboard",
+)
+SEGMENTS = {  # name -> (label, range, colour); the order of gold.market_segment_analysis
+    "large": ("Large cap", "≥ {c}10B", "#1e40af"),
+    "mid": ("Mid cap", "{c}1B – {c}10B", "#3b82f6"),
+    "small": ("Small cap", "{c}100M – {c}1B", "#93c5fd"),
+    "micro": ("Micro cap", "< {c}100M", "#f59e0b"),
+    "unknown": ("Unknown", "no market cap", "#cbd5e1"),
+}
+UP, DOWN = "#15803d", "#b91c1c"
+BTC_COLOR, ETH_COLOR = "#f7931a", "#6366f1"
+MOVERS = 5
+CATEGORIES = 10
+MINUS = "\u2212"  # a real minus sign: as wide as the plus, so signed columns line up
+
+CURRENCY_SYMBOLS = {
+    "usd": "$",
+    "eur": "€",
+    "gbp": "£",
+    "jpy": "¥",
+    "cny": "¥",
+    "inr": "₹",
+    "krw": "₩",
+    "btc": "₿",
+    "aud": "A$",
+    "cad": "C$",
+}
+
+
+# --- number formatting -----------------------------------------------------------------------
+
+
+def currency_prefix(vs_currency: str) -> str:
+    """`$` for usd, `€` for eur, else the upper-case code and a space (`CHF 12.50`)."""
+    return CURRENCY_SYMBOLS.get(vs_currency, vs_currency.upper() + " ")
+
+
+def _signed(text: str, negative: bool) -> str:
+    return (MINUS if negative else "") + text
+
+
+def format_money(value: float | None, vs_currency: str = "usd") -> str:
+    """A large amount, compact: $1.38T, $860.12B, $12.50M; below a million in full: $912,345."""
+    if value is None or math.isnan(value):
+        return "—"
+    prefix = currency_prefix(vs_currency)
+    size = abs(value)
+    for unit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if size >= unit:
+            return _signed(f"{prefix}{size / unit:,.2f}{suffix}", value < 0)
+    return _signed(f"{prefix}{size:,.0f}", value < 0)
+
+
+def format_price(value: float | None, vs_currency: str = "usd") -> str:
+    """A price as people read one: $69,014 · $2,007.86 · $0.9996 · $0.0001234 · $6.5e-9."""
+    if value is None or math.isnan(value):
+        return "—"
+    prefix = currency_prefix(vs_currency)
+    size = abs(value)
+    if size == 0:
+        text = "0"
+    elif size >= 10_000:
+        text = f"{size:,.0f}"
+    elif size >= 1:
+        text = f"{size:,.2f}"
+    elif size >= 1e-6:
+        # Four significant digits, written out: 0.9996, 0.0001234, 0.0000066 (not 0.000006600).
+        decimals = 3 - math.floor(math.log10(size))
+        text = f"{size:.{decimals}f}"
+        if float(text) >= 1:  # 0.99996 rounds up: write it as a price above 1
+            text = f"{size:,.2f}"
+        else:  # trailing zeros add nothing, but keep cents: 0.50
+            whole, fraction = text.split(".")
+            text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    else:
+        mantissa, exponent = f"{size:.2g}".split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return _signed(prefix + text, value < 0)
+
+
+def format_change(value: float | None, digits: int = 2) -> str:
+    """A signed percent change: +5.04%, −3.75%, 0.00%."""
+    if value is None or math.isnan(value):
+        return "—"
+    rounded = round(value, digits)
+    if rounded == 0:
+        return f"{0:.{digits}f}%"
+    return ("+" if rounded > 0 else MINUS) + f"{abs(rounded):,.{digits}f}%"
+
+
+def format_share(value: float | None) -> str:
+    """A share of a whole in percent: 90.97%, <0.01% for a sliver, 0% for nothing."""
+    if value is None or math.isnan(value):
+        return "—"
+    if value == 0:
+        return "0%"
+    if 0 < value < 0.005:
+        return "<0.01%"
+    return f"{value:.2f}%"
+
+
+def format_ratio(value: float | None) -> str:
+    """A unitless ratio such as volume over market cap: 0.028."""
+    if value is None or math.isnan(value):
+        return "—"
+    if 0 < value < 0.0005:
+        return "<0.001"
+    return f"{value:,.3f}"
+
+
+def format_volatility(value: float | None) -> str:
+    """The standard deviation of daily returns (a ratio), as a percent: 2.41%."""
+    return "—" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_age(age: timedelta) -> str:
+    """How long ago, in the two largest units that matter: 12 min, 5 h 3 min, 3 days 4 h."""
+    minutes = max(int(age.total_seconds() // 60), 0)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mover:
+    coin_id: str
+    name: str
+    symbol: str
+    price: float | None
+    change_24h_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """Where the report went and the headline figures it shows."""
+
+    path: Path
+    bytes: int
+    snapshot_at: datetime
+    vs_currency: str
+    coins: int
+    top_coin: str
+    top_coin_price: float | None
+    top_coin_market_cap: float | None
+    total_market_cap: float | None
+    btc_dominance_pct: float | None
+    eth_dominance_pct: float | None
+    segment_shares: Mapping[str, float]
+    snapshots: int
+    days: int
+    best_24h: Mover | None
+    worst_24h: Mover | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """Everything the page shows, as read from the lake."""
+
+    mart: list[Row]
+    segments: list[Row]
+    daily: list[Row]
+    gainers: list[Row]
+    losers: list[Row]
+    categories: list[Row]
+    snapshots: int
+    tracked_coins: int
+    first_snapshot_at: datetime
+
+    @property
+    def latest(self) -> Row:
+        return self.mart[0]
+
+    @property
+    def vs_currency(self) -> str:
+        return str(self.latest["vs_currency"])
+
+    @property
+    def snapshot_at(self) -> datetime:
+        value: datetime = self.latest["snapshot_at"]
+        return value
+
+    @property
+    def last_day(self) -> Row | None:
+        return self.daily[-1] if self.daily else None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[Row]:
+    # Through Arrow: DuckDB's own fetch of tz-aware timestamps needs pytz.
+    rows: list[Row] = con.sql(sql).to_arrow_table().to_pylist()
+    return rows
+
+
+# The latest snapshot of the mart's currency, over every tracked coin, not only the top 50.
+_LATEST = """
+    select * from silver.market_snapshots
+    where vs_currency = (select any_value(vs_currency) from gold.crypto_analytics_mart)
+        and snapshot_at = (select max(snapshot_at) from gold.crypto_analytics_mart)
+        and price_change_percentage_24h is not null
+"""
+
+
+def _movers(con: duckdb.DuckDBPyConnection, direction: str) -> list[Row]:
+    return _rows(
+        con,
+        f"""
+        select coin_id, name, symbol, current_price, market_cap_rank,
+            price_change_percentage_24h as change_24h_pct
+        from ({_LATEST})
+        order by price_change_percentage_24h {direction}, coin_id
+        limit {MOVERS}
+        """,
+    )
+
+
+def read_report_data(con: duckdb.DuckDBPyConnection) -> ReportData:
+    """Read the report's rows from gold (and silver for movers and snapshot counts)."""
+    present = {
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'gold'"
+        ).fetchall()
+    }
+    missing = [t for t in GOLD_TABLES if t not in present]
+    if missing:
+        raise LakeError(
+            f"The lake has no gold tables yet (missing gold.{missing[0]}); run `cryptolake "
+            "transform` (or `cryptolake run`) before `cryptolake report`."
+        )
+    mart = _rows(con, "select * from gold.crypto_analytics_mart order by market_cap_rank")
+    if not mart:
+        raise LakeError(
+            "gold.crypto_analytics_mart is empty: the latest snapshot has no ranked coins. "
+            "Ingest again, then run `cryptolake transform`."
+        )
+    (counts,) = _rows(
+        con,
+        """
+        select
+            count(distinct snapshot_at) as snapshots,
+            min(snapshot_at) as first_snapshot_at,
+            count(distinct coin_id) filter (
+                where snapshot_at = (select max(snapshot_at) from gold.crypto_analytics_mart)
+            ) as tracked_coins
+        from silver.market_snapshots
+        where vs_currency = (select any_value(vs_currency) from gold.crypto_analytics_mart)
+        """,
+    )
+    return ReportData(
+        mart=mart,
+        segments=_rows(con, "select * from gold.market_segment_analysis"),
+        daily=_rows(con, "select * from gold.market_daily order by day"),
+        gainers=_movers(con, "desc"),
+        losers=_movers(con, "asc"),
+        categories=_rows(
+            con,
+            f"select * from gold.category_leaderboard order by category_rank limit {CATEGORIES}",
+        ),
+        snapshots=counts["snapshots"],
+        tracked_coins=counts["tracked_coins"],
+        first_snapshot_at=counts["first_snapshot_at"] or mart[0]["snapshot_at"],
+    )
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+
+def e(value: object) -> str:
+    """Escape any value for HTML text or a quoted attribute."""
+    return escape(str(value), quote=True)
+
+
+def _change_cell(value: float | None, extra: str = "") -> str:
+    sign = 0 if value is None or math.isnan(value) else round(value, 2)
+    cls = " ".join(c for c in ("num", "up" if sign > 0 else "down" if sign < 0 else "", extra) if c)
+    return f'<td class="{cls}">{e(format_change(value))}</td>'
+
+
+def _coin_label(name: str, symbol: str) -> str:
+    return f'{e(name)} <span class="sym">{e(symbol.upper())}</span>'
+
+
+def _day(day: date) -> str:
+    return f"{day:%b} {day.day}"
+
+
+def _responsive(wide: str, narrow: str) -> str:
+    """Both drawings of a chart; CSS shows the narrow one on small screens (text stays legible)."""
+    return f'<div class="wide">{wide}</div><div class="narrow">{narrow}</div>'
+
+
+def _kpis(data: ReportData, now: datetime, settings: Settings) -> str:
+    day = data.last_day or {}
+    cur = data.vs_currency
+    age = now - data.snapshot_at
+    stale = age > timedelta(hours=settings.freshness_hours)
+    badge = (
+        '<span class="badge stale">stale</span>'
+        if stale
+        else '<span class="badge fresh">fresh</span>'
+    )
+    days = len(data.daily)
+    cards = [
+        (
+            "Total market cap",
+            format_money(day.get("total_market_cap"), cur),
+            f"24h volume {format_money(day.get('total_volume'), cur)}",
+        ),
+        (
+            "BTC dominance",
+            format_share(day.get("btc_dominance_pct")),
+            f"ETH {format_share(day.get('eth_dominance_pct'))}",
+        ),
+        (
+            "Up / down, 24h",
+            f"{day.get('advancing_coins') or 0:,} / {day.get('declining_coins') or 0:,}",
+            f"coins up / down of {day.get('coins_tracked') or 0:,} tracked",
+        ),
+        (
+            "Latest snapshot",
+            f"{format_age(age)} ago",
+            f"{data.snapshots:,} snapshot{'s' if data.snapshots != 1 else ''} · "
+            f"{days:,} day{'s' if days != 1 else ''}",
+        ),
+    ]
+    html = []
+    for i, (label, value, sub) in enumerate(cards):
+        extra = f" {badge}" if i == len(cards) - 1 else ""
+        html.append(
+            f'<div class="kpi"><div class="label">{e(label)}{extra}</div>'
+            f'<div class="value">{e(value)}</div><div class="sub">{e(sub)}</div></div>'
+        )
+    return '<section class="kpis">' + "".join(html) + "</section>"
+
+
+def _dominance(data: ReportData) -> str:
+    def points(column: str) -> list[tuple[date, float | None]]:
+        return [(r["day"], r[column]) for r in data.daily]
+
+    series = [
+        Series("BTC", BTC_COLOR, points("btc_dominance_pct")),
+        Series("ETH", ETH_COLOR, points("eth_dominance_pct")),
+    ]
+
+    def chart(width: float, height: float) -> str:
+        return line_chart(
+            series,
+            value_format=format_share,
+            tick_format=lambda v: f"{v:g}%",
+            label="BTC and ETH dominance: share of total market cap by day",
+            width=width,
+            height=height,
+        )
+
+    days = len(data.daily)
+    if days == 1:
+        note = "One day of history so far: each daily run adds a point."
+    else:
+        first, last = data.daily[0]["day"], data.daily[-1]["day"]
+        since = _day(first) + (f", {first.year}" if first.year != last.year else "")
+        note = f"{days} days, {since} to {_day(last)}, {last.year}; each day's last snapshot."
+    return (
+        '<section class="card"><h2>Bitcoin and Ether dominance</h2>'
+        f'<p class="note">Share of the total crypto market cap. {e(note)}</p>'
+        f"{_responsive(chart(1000, 300), chart(360, 240))}</section>"
+    )
+
+
+def _segments(data: ReportData) -> str:
+    cur = data.vs_currency
+    total = sum(r["total_market_cap"] or 0 for r in data.segments)
+    slices = [
+        Slice(
+            f"{SEGMENTS[r['market_cap_category']][0]}: {format_share(r['market_cap_share_pct'])}",
+            r["total_market_cap"] or 0,
+            SEGMENTS[r["market_cap_category"]][2],
+        )
+        for r in data.segments
+        if r["market_cap_category"] in SEGMENTS
+    ]
+    chart = donut(
+        slices,
+        center_value=format_money(total, cur),
+        center_label="tracked market cap",
+        label="Market cap by segment",
+    )
+    prefix = currency_prefix(cur)
+    rows = []
+    for r in data.segments:
+        name, bounds, color = SEGMENTS.get(
+            r["market_cap_category"], (r["market_cap_category"], "", "#999")
+        )
+        rows.append(
+            "<tr>"
+            f'<td class="l"><span class="swatch" style="background:{color}"></span>{e(name)}'
+            f'<div class="range">{e(bounds.format(c=prefix))}</div></td>'
+            f'<td class="num">{r["coin_count"]:,}</td>'
+            f'<td class="num">{e(format_money(r["total_market_cap"], cur))}</td>'
+            f'<td class="num strong">{e(format_share(r["market_cap_share_pct"]))}</td>'
+            + _change_cell(r["median_price_change_24h_pct"], "opt")
+            + "</tr>"
+        )
+    table = (
+        '<table class="compact"><thead><tr><th class="l">Segment</th><th>Coins</th>'
+        '<th>Market cap</th><th>Share</th><th class="opt">Median 24h</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    return (
+        '<section class="card"><h2>Market cap by segment</h2>'
+        f'<p class="note">All {data.tracked_coins:,} coins of the latest snapshot, by size.</p>'
+        f'<div class="donut-row"><div class="donut">{chart}</div>{table}</div></section>'
+    )
+
+
+def _movers_section(data: ReportData) -> str:
+    cur = data.vs_currency
+    everyone = data.gainers + data.losers
+    scale = max((abs(r["change_24h_pct"]) for r in everyone), default=1.0)
+
+    def bars(rows: Sequence[Row]) -> str:
+        items = [
+            Bar(
+                label=str(r["name"]),
+                value=r["change_24h_pct"],
+                text=format_change(r["change_24h_pct"]),
+                color=UP if r["change_24h_pct"] >= 0 else DOWN,
+                note=format_price(r["current_price"], cur),
+                tooltip=f"{r['name']} ({str(r['symbol']).upper()}) "
+                f"{format_price(r['current_price'], cur)}, {format_change(r['change_24h_pct'])}",
+            )
+            for r in rows
+        ]
+        label = "24h price change"
+        return _responsive(
+            bar_list(items, max_value=scale, label=label),
+            bar_list(items, max_value=scale, label=label, width=360, label_width=112),
+        )
+
+    return (
+        '<section class="card"><h2>Top movers, 24h</h2>'
+        f'<p class="note">Among the {data.tracked_coins:,} coins of the latest snapshot.</p>'
+        f"<h3>Best</h3>{bars(data.gainers)}<h3>Worst</h3>{bars(data.losers)}</section>"
+    )
+
+
+def _top_table(data: ReportData) -> str:
+    cur = data.vs_currency
+    rows = []
+    for r in data.mart:
+        segment = str(r["market_cap_category"])
+        rows.append(
+            "<tr>"
+            f'<td class="num rank">{r["market_cap_rank"]}</td>'
+            f'<td class="l coin">{_coin_label(str(r["name"]), str(r["symbol"]))}</td>'
+            f'<td class="num strong">{e(format_price(r["current_price"], cur))}</td>'
+            f'<td class="num">{e(format_money(r["market_cap"], cur))}</td>'
+            + _change_cell(r["price_change_24h_pct"])
+            + _change_cell(r["price_change_7d_pct"])
+            + f'<td class="l"><span class="pill {e(segment)}">{e(segment)}</span></td>'
+            f'<td class="num">{e(format_ratio(r["volume_to_market_cap_ratio"]))}</td>'
+            f'<td class="num">{e(format_volatility(r["volatility_7d"]))}</td>'
+            "</tr>"
+        )
+    return (
+        f"<section><h2>Top {len(data.mart)} by market cap</h2>"
+        '<p class="note">Volume/MCap is 24h volume over market cap; volatility is the standard '
+        "deviation of the last 7 daily returns (shown once 7 days exist).</p>"
+        '<div class="table-wrap"><table class="top"><thead><tr>'
+        '<th>#</th><th class="l">Coin</th><th>Price</th><th>Market cap</th><th>24h</th>'
+        '<th>7d</th><th class="l">Segment</th><th>Vol/MCap</th><th>Volatility 7d</th>'
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div></section>"
+    )
+
+
+def _categories(data: ReportData) -> str:
+    if not data.categories:
+        return ""
+    top = max((r["market_cap_usd"] or 0 for r in data.categories), default=0) or 1
+    rows = []
+    for r in data.categories:
+        width = 100 * (r["market_cap_usd"] or 0) / top
+        rows.append(
+            "<tr>"
+            f'<td class="num rank">{r["category_rank"]}</td>'
+            f'<td class="l">{e(r["name"])}</td>'
+            f'<td class="num">{e(format_money(r["market_cap_usd"], "usd"))}</td>'
+            f'<td class="barcell"><span class="bar" style="width:{width:.1f}%"></span></td>'
+            + _change_cell(r["market_cap_change_24h_pct"])
+            + f'<td class="num">{e(format_money(r["volume_24h_usd"], "usd"))}</td>'
+            "</tr>"
+        )
+    return (
+        f"<section><h2>Top {len(data.categories)} categories</h2>"
+        '<p class="note">CoinGecko categories by market cap (USD); a coin can be in several.</p>'
+        '<div class="table-wrap"><table class="cats"><thead><tr><th>#</th>'
+        '<th class="l">Category</th><th>Market cap</th><th class="barcell"></th>'
+        "<th>24h</th><th>24h volume</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div></section>"
+    )
+
+
+def _freshness(data: ReportData, now: datetime, lake: LakePaths) -> str:
+    items = [
+        ("Latest snapshot", format_timestamp(data.snapshot_at)),
+        ("Age at report time", format_age(now - data.snapshot_at)),
+        ("First snapshot", format_timestamp(data.first_snapshot_at)),
+        ("Snapshots in the lake", f"{data.snapshots:,}"),
+        ("Days in gold.market_daily", f"{len(data.daily):,}"),
+        ("Report generated", format_timestamp(now)),
+        ("Lake database", str(lake.database)),
+    ]
+    cells = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in items)
+    return f'<section><h2>Data freshness</h2><dl class="facts">{cells}</dl></section>'
+
+
+CSS = """
+:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--panel:#f8fafc;--up:#15803d;--down:#b91c1c}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;color:var(--fg);background:#fff;font:15px/1.5 system-ui,-apple-system,"Segoe UI",
+Roboto,"Helvetica Neue",Arial,"Noto Sans",sans-serif;font-variant-numeric:tabular-nums}
+main{max-width:1120px;margin:0 auto;padding:36px 24px 56px}
+header .eyebrow{font-size:12px;letter-spacing:.08em;text-transform:uppercase;color:var(--muted)}
+h1{font-size:30px;line-height:1.2;margin:4px 0 6px;letter-spacing:-.015em}
+h2{font-size:18px;margin:0 0 2px;letter-spacing:-.005em}
+h3{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);
+margin:14px 0 4px;font-weight:600}
+.sub,.note{color:var(--muted);margin:0 0 12px;font-size:14px}
+section{margin-top:32px}
+.card{border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin-top:0;
+break-inside:avoid}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:20px;
+margin-top:20px}
+.grid>.card:only-child{grid-column:1/-1}
+.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;
+margin-top:24px}
+.kpi{background:var(--panel);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
+.kpi .label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted)}
+.kpi .value{font-size:24px;font-weight:650;line-height:1.3;margin-top:2px}
+.kpi .sub{margin:0;font-size:13px}
+.badge{font-size:11px;border-radius:999px;padding:1px 7px;margin-left:6px;letter-spacing:.04em}
+.badge.fresh{background:#dcfce7;color:#166534}.badge.stale{background:#fef3c7;color:#92400e}
+svg.chart{display:block;width:100%;height:auto;margin:0 auto;font-family:inherit}
+.donut-row{display:flex;flex-wrap:wrap;gap:16px;align-items:center}
+.donut{flex:0 0 190px;max-width:190px}.donut-row table{flex:1 1 240px}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th{font-size:11.5px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);
+font-weight:600;border-bottom:1px solid #cbd5e1}
+.l{text-align:left}
+table.compact th,table.compact td{padding:6px 6px}
+tbody tr:hover{background:var(--panel)}
+.top td.coin{font-weight:550;white-space:normal;min-width:11em}
+.sym{color:var(--muted);font-weight:400;font-size:12px;margin-left:4px}
+.rank{color:var(--muted);width:2.5em}
+.strong{font-weight:600}
+.up{color:var(--up)}.down{color:var(--down)}
+.range{font-size:12px;color:var(--muted)}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:3px;margin-right:7px}
+.pill{font-size:12px;border-radius:999px;padding:1px 8px;background:#f1f5f9;color:#334155}
+.pill.large{background:#dbeafe;color:#1e3a8a}.pill.mid{background:#e0f2fe;color:#075985}
+.pill.small{background:#f0f9ff;color:#0369a1}.pill.micro{background:#fef3c7;color:#92400e}
+.table-wrap{overflow-x:auto;border:1px solid var(--line);border-radius:12px}
+.table-wrap table tr:last-child td{border-bottom:0}
+.barcell{width:30%;min-width:80px}
+.bar{display:block;height:8px;border-radius:4px;background:#93c5fd}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 24px;margin:0;font-size:14px}
+dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
+footer{margin-top:40px;color:var(--muted);font-size:12px}
+.narrow{display:none}
+@media (max-width:640px){main{padding:20px 14px 40px}h1{font-size:24px}
+.kpi .value{font-size:20px}.card{padding:14px}.wide,.opt{display:none}.narrow{display:block}}
+@media print{main{max-width:none;padding:0}body{font-size:12px}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.table-wrap{overflow:visible;border:0}thead{display:table-header-group}tr{break-inside:avoid}
+tbody tr:hover{background:none}.kpis{grid-template-columns:repeat(4,1fr)}
+.wide{display:block!important}.narrow{display:none!important}
+h2{break-after:avoid}}
+"""
+
+
+def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
+    """The whole report as one HTML document."""
+    snapshot = data.snapshot_at.astimezone(UTC)
+    title = f"Crypto market report, {_day(snapshot)}, {snapshot.year}"
+    subtitle = (
+        f"Snapshot {format_timestamp(data.snapshot_at)} · prices in "
+        f"{data.vs_currency.upper()} · top {len(data.mart)} of {data.tracked_coins:,} tracked "
+        f"coins · generated {format_timestamp(now)}"
+    )
+    lake = LakePaths.at(settings.lake)
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="color-scheme" content="light">'
+        f'<meta name="generator" content="cryptolake {e(__version__)}">'
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body><main>"
+        '<header><div class="eyebrow">cryptolake · market report</div>'
+        f'<h1>{e(title)}</h1><p class="sub">{e(subtitle)}</p></header>'
+        + _kpis(data, now, settings)
+        + f'<div class="grid">{_dominance(data)}</div>'
+        + f'<div class="grid">{_segments(data)}{_movers_section(data)}</div>'
+        + _top_table(data)
+        + _categories(data)
+        + _freshness(data, now, lake)
+        + f"<footer>Built by cryptolake {e(__version__)} from the gold tables of "
+        f"{e(lake.database)}. Figures are as CoinGecko reported them at snapshot time.</footer>"
+        "</main></body></html>\n"
+    )
+
+
+def build_report(
+    settings: Settings, *, out: Path | None = None, now: datetime | None = None
+) -> ReportResult:
+    """Write the HTML report of the lake's gold tables to `out` (default `<lake>/report.html`)."""
+    lake = LakePaths.at(settings.lake)
+    path = Path(out).expanduser() if out is not None else lake.root / "report.html"
+    now = now or datetime.now(UTC)
+    with open_lake_db(settings, read_only=True) as con:
+        try:
+            data = read_report_data(con)
+        except duckdb.Error as exc:
+            raise TransformError(
+                f"Reading gold for the report failed: {exc}. Run `cryptolake transform` to "
+                "rebuild it."
+            ) from None
+    document = render_html(data, settings=settings, now=now).encode()
+    try:
+        atomic_write(path, document)
+    except OSError as exc:
+        raise CryptolakeError(f"Cannot write the report to {path}: {exc.strerror}.") from None
+    day = data.last_day or {}
+    top = data.latest
+
+    def mover(rows: list[Row]) -> Mover | None:
+        if not rows:
+            return None
+        r = rows[0]
+        return Mover(r["coin_id"], r["name"], r["symbol"], r["current_price"], r["change_24h_pct"])
+
+    return ReportResult(
+        path=path,
+        bytes=len(document),
+        snapshot_at=data.snapshot_at,
+        vs_currency=data.vs_currency,
+        coins=len(data.mart),
+        top_coin=str(top["name"]),
+        top_coin_price=top["current_price"],
+        top_coin_market_cap=top["market_cap"],
+        total_market_cap=day.get("total_market_cap"),
+        btc_dominance_pct=day.get("btc_dominance_pct"),
+        eth_dominance_pct=day.get("eth_dominance_pct"),
+        segment_shares={r["market_cap_category"]: r["market_cap_share_pct"] for r in data.segments},
+        snapshots=data.snapshots,
+        days=len(data.daily),
+        best_24h=mover(data.gainers),
+        worst_24h=mover(data.losers),
+    )
