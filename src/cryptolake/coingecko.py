@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ from .throttle import Throttle
 
 # CoinGecko's error codes for a missing, invalid or wrong-plan key (10010/10011: a Pro key on
 # the public host or a Demo key on the Pro host; 10002: key missing or invalid).
+log = logging.getLogger(__name__)
+
 KEY_ERROR_CODES = frozenset({10002, 10005, 10010, 10011})
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 BACKOFF_BASE_S = 2.0
@@ -263,6 +266,14 @@ class CoinGeckoClient:
                 delay = max(delay, min(retry_after, self.settings.max_retry_after))
             self.stats.retries += 1
             self.stats.waited_s += delay
+            log.warning(
+                "GET %s attempt %d/%d: %s; retrying in %.1fs",
+                path,
+                attempt,
+                self.settings.max_attempts,
+                last_problem,
+                delay,
+            )
             self._sleep(delay)
         raise ApiError(
             f"CoinGecko {path} failed after {self.settings.max_attempts} attempts; last: "

@@ -7,6 +7,7 @@ to silver (one row per coin per day at most), so a full rebuild stays cheap and 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from .lakedb import open_lake_db, refresh_silver_views
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
 from .sqlfiles import load_sql
+
+log = logging.getLogger(__name__)
 
 # Build order: a model may read the gold tables listed before it.
 GOLD_MODELS = (
@@ -60,6 +63,7 @@ def build_gold(settings: Settings, *, progress: ProgressCallback = ignore_progre
                 )
                 row = con.execute(f"select count(*) from gold.{name}").fetchone()
                 results.append(GoldTable(name, int(row[0]) if row else 0, time.perf_counter() - t0))
+                log.info("gold.%s: %d rows in %.2fs", name, results[-1].rows, results[-1].seconds)
             con.execute("commit")
         except duckdb.Error as exc:
             con.execute("rollback")

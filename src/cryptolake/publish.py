@@ -226,6 +226,7 @@ def _publish_in_transaction(
     def advance(detail: str) -> None:
         nonlocal step
         step += 1
+        log.info("publish to %s: %s", target, detail)
         progress(Progress("publish", "postgres", step, steps, detail))
 
     con.execute("begin transaction")

@@ -99,8 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, data: ReplayData) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, data: ReplayData, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.data = data
         self.requests: list[str] = []
 
@@ -108,8 +108,8 @@ class _Server(ThreadingHTTPServer):
 class ReplayServer:
     """Context manager: serves `data` on 127.0.0.1 on a free port; `.api_url` ends in /api/v3."""
 
-    def __init__(self, data: ReplayData | None = None) -> None:
-        self._server = _Server(data or sample_data())
+    def __init__(self, data: ReplayData | None = None, *, port: int = 0) -> None:
+        self._server = _Server(data or sample_data(), port)
         # shutdown() waits for the serve loop's next poll: keep that short, not the 0.5 s default.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -132,3 +132,22 @@ class ReplayServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m cryptolake.replay [--port 8080]`: serve the bundled sample for demos."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cryptolake.replay", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    args = parser.parse_args(argv)
+    with ReplayServer(port=args.port) as server:
+        print(f"replaying recorded CoinGecko responses at {server.api_url} (Ctrl-C to stop)")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -285,6 +285,13 @@ def _build_table(
             os.replace(new_file, target)  # atomic: readers see the old or the new file
             written.add(date)
         rows_added += after - before
+        log.info(
+            "silver.%s: batch of %d run(s) -> %d partition(s), %+d rows",
+            table.name,
+            len(batch),
+            len(dates),
+            after - before,
+        )
         shutil.rmtree(staged, ignore_errors=True)
         progress(Progress("silver", table.name, done, len(batches), f"{len(written)} partitions"))
     if full_refresh and folder.exists():
