@@ -2,7 +2,7 @@
 
 The file has no scripts, stylesheets or fonts to fetch, so it opens offline, mails as an
 attachment and prints. Everything comes from gold (and the latest silver snapshot for the
-movers), read through a read-only connection, so a report never changes the lake.
+movers), read through a read-only connection: writing a report never changes the data.
 """
 
 from __future__ import annotations
@@ -320,6 +320,11 @@ def _change_cell(value: float | None, extra: str = "") -> str:
     return f'<td class="{cls}">{e(format_change(value))}</td>'
 
 
+def _name(row: Row) -> str:
+    """A coin's display name; its id where the API gave no name."""
+    return str(row["name"] or row["coin_id"])
+
+
 def _coin_label(name: str, symbol: str) -> str:
     return f'{e(name)} <span class="sym">{e(symbol.upper())}</span>'
 
@@ -465,12 +470,12 @@ def _movers_section(data: ReportData) -> str:
     def bars(rows: Sequence[Row]) -> str:
         items = [
             Bar(
-                label=str(r["name"]),
+                label=_name(r),
                 value=r["change_24h_pct"],
                 text=format_change(r["change_24h_pct"]),
                 color=UP if r["change_24h_pct"] >= 0 else DOWN,
                 note=format_price(r["current_price"], cur),
-                tooltip=f"{r['name']} ({str(r['symbol']).upper()}) "
+                tooltip=f"{_name(r)} ({str(r['symbol'] or '').upper()}) "
                 f"{format_price(r['current_price'], cur)}, {format_change(r['change_24h_pct'])}",
             )
             for r in rows
@@ -496,7 +501,7 @@ def _top_table(data: ReportData) -> str:
         rows.append(
             "<tr>"
             f'<td class="num rank">{r["market_cap_rank"]}</td>'
-            f'<td class="l coin">{_coin_label(str(r["name"]), str(r["symbol"]))}</td>'
+            f'<td class="l coin">{_coin_label(_name(r), str(r["symbol"] or ""))}</td>'
             f'<td class="num strong">{e(format_price(r["current_price"], cur))}</td>'
             f'<td class="num">{e(format_money(r["market_cap"], cur))}</td>'
             + _change_cell(r["price_change_24h_pct"])
@@ -586,7 +591,7 @@ margin-top:24px}
 .kpi .sub{margin:0;font-size:13px}
 .badge{font-size:11px;border-radius:999px;padding:1px 7px;margin-left:6px;letter-spacing:.04em}
 .badge.fresh{background:#dcfce7;color:#166534}.badge.stale{background:#fef3c7;color:#92400e}
-svg.chart{display:block;width:100%;height:auto;margin:0 auto;font-family:inherit}
+svg.chart{display:block;width:100%;height:auto;font-family:inherit}
 .donut-row{display:flex;flex-wrap:wrap;gap:16px;align-items:center}
 .donut{flex:0 0 190px;max-width:190px}.donut-row table{flex:1 1 240px}
 table{border-collapse:collapse;width:100%;font-size:14px}
@@ -683,7 +688,9 @@ def build_report(
         if not rows:
             return None
         r = rows[0]
-        return Mover(r["coin_id"], r["name"], r["symbol"], r["current_price"], r["change_24h_pct"])
+        return Mover(
+            r["coin_id"], _name(r), r["symbol"] or "", r["current_price"], r["change_24h_pct"]
+        )
 
     return ReportResult(
         path=path,
@@ -691,7 +698,7 @@ def build_report(
         snapshot_at=data.snapshot_at,
         vs_currency=data.vs_currency,
         coins=len(data.mart),
-        top_coin=str(top["name"]),
+        top_coin=_name(top),
         top_coin_price=top["current_price"],
         top_coin_market_cap=top["market_cap"],
         total_market_cap=day.get("total_market_cap"),

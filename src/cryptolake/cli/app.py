@@ -383,7 +383,9 @@ def report_cmd(
 
     with user_errors():
         result = build_report(_settings(lake=lake), out=out)
-    console.print(f"report written to {result.path} ({result.bytes:,} bytes)", highlight=False)
+    console.print(
+        f"report written to {result.path} ({result.bytes:,} bytes)", highlight=False, soft_wrap=True
+    )
 
 
 def main() -> None:
