@@ -309,3 +309,14 @@ def test_secret_dsn_never_in_history_or_output(lake: Path, api: ReplayServer) ->
     for path in lake.rglob("*"):
         if path.is_file():
             assert b"hunter2-pw" not in path.read_bytes(), path
+
+
+def test_stage_commands_respect_the_lake_lock(lake: Path, api: ReplayServer) -> None:
+    run(make_settings(lake, api))
+    runner = CliRunner()
+    with LakeLock(LakePaths.at(lake), run_id="20260101T000000Z-bbbbbb"):
+        for args in (["transform"], ["ingest", "--sample"], ["publish", "--postgres", "x"]):
+            result = runner.invoke(app, [*args, "--lake", str(lake)], env={"COLUMNS": "200"})
+            assert result.exit_code == 1, args
+            assert "busy" in result.output and "20260101T000000Z-bbbbbb" in result.output
+    assert runner.invoke(app, ["transform", "--lake", str(lake)]).exit_code == 0

@@ -20,7 +20,9 @@ from ..checks import CheckResult, ChecksFailed, run_checks
 from ..errors import CryptolakeError
 from ..gold import GoldResult, build_gold
 from ..ingest import IngestResult, ingest
+from ..lake import LakePaths
 from ..lakedb import query
+from ..lock import LakeLock
 from ..publish import PublishResult, publish
 from ..settings import Settings
 from ..shell import EXAMPLE_QUERIES, shell_argv
@@ -122,6 +124,21 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def lake_lock(settings: Settings, command: str) -> Iterator[None]:
+    """Hold the lake's lock, as `cryptolake run` does, so stages never overlap a run.
+
+    A lake folder that does not exist yet has nothing to protect: the stage itself then says
+    what to do (ingest creates the folder).
+    """
+    lake = LakePaths.at(settings.lake)
+    if command != "ingest" and not lake.root.exists():
+        yield
+        return
+    with LakeLock(lake, run_id=f"`cryptolake {command}`"):
+        yield
+
+
 def _settings(**flags: Any) -> Settings:
     return Settings.resolve(**flags)
 
@@ -170,7 +187,7 @@ def ingest_cmd(
         )
         if sample:
             warn_sample()
-        with progress_bars() as on_progress:
+        with lake_lock(settings, "ingest"), progress_bars() as on_progress:
             result = ingest(settings, sample=sample, progress=on_progress)
         render_ingest(result)
 
@@ -245,7 +262,7 @@ def transform_cmd(
     """Build silver Parquet from new bronze runs, then gold tables, then run the checks."""
     with user_errors():
         settings = _settings(lake=lake, vs_currency=vs_currency)
-        with progress_bars() as on_progress:
+        with lake_lock(settings, "transform"), progress_bars() as on_progress:
             silver = gold = None
             if stage in (Stage.silver, Stage.all):
                 silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
@@ -365,7 +382,7 @@ def publish_cmd(
     """Write staging and mart tables to Postgres in one transaction."""
     with user_errors():
         settings = _settings(lake=lake, postgres_dsn=postgres, pg_schema=pg_schema)
-        with progress_bars() as on_progress:
+        with lake_lock(settings, "publish"), progress_bars() as on_progress:
             result = publish(settings, force=force, progress=on_progress)
         render_publish(result)
 
