@@ -82,6 +82,8 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp makes the file private (0600); lake files are meant to be shared readable.
+            os.fchmod(handle.fileno(), 0o644)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
