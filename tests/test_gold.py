@@ -225,3 +225,18 @@ def test_gold_is_rebuilt_atomically_and_views_work_from_anywhere(
         "market_segment_analysis": 5,
         "category_leaderboard": 90,
     }
+
+
+def test_a_reader_with_the_database_open_never_blocks_a_build(two_snapshots: Path) -> None:
+    database = str(LakePaths.at(two_snapshots).database)
+    reader = duckdb.connect(database, read_only=True)  # e.g. someone's DuckDB shell
+    try:
+        before = reader.execute("select count(*) from gold.coin_daily").fetchone()
+        land(two_snapshots, OLDER, at=T0 + timedelta(days=1))
+        build(two_snapshots)  # a new file is swapped in; the reader's file is untouched
+        assert reader.execute("select count(*) from gold.coin_daily").fetchone() == before
+    finally:
+        reader.close()
+    after = gold(two_snapshots, "coin_daily")
+    assert before is not None and len(after) == before[0] + 100
+    assert not list(two_snapshots.glob(".cryptolake.duckdb.building-*"))

@@ -22,6 +22,7 @@ from cryptolake.cli import app
 from cryptolake.errors import CheckError, LockError, PublishError, TransformError
 from cryptolake.history import recent_runs
 from cryptolake.lake import LakePaths
+from cryptolake.lakedb import query
 from cryptolake.lock import LakeLock
 from cryptolake.pipeline import STAGES, parse_stages, run
 from cryptolake.progress import Progress
@@ -320,3 +321,14 @@ def test_stage_commands_respect_the_lake_lock(lake: Path, api: ReplayServer) -> 
             assert result.exit_code == 1, args
             assert "busy" in result.output and "20260101T000000Z-bbbbbb" in result.output
     assert runner.invoke(app, ["transform", "--lake", str(lake)]).exit_code == 0
+
+
+def test_meta_runs_view_in_the_lake_database(lake: Path, api: ReplayServer) -> None:
+    settings = make_settings(lake, api)
+    first = run(settings)
+    second = run(settings, stages=["transform"])
+    rows = query(settings, "select run_id, status, seconds from meta.runs order by started_at")
+    assert rows.column("run_id").to_pylist() == [first.run_id, second.run_id]
+    # The view reads the run records live: it shows how the run that built it ended.
+    assert rows.column("status").to_pylist() == ["success", "success"]
+    assert rows.column("seconds").to_pylist()[0] > 0

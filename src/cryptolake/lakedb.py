@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from .duck import connect
+from .duck import connect, quote_literal
 from .errors import LakeError, TransformError
+from .history import runs_folder
 from .lake import LakePaths
 from .settings import Settings
 from .silver import TABLES, silver_views_sql
@@ -20,21 +22,22 @@ SCHEMAS = ("silver", "gold", "meta")
 
 @contextmanager
 def open_lake_db(
-    settings: Settings, *, read_only: bool = False
+    settings: Settings, *, read_only: bool = False, path: Path | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `<lake>/cryptolake.duckdb` with the lake's macros and variables set."""
+    """A connection to `<lake>/cryptolake.duckdb` (or `path`) with macros and variables set."""
     lake = LakePaths.at(settings.lake)
-    if read_only and not lake.database.exists():
+    database = path or lake.database
+    if read_only and not database.exists():
         raise LakeError(
-            f"No lake database at {lake.database}; run `cryptolake run` (or `transform`) first."
+            f"No lake database at {database}; run `cryptolake run` (or `transform`) first."
         )
     lake.root.mkdir(parents=True, exist_ok=True)
     try:
-        con = connect(settings, lake.database, read_only=read_only)
+        con = connect(settings, database, read_only=read_only)
     except duckdb.IOException as exc:
         raise LakeError(
-            f"Cannot open {lake.database}: {exc}. Another cryptolake process may be writing to "
-            "it; wait for it to finish."
+            f"Cannot open {database}: {exc}. Close the other program that has it open for "
+            "writing (cryptolake itself only ever opens it read-only or builds a new file)."
         ) from None
     try:
         if not read_only:
@@ -64,6 +67,14 @@ def refresh_silver_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> Non
                 "ingest` then `cryptolake transform` (or `cryptolake run --sample`)."
             )
         con.execute(f"create or replace view silver.{table.name} as {views[table.name]}")
+
+
+def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
+    """`meta.runs` over the run records, when there are any."""
+    folder = runs_folder(lake)
+    if any(folder.glob("*.json")):
+        glob = quote_literal(str(folder / "*.json"))
+        con.execute(load_sql("duckdb/meta/runs.sql").replace("{{runs_glob}}", glob))
 
 
 def query(settings: Settings, sql: str) -> pa.Table:
