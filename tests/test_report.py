@@ -15,19 +15,13 @@ from typer.testing import CliRunner, Result
 
 from cryptolake.cli import app
 from cryptolake.errors import LakeError
+from cryptolake.formatting import format_change, format_money, format_price, format_share
 from cryptolake.gold import build_gold
 from cryptolake.ingest import ingest
 from cryptolake.lake import LakePaths
 from cryptolake.lakedb import open_lake_db
 from cryptolake.replay import ReplayData, ReplayServer
-from cryptolake.report import (
-    ReportResult,
-    build_report,
-    format_change,
-    format_money,
-    format_price,
-    format_share,
-)
+from cryptolake.report import ReportResult, build_report
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 

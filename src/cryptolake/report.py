@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from html import escape
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,17 @@ import duckdb
 
 from . import __version__
 from .errors import CryptolakeError, LakeError, TransformError
+from .formatting import (
+    currency_prefix,
+    format_age,
+    format_change,
+    format_money,
+    format_price,
+    format_ratio,
+    format_share,
+    format_timestamp,
+    format_volatility,
+)
 from .lake import LakePaths, atomic_write
 from .lakedb import open_lake_db
 from .settings import Settings
@@ -43,125 +55,6 @@ UP, DOWN = "#15803d", "#b91c1c"
 BTC_COLOR, ETH_COLOR = "#f7931a", "#6366f1"
 MOVERS = 5
 CATEGORIES = 10
-MINUS = "\u2212"  # a real minus sign: as wide as the plus, so signed columns line up
-
-CURRENCY_SYMBOLS = {
-    "usd": "$",
-    "eur": "€",
-    "gbp": "£",
-    "jpy": "¥",
-    "cny": "¥",
-    "inr": "₹",
-    "krw": "₩",
-    "btc": "₿",
-    "aud": "A$",
-    "cad": "C$",
-}
-
-
-# --- number formatting -----------------------------------------------------------------------
-
-
-def currency_prefix(vs_currency: str) -> str:
-    """`$` for usd, `€` for eur, else the upper-case code and a space (`CHF 12.50`)."""
-    return CURRENCY_SYMBOLS.get(vs_currency, vs_currency.upper() + " ")
-
-
-def _signed(text: str, negative: bool) -> str:
-    return (MINUS if negative else "") + text
-
-
-def format_money(value: float | None, vs_currency: str = "usd") -> str:
-    """A large amount, compact: $1.38T, $860.12B, $12.50M; below a million in full: $912,345."""
-    if value is None or math.isnan(value):
-        return "—"
-    prefix = currency_prefix(vs_currency)
-    size = abs(value)
-    for unit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if size >= unit:
-            return _signed(f"{prefix}{size / unit:,.2f}{suffix}", value < 0)
-    return _signed(f"{prefix}{size:,.0f}", value < 0)
-
-
-def format_price(value: float | None, vs_currency: str = "usd") -> str:
-    """A price as people read one: $69,014 · $2,007.86 · $0.9996 · $0.0001234 · $6.5e-9."""
-    if value is None or math.isnan(value):
-        return "—"
-    prefix = currency_prefix(vs_currency)
-    size = abs(value)
-    if size == 0:
-        text = "0"
-    elif size >= 10_000:
-        text = f"{size:,.0f}"
-    elif size >= 1:
-        text = f"{size:,.2f}"
-    elif size >= 1e-6:
-        # Four significant digits, written out: 0.9996, 0.0001234, 0.0000066 (not 0.000006600).
-        decimals = 3 - math.floor(math.log10(size))
-        text = f"{size:.{decimals}f}"
-        if float(text) >= 1:  # 0.99996 rounds up: write it as a price above 1
-            text = f"{size:,.2f}"
-        else:  # trailing zeros add nothing, but keep cents: 0.50
-            whole, fraction = text.split(".")
-            text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
-    else:
-        mantissa, exponent = f"{size:.2g}".split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return _signed(prefix + text, value < 0)
-
-
-def format_change(value: float | None, digits: int = 2) -> str:
-    """A signed percent change: +5.04%, −3.75%, 0.00%."""
-    if value is None or math.isnan(value):
-        return "—"
-    rounded = round(value, digits)
-    if rounded == 0:
-        return f"{0:.{digits}f}%"
-    return ("+" if rounded > 0 else MINUS) + f"{abs(rounded):,.{digits}f}%"
-
-
-def format_share(value: float | None) -> str:
-    """A share of a whole in percent: 90.97%, <0.01% for a sliver, 0% for nothing."""
-    if value is None or math.isnan(value):
-        return "—"
-    if value == 0:
-        return "0%"
-    if 0 < value < 0.005:
-        return "<0.01%"
-    return f"{value:.2f}%"
-
-
-def format_ratio(value: float | None) -> str:
-    """A unitless ratio such as volume over market cap: 0.028."""
-    if value is None or math.isnan(value):
-        return "—"
-    if 0 < value < 0.0005:
-        return "<0.001"
-    return f"{value:,.3f}"
-
-
-def format_volatility(value: float | None) -> str:
-    """The standard deviation of daily returns (a ratio), as a percent: 2.41%."""
-    return "—" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
-
-
-def format_timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def format_age(age: timedelta) -> str:
-    """How long ago, in the two largest units that matter: 12 min, 5 h 3 min, 3 days 4 h."""
-    minutes = max(int(age.total_seconds() // 60), 0)
-    if minutes < 1:
-        return "less than a minute"
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} days {hours} h" if hours else f"{days} days"
-
 
 # --- data ------------------------------------------------------------------------------------
 
@@ -564,70 +457,8 @@ def _freshness(data: ReportData, now: datetime, lake: LakePaths) -> str:
     return f'<section><h2>Data freshness</h2><dl class="facts">{cells}</dl></section>'
 
 
-CSS = """
-:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--panel:#f8fafc;--up:#15803d;--down:#b91c1c}
-*{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%}
-body{margin:0;color:var(--fg);background:#fff;font:15px/1.5 system-ui,-apple-system,"Segoe UI",
-Roboto,"Helvetica Neue",Arial,"Noto Sans",sans-serif;font-variant-numeric:tabular-nums}
-main{max-width:1120px;margin:0 auto;padding:36px 24px 56px}
-header .eyebrow{font-size:12px;letter-spacing:.08em;text-transform:uppercase;color:var(--muted)}
-h1{font-size:30px;line-height:1.2;margin:4px 0 6px;letter-spacing:-.015em}
-h2{font-size:18px;margin:0 0 2px;letter-spacing:-.005em}
-h3{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);
-margin:14px 0 4px;font-weight:600}
-.sub,.note{color:var(--muted);margin:0 0 12px;font-size:14px}
-section{margin-top:32px}
-.card{border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin-top:0;
-break-inside:avoid}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:20px;
-margin-top:20px}
-.grid>.card:only-child{grid-column:1/-1}
-.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;
-margin-top:24px}
-.kpi{background:var(--panel);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
-.kpi .label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted)}
-.kpi .value{font-size:24px;font-weight:650;line-height:1.3;margin-top:2px}
-.kpi .sub{margin:0;font-size:13px}
-.badge{font-size:11px;border-radius:999px;padding:1px 7px;margin-left:6px;letter-spacing:.04em}
-.badge.fresh{background:#dcfce7;color:#166534}.badge.stale{background:#fef3c7;color:#92400e}
-svg.chart{display:block;width:100%;height:auto;font-family:inherit}
-.donut-row{display:flex;flex-wrap:wrap;gap:16px;align-items:center}
-.donut{flex:0 0 190px;max-width:190px}.donut-row table{flex:1 1 240px}
-table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-th{font-size:11.5px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);
-font-weight:600;border-bottom:1px solid #cbd5e1}
-.l{text-align:left}
-table.compact th,table.compact td{padding:6px 6px}
-tbody tr:hover{background:var(--panel)}
-.top td.coin{font-weight:550;white-space:normal;min-width:11em}
-.sym{color:var(--muted);font-weight:400;font-size:12px;margin-left:4px}
-.rank{color:var(--muted);width:2.5em}
-.strong{font-weight:600}
-.up{color:var(--up)}.down{color:var(--down)}
-.range{font-size:12px;color:var(--muted)}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:3px;margin-right:7px}
-.pill{font-size:12px;border-radius:999px;padding:1px 8px;background:#f1f5f9;color:#334155}
-.pill.large{background:#dbeafe;color:#1e3a8a}.pill.mid{background:#e0f2fe;color:#075985}
-.pill.small{background:#f0f9ff;color:#0369a1}.pill.micro{background:#fef3c7;color:#92400e}
-.table-wrap{overflow-x:auto;border:1px solid var(--line);border-radius:12px}
-.table-wrap table tr:last-child td{border-bottom:0}
-.barcell{width:30%;min-width:80px}
-.bar{display:block;height:8px;border-radius:4px;background:#93c5fd}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 24px;margin:0;font-size:14px}
-dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
-footer{margin-top:40px;color:var(--muted);font-size:12px}
-.narrow{display:none}
-@media (max-width:640px){main{padding:20px 14px 40px}h1{font-size:24px}
-.kpi .value{font-size:20px}.card{padding:14px}.wide,.opt{display:none}.narrow{display:block}}
-@media print{main{max-width:none;padding:0}body{font-size:12px}
-*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-.table-wrap{overflow:visible;border:0}thead{display:table-header-group}tr{break-inside:avoid}
-tbody tr:hover{background:none}.kpis{grid-template-columns:repeat(4,1fr)}
-.wide{display:block!important}.narrow{display:none!important}
-h2{break-after:avoid}}
-"""
+# The stylesheet lives next to this module as a plain .css file, inlined into every report.
+CSS = (resources.files("cryptolake") / "report.css").read_text(encoding="utf-8")
 
 
 def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
