@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cryptolake.coingecko import CoinGeckoClient
@@ -100,3 +102,12 @@ def pg_dsn() -> str:
             pytest.fail("CRYPTOLAKE_REQUIRE_PG=1 but CRYPTOLAKE_TEST_PG_DSN is not set")
         pytest.skip("set CRYPTOLAKE_TEST_PG_DSN (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     return dsn
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema name in the test database, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"drop schema if exists {name} cascade")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,6 @@ from .conftest import replay_data
 def api() -> Iterator[ReplayServer]:
     with ReplayServer(replay_data()) as server:
         yield server
-
-
-@pytest.fixture
-def pg_schema(pg_dsn: str) -> Iterator[str]:
-    """A fresh schema name in the test database, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f"drop schema if exists {name} cascade")
 
 
 def make_settings(lake: Path, api: ReplayServer, **extra: Any) -> Settings:

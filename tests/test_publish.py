@@ -9,8 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,15 +41,6 @@ ALLOWED_TYPES = {
     "timestamp with time zone[]",
     "jsonb",
 }
-
-
-@pytest.fixture
-def pg_schema(pg_dsn: str) -> Iterator[str]:
-    """A fresh schema name in the test database, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f"drop schema if exists {name} cascade")
 
 
 @pytest.fixture
@@ -214,14 +203,25 @@ class Boom(Exception):
     pass
 
 
+def published_with_a_new_snapshot(
+    lake: Path, dsn: str, schema: str
+) -> tuple[Settings, tuple[Any, ...]]:
+    """Publish the lake, then land and build a new snapshot: a publish is now pending.
+
+    Returns the settings and what consumers see before that pending publish.
+    """
+    settings = target(lake, dsn, schema)
+    publish(settings)
+    before = state(dsn, schema)
+    land(lake, at=T0 + timedelta(hours=6))
+    rebuild(lake)
+    return settings, before
+
+
 def test_failure_between_steps_leaves_previous_state(
     built_lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings = target(built_lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    land(built_lake, at=T0 + timedelta(hours=6))
-    rebuild(built_lake)
+    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
 
     def fail_after_two_marts(event: Progress) -> None:
         if event.detail.startswith("market_daily"):
@@ -236,11 +236,7 @@ def test_failure_between_steps_leaves_previous_state(
 def test_connection_dropped_half_way_leaves_previous_state(
     built_lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings = target(built_lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    land(built_lake, at=T0 + timedelta(hours=6))
-    rebuild(built_lake)
+    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
 
     def drop_connection(event: Progress) -> None:
         if event.detail.startswith("coin_daily"):
@@ -283,11 +279,7 @@ KILLABLE = textwrap.dedent(
 def test_sigkill_mid_publish_leaves_previous_state(
     built_lake: Path, pg_dsn: str, pg_schema: str, tmp_path: Path
 ) -> None:
-    settings = target(built_lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    land(built_lake, at=T0 + timedelta(hours=6))
-    rebuild(built_lake)
+    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
     marker = tmp_path / "marker"
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLABLE, str(built_lake), pg_dsn, pg_schema, str(marker)]
@@ -311,11 +303,7 @@ def test_sigkill_mid_publish_leaves_previous_state(
 def test_reader_polling_during_publish_never_sees_partial_state(
     built_lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings = target(built_lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    land(built_lake, at=T0 + timedelta(hours=6))
-    rebuild(built_lake)
+    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
     seen: list[tuple[Any, ...]] = []
     stop = threading.Event()
 
