@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from pytest_httpserver import HTTPServer
 
 from cryptolake.bronze import BronzeFile, Manifest, read_manifests
 from cryptolake.errors import ApiError, ConfigError
-from cryptolake.ingest import IngestResult, ingest
+from cryptolake.ingest import IngestResult, ingest, sweep_incoming
 from cryptolake.lake import LakePaths
 from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer
@@ -439,3 +440,17 @@ def test_sample_holds_usd_only(lake: Path) -> None:
 
     with pytest.raises(ConfigError, match="usd prices only"):
         ingest(settings, sample=True)
+
+
+def test_staging_left_by_a_killed_run_is_swept_after_an_hour(lake: Path) -> None:
+    paths = LakePaths.at(lake)
+    old = paths.incoming / "20260101T000000Z-dead01" / "bronze" / "global"
+    fresh = paths.incoming / "20260101T000000Z-live02" / "bronze" / "global"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / "body.json").write_bytes(b"{}")
+    hours_ago = time.time() - 2 * 3600
+    for path in [old.parents[1], *old.parents[1].rglob("*")]:
+        os.utime(path, (hours_ago, hours_ago))
+    assert sweep_incoming(paths) == 1
+    assert not old.parents[1].exists() and fresh.exists()

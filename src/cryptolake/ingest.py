@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ def _run(
     source: str,
 ) -> IngestResult:
     lake = LakePaths.at(settings.lake)
+    sweep_incoming(lake)
     started_at = now()
     run = BronzeRun(lake, run_id=new_run_id(started_at), started_at=started_at)
     results: list[DatasetResult] = []
@@ -176,6 +178,27 @@ def _run(
         requests=client.stats.requests,
         retries=client.stats.retries,
     )
+
+
+def sweep_incoming(lake: LakePaths, *, older_than_s: float = 3600.0) -> int:
+    """Delete staging folders left by killed runs (untouched for an hour); returns how many.
+
+    Their bodies never became bronze and their runs have no manifest, so nothing refers to
+    them. The age limit keeps a run that is still fetching (without the lake lock, when the
+    library is used directly) safe from another process's sweep.
+    """
+    if not lake.incoming.exists():
+        return 0
+    swept = 0
+    cutoff = time.time() - older_than_s
+    for leftover in lake.incoming.iterdir():
+        newest = max(
+            (p.stat().st_mtime for p in leftover.rglob("*")), default=leftover.stat().st_mtime
+        )
+        if newest < cutoff:
+            shutil.rmtree(leftover, ignore_errors=True)
+            swept += 1
+    return swept
 
 
 def _rate_detail(client: CoinGeckoClient) -> str:
