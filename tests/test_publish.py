@@ -23,7 +23,7 @@ from cryptolake.errors import ConfigError, PublishError
 from cryptolake.gold import GOLD_MODELS, build_gold
 from cryptolake.lake import LakePaths
 from cryptolake.progress import Progress
-from cryptolake.publish import STAGING, publish
+from cryptolake.publish import STAGING, needs_analyze, publish
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
@@ -390,3 +390,24 @@ def test_bad_connection_is_one_clear_line(
 def test_publish_without_dsn_says_how(built_lake: Path) -> None:
     with pytest.raises(ConfigError, match="CRYPTOLAKE_POSTGRES_DSN"):
         publish(settings_for(built_lake))
+
+
+def test_staging_is_analyzed_again_only_after_10_percent_growth() -> None:
+    assert needs_analyze(250, -1, has_statistics=False)  # new table: the first publish
+    assert needs_analyze(250, 250, has_statistics=False)  # CREATE INDEX set reltuples
+    assert not needs_analyze(1_035_000, 1_020_000, has_statistics=True)  # one snapshot onto 68
+    assert needs_analyze(1_125_000, 1_020_000, has_statistics=True)
+    assert needs_analyze(900_000, 1_020_000, has_statistics=True)  # rows deleted by hand
+
+
+def test_every_published_table_has_statistics(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    publish(target(built_lake, pg_dsn, pg_schema))
+    analyzed = {
+        r[0]
+        for r in fetch(
+            pg_dsn, f"select distinct tablename from pg_stats where schemaname = '{pg_schema}'"
+        )
+    }
+    assert {STAGING, *GOLD_MODELS} <= analyzed

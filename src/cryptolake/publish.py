@@ -46,6 +46,10 @@ ADVISORY_LOCK_NAMESPACE = 0x63727970  # "cryp"
 STATEMENT_TIMEOUT = "15min"
 LOCK_TIMEOUT = "60s"
 IDLE_IN_TRANSACTION_TIMEOUT = "5min"
+# When staging is analyzed again (autovacuum's defaults: autovacuum_analyze_threshold and
+# autovacuum_analyze_scale_factor).
+ANALYZE_THRESHOLD_ROWS = 50
+ANALYZE_SCALE_FACTOR = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,38 @@ def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def needs_analyze(rows_now: int, rows_at_last_analyze: float, *, has_statistics: bool) -> bool:
+    """Autovacuum's default rule: ANALYZE once 50 rows + 10% of the table have changed.
+
+    `rows_at_last_analyze` is Postgres's `reltuples`, negative for a table never analyzed.
+    """
+    if not has_statistics or rows_at_last_analyze < 0:
+        return True
+    changed = abs(rows_now - rows_at_last_analyze)
+    return changed > ANALYZE_THRESHOLD_ROWS + ANALYZE_SCALE_FACTOR * rows_at_last_analyze
+
+
+def _staging_needs_analyze(con: duckdb.DuckDBPyConnection, schema: str, rows_now: int) -> bool:
+    """Whether staging has no statistics yet or has grown enough to be sampled again.
+
+    Sampling costs about a second per million rows however few were appended, so analyzing
+    after every snapshot would dominate incremental publishes. Staging is append-only, so
+    the rows appended since its last ANALYZE are its count less `reltuples`, which that
+    ANALYZE set (this transaction's rows included). Decided here rather than left to
+    autovacuum, which may be off; `pg_stat_user_tables.n_mod_since_analyze` would count
+    rows twice that an ANALYZE saw inside the transaction that inserted them. CREATE INDEX
+    sets `reltuples` too, so a new table is recognised by its missing `pg_stats` rows.
+    """
+    row = con.execute(
+        "select * from postgres_query('pg', 'select c.reltuples::float8, exists ("
+        f"select from pg_stats where schemaname = ''{schema}'' and tablename = ''{STAGING}'') "
+        f"from pg_class as c where c.oid = ''{schema}.{STAGING}''::regclass')"
+    ).fetchone()
+    if row is None:
+        return True
+    return needs_analyze(rows_now, float(row[0]), has_statistics=bool(row[1]))
 
 
 def publish(
@@ -307,7 +343,9 @@ def _publish_in_transaction(
         t0 = time.perf_counter()
         for statement in indexes:
             _pg(con, statement)
-        _pg(con, "; ".join(f"analyze {schema}.{t}" for t in (STAGING, *MARTS)))
+        # Marts are replaced whole, so always; staging only once enough of it is new.
+        analyze = [STAGING] if _staging_needs_analyze(con, schema, rows_now) else []
+        _pg(con, "; ".join(f"analyze {schema}.{t}" for t in (*analyze, *MARTS)))
         advance("indexes and statistics")
 
         latest = con.execute("select max(snapshot_at)::varchar from lake.silver.market_snapshots")
