@@ -119,23 +119,23 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
     assert by_table[STAGING] == silver
 
     indexes = {
-        (table, definition.split(" USING btree ")[1])
+        (table, definition.split(" USING ")[1])
         for table, definition in fetch(
             pg_dsn, f"select tablename, indexdef from pg_indexes where schemaname = '{pg_schema}'"
         )
     }
     for expected in [
-        (STAGING, "(coin_id, snapshot_at)"),
-        (STAGING, "(snapshot_at, market_cap_rank)"),
-        ("crypto_analytics_mart", "(coin_id)"),
-        ("crypto_analytics_mart", "(market_cap_rank)"),
-        ("crypto_analytics_mart", "(market_cap_category)"),
-        ("market_segment_analysis", "(market_cap_category)"),
-        ("coin_daily", "(coin_id, day)"),
-        ("coin_daily", "(day, market_cap_rank)"),
-        ("market_daily", "(day)"),
-        ("category_leaderboard", "(category_id)"),
-        ("category_leaderboard", "(category_rank)"),
+        (STAGING, "btree (coin_id, snapshot_at)"),
+        (STAGING, "brin (snapshot_at)"),
+        ("crypto_analytics_mart", "btree (coin_id)"),
+        ("crypto_analytics_mart", "btree (market_cap_rank)"),
+        ("crypto_analytics_mart", "btree (market_cap_category)"),
+        ("market_segment_analysis", "btree (market_cap_category)"),
+        ("coin_daily", "btree (coin_id, day)"),
+        ("coin_daily", "btree (day, market_cap_rank)"),
+        ("market_daily", "btree (day)"),
+        ("category_leaderboard", "btree (category_id)"),
+        ("category_leaderboard", "btree (category_rank)"),
     ]:
         assert expected in indexes
     unique = fetch(
