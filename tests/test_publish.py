@@ -411,3 +411,44 @@ def test_every_published_table_has_statistics(
         )
     }
     assert {STAGING, *GOLD_MODELS} <= analyzed
+
+
+def coin_daily_rows(dsn: str, schema: str, lake: Path) -> tuple[list[Any], list[Any]]:
+    """(Postgres rows, gold rows) of coin_daily, comparable."""
+    sql = "select coin_id, day, close_price, daily_return from {t} order by coin_id, day"
+    pg_rows = fetch(dsn, sql.format(t=f"{schema}.coin_daily"))
+    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    gold_rows = con.execute(sql.format(t="gold.coin_daily")).fetchall()
+    con.close()
+    return pg_rows, gold_rows
+
+
+def test_coin_daily_is_refreshed_from_the_new_snapshots_day_on(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    land(built_lake, at=T0 + timedelta(days=1))
+    rebuild(built_lake)
+    result = publish(settings)
+    coin_daily = next(t for t in result.tables if t.table == "coin_daily")
+    assert (coin_daily.rows_written, coin_daily.rows_now) == (250, 500)  # only the new day
+    pg_rows, gold_rows = coin_daily_rows(pg_dsn, pg_schema, built_lake)
+    assert pg_rows == gold_rows
+    assert any(r[3] is not None for r in pg_rows)  # the new day's returns arrived
+
+
+def test_coin_daily_that_drifted_from_gold_is_replaced_whole(
+    built_lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(built_lake, pg_dsn, pg_schema)
+    publish(settings)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"delete from {pg_schema}.coin_daily where coin_id like 'b%'")
+    land(built_lake, at=T0 + timedelta(days=1))
+    rebuild(built_lake)
+    result = publish(settings)
+    coin_daily = next(t for t in result.tables if t.table == "coin_daily")
+    assert (coin_daily.rows_written, coin_daily.rows_now) == (500, 500)
+    pg_rows, gold_rows = coin_daily_rows(pg_dsn, pg_schema, built_lake)
+    assert pg_rows == gold_rows

@@ -50,6 +50,8 @@ IDLE_IN_TRANSACTION_TIMEOUT = "5min"
 # autovacuum_analyze_scale_factor).
 ANALYZE_THRESHOLD_ROWS = 50
 ANALYZE_SCALE_FACTOR = 0.1
+# Marts with one row per day (and coin) that a publish refreshes from the earliest new day on.
+DAY_KEYED = {"coin_daily": "day"}
 STAGING_STATS_COLUMNS = ("coin_id", "symbol", "snapshot_at", "snapshot_date", "market_cap_rank")
 
 
@@ -335,11 +337,10 @@ def _publish_in_transaction(
 
         for mart in MARTS:
             t0 = time.perf_counter()
-            _pg(con, f"delete from {schema}.{mart}")
-            con.execute(f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart}")
-            rows = _count(con, f"select count(*) from lake.gold.{mart}")
-            tables.append(PublishedTable(mart, rows, rows, time.perf_counter() - t0))
-            advance(f"{mart}: {rows:,} rows")
+            since = new_snapshots[0][:10] if mart in DAY_KEYED and new_snapshots else None
+            written, rows = _replace_mart(con, schema, mart, since=None if force else since)
+            tables.append(PublishedTable(mart, written, rows, time.perf_counter() - t0))
+            advance(f"{mart}: {written:,} rows")
 
         t0 = time.perf_counter()
         for statement in indexes:
@@ -378,6 +379,40 @@ def _publish_in_transaction(
             pass  # the connection is gone; Postgres rolls back on its own
         raise
     return PublishResult(publish_id, target, schema, tables, len(new_snapshots))
+
+
+def _replace_mart(
+    con: duckdb.DuckDBPyConnection, schema: str, mart: str, *, since: str | None
+) -> tuple[int, int]:
+    """Make the Postgres mart equal to gold's; returns (rows written, rows now).
+
+    A day-keyed mart only needs its rows from `since` (the day of the earliest new snapshot)
+    on: a new snapshot changes that day's figures and, through returns and 7-day windows,
+    the days after it, never the days before. If the counts then disagree with gold (the
+    quote currency changed, silver was rebuilt), the whole mart is replaced after all.
+    """
+    gold_rows = _count(con, f"select count(*) from lake.gold.{mart}")
+    if since is not None:
+        day = DAY_KEYED[mart]
+        _pg(con, f"delete from {schema}.{mart} where {day} >= date {_pg_literal(since)}")
+        con.execute(
+            f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart} "
+            f"where {day} >= date {quote_literal(since)}"
+        )
+        written = _count(
+            con, f"select count(*) from lake.gold.{mart} where {day} >= date {quote_literal(since)}"
+        )
+        rows_now = _count(
+            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{mart}')"
+        )
+        if rows_now == gold_rows:
+            return written, rows_now
+        log.info(
+            "%s: %d rows in Postgres, %d in gold: replacing it whole", mart, rows_now, gold_rows
+        )
+    _pg(con, f"delete from {schema}.{mart}")
+    con.execute(f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart}")
+    return gold_rows, gold_rows
 
 
 def _pg_literal(value: str) -> str:
