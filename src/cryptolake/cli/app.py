@@ -143,6 +143,27 @@ def _settings(**flags: Any) -> Settings:
     return Settings.resolve(**flags)
 
 
+# CLI parameter -> Settings field, for the options shared by ingest, run and schedule.
+SOURCE_FLAGS = {
+    "lake": "lake",
+    "api_url": "api_url",
+    "api_plan": "api_plan",
+    "vs_currency": "vs_currency",
+    "top": "top",
+    "per_page": "per_page",
+    "rate": "rate",
+    "postgres": "postgres_dsn",
+    "pg_schema": "pg_schema",
+}
+
+
+def settings_from(params: dict[str, Any]) -> Settings:
+    """Settings from a command's parameters (pass `locals()`): the shared options only."""
+    return Settings.resolve(
+        **{field: params[name] for name, field in SOURCE_FLAGS.items() if name in params}
+    )
+
+
 def warn_sample() -> None:
     err_console.print(
         "[bold yellow]SAMPLE DATA[/]: replaying recorded CoinGecko responses bundled with "
@@ -176,15 +197,7 @@ def ingest_cmd(
 ) -> None:
     """Fetch coin markets, global totals and categories from CoinGecko into bronze."""
     with user_errors():
-        settings = _settings(
-            lake=lake,
-            api_url=api_url,
-            api_plan=api_plan,
-            vs_currency=vs_currency,
-            top=top,
-            per_page=per_page,
-            rate=rate,
-        )
+        settings = settings_from(locals())
         if sample:
             warn_sample()
         with lake_lock(settings, "ingest"), progress_bars() as on_progress:

@@ -27,6 +27,7 @@ from .app import (
     VsCurrencyOpt,
     _settings,
     app,
+    settings_from,
     user_errors,
     warn_sample,
 )
@@ -105,17 +106,7 @@ def run_cmd(
 ) -> None:
     """Run the pipeline: ingest -> transform (silver, gold) -> checks -> publish."""
     with user_errors():
-        settings = _settings(
-            lake=lake,
-            api_url=api_url,
-            api_plan=api_plan,
-            vs_currency=vs_currency,
-            top=top,
-            per_page=per_page,
-            rate=rate,
-            postgres_dsn=postgres,
-            pg_schema=pg_schema,
-        )
+        settings = settings_from(locals())
         selected = parse_stages(stages)
         if sample and "ingest" not in selected:
             raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
@@ -310,17 +301,7 @@ def schedule_cmd(
     """Run the pipeline on a schedule in the foreground; SIGTERM/Ctrl-C stop it cleanly."""
     with user_errors():
         schedule = parse_schedule(every=every, cron=cron, daily=daily)
-        settings = _settings(
-            lake=lake,
-            api_url=api_url,
-            api_plan=api_plan,
-            vs_currency=vs_currency,
-            top=top,
-            per_page=per_page,
-            rate=rate,
-            postgres_dsn=postgres,
-            pg_schema=pg_schema,
-        )
+        settings = settings_from(locals())
         selected = parse_stages(stages)
     if sample:
         warn_sample()
