@@ -125,13 +125,13 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
         )
     }
     for expected in [
-        (STAGING, "btree (coin_id, snapshot_at)"),
+        (STAGING, "btree (coin_id text_pattern_ops, snapshot_at)"),
         (STAGING, "brin (snapshot_at)"),
         ("crypto_analytics_mart", "btree (coin_id)"),
         ("crypto_analytics_mart", "btree (market_cap_rank)"),
         ("crypto_analytics_mart", "btree (market_cap_category)"),
         ("market_segment_analysis", "btree (market_cap_category)"),
-        ("coin_daily", "btree (coin_id, day)"),
+        ("coin_daily", "btree (coin_id text_pattern_ops, day)"),
         ("coin_daily", "btree (day, market_cap_rank)"),
         ("market_daily", "btree (day)"),
         ("category_leaderboard", "btree (category_id)"),
@@ -452,3 +452,15 @@ def test_coin_daily_that_drifted_from_gold_is_replaced_whole(
     assert (coin_daily.rows_written, coin_daily.rows_now) == (500, 500)
     pg_rows, gold_rows = coin_daily_rows(pg_dsn, pg_schema, built_lake)
     assert pg_rows == gold_rows
+
+
+def test_coin_lookups_use_the_unique_index(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
+    """The byte-wise (text_pattern_ops) key still serves equality and time-range lookups."""
+    publish(target(built_lake, pg_dsn, pg_schema))
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("set enable_seqscan = off")
+        plan = conn.execute(
+            f"explain select * from {pg_schema}.{STAGING} where coin_id = 'bitcoin' "
+            "and snapshot_at > now() - interval '7 days' order by snapshot_at"
+        ).fetchall()
+    assert "staging_market_snapshots_coin_snapshot_key" in " ".join(r[0] for r in plan)

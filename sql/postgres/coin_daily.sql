@@ -18,8 +18,9 @@ create table if not exists {{schema}}.coin_daily (
     last_snapshot_at timestamptz
 );
 
+-- text_pattern_ops: see staging_market_snapshots.sql.
 create unique index if not exists coin_daily_coin_day_key
-    on {{schema}}.coin_daily (coin_id, day);
+    on {{schema}}.coin_daily (coin_id text_pattern_ops, day);
 
 create index if not exists coin_daily_day_rank_idx
     on {{schema}}.coin_daily (day, market_cap_rank);

