@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import duckdb
 
 from .lake import LakePaths
 from .settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def connect(
@@ -35,7 +32,3 @@ def connect(
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -47,9 +47,6 @@ class GoldTable:
 class GoldResult:
     tables: list[GoldTable]
 
-    def rows(self, table: str) -> int:
-        return next(t.rows for t in self.tables if t.table == table)
-
 
 def build_gold(settings: Settings, *, progress: ProgressCallback = ignore_progress) -> GoldResult:
     """Build a new `<lake>/cryptolake.duckdb`: silver views, `meta.runs`, every gold table.
