@@ -93,13 +93,15 @@ class CtasRun:
 
 
 def _classify_pg(sql: str) -> str:
+    if "attach partition" in sql:
+        return "attach partitions (+ analyze of appended days)"
     if match := re.search(r"index if not exists (\w+)", sql):
         return f"index {match.group(1)}"
     lowered = sql.lstrip().lower()
     if lowered.startswith("analyze"):
-        return (
-            "analyze staging + marts" if "staging_market_snapshots" in lowered else "analyze marts"
-        )
+        return "analyze marts"
+    if "analyze" in lowered and "staging_market_snapshots" in lowered:
+        return "analyze appended days"
     if lowered.startswith("delete"):
         return "delete marts"
     if "publish_log (publish_id" in lowered:
@@ -156,14 +158,14 @@ def measure_publish(settings: Settings) -> PublishRun:
         t0 = time.perf_counter()
         result = publish(settings, progress=on_progress)
         seconds = time.perf_counter() - t0
-    # Each event closes a step: staging, one per mart, indexes and statistics, commit.
-    staging = result.tables[0].seconds
-    steps = {
-        "before staging (connect, attach, ddl, lookups)": events[0][0] - t0 - staging,
-        "staging": staging,
-    }
-    for (before, _), (at, detail) in zip(events, events[1:], strict=False):
+    # Each event closes a step: one per mart, the marts' indexes and statistics, staging
+    # (waiting for the parallel day loads that started before the marts, then attaching
+    # them), commit. The first step also holds the connection, DDL and lookups.
+    steps: dict[str, float] = {}
+    before = t0
+    for at, detail in events:
         steps[detail.split(":")[0]] = at - before
+        before = at
     return PublishRun(seconds, result, steps, parts)
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import util
-from pathlib import Path
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -31,32 +32,37 @@ from .duck import connect, quote_literal
 from .errors import ConfigError, LakeError, PublishError
 from .gold import GOLD_MODELS
 from .lake import LakePaths
+from .pgext import load_postgres_extension, pg_execute
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
 from .sqlfiles import load_sql
+from .staging import (
+    STAGING,
+    DayLoad,
+    analyze_statement,
+    attach_statement,
+    attached_days,
+    load_partitions,
+    prepare_schema,
+    read_template,
+)
 
 log = logging.getLogger(__name__)
 
-STAGING = "staging_market_snapshots"
+__all__ = ["STAGING", "PublishResult", "PublishedTable", "load_postgres_extension", "publish"]
+
 MARTS = GOLD_MODELS
 # DDL files in the order they must run: tables, then the view that reads them.
 DDL = (STAGING, *MARTS, "publish_log", "crypto_market_summary")
-# Serialises publishes to one schema across processes (pg_advisory_xact_lock key space).
+# Serialises publishes to one schema across processes (pg_advisory_lock key space).
 ADVISORY_LOCK_NAMESPACE = 0x63727970  # "cryp"
 STATEMENT_TIMEOUT = "15min"
 LOCK_TIMEOUT = "60s"
 IDLE_IN_TRANSACTION_TIMEOUT = "5min"
-# When staging is analyzed again (autovacuum's defaults: autovacuum_analyze_threshold and
-# autovacuum_analyze_scale_factor).
-ANALYZE_THRESHOLD_ROWS = 50
-ANALYZE_SCALE_FACTOR = 0.1
 # Marts with one row per day (and coin) that a publish refreshes from the earliest new day on.
 DAY_KEYED = {"coin_daily": "day"}
-# Columns ANALYZE samples on the tables that grow with history; the small marts get all.
-STATS_COLUMNS = {
-    STAGING: ("coin_id", "symbol", "snapshot_at", "snapshot_date", "market_cap_rank"),
-    "coin_daily": ("coin_id", "day", "symbol", "market_cap_rank"),
-}
+# Columns ANALYZE samples on the marts that grow with history; the small marts get all.
+STATS_COLUMNS = {"coin_daily": ("coin_id", "day", "symbol", "market_cap_rank")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,42 +110,35 @@ def _scrub(message: str, dsn: str) -> str:
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
-def _check_connection(dsn: str) -> None:
-    """Fail fast, in one line naming host and database, before DuckDB gets the DSN."""
+@contextmanager
+def _publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that holds the publish lock on `schema` for as long as it is open.
+
+    Taken on a session of its own before the publish transaction starts, because that
+    transaction's snapshot (REPEATABLE READ, as DuckDB opens it) must include what the
+    previous publish committed. Closing the connection releases it, also if the process
+    dies. Connecting first also fails fast, in one line naming host and database, before
+    DuckDB gets the DSN.
+    """
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            conn.execute("select 1")
+        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
         raise PublishError(
-            f"Cannot connect to Postgres {describe_target(dsn)}: {_scrub(str(exc), dsn)} "
+            f"Cannot connect to Postgres {target}: {_scrub(str(exc), dsn)} "
             "Check --postgres / CRYPTOLAKE_POSTGRES_DSN; the lake was not changed."
         ) from None
-
-
-def postgres_extension_path() -> Path | None:
-    """The signed extension shipped in the duckdb-extension-postgres wheel, if installed."""
-    spec = util.find_spec("duckdb_extension_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    root = Path(next(iter(spec.submodule_search_locations)))
-    path = root / "extensions" / f"v{duckdb.__version__}" / "postgres.duckdb_extension"
-    return path if path.is_file() else None
-
-
-def load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
-    """INSTALL from the wheel (offline, signature checked), else from DuckDB's repository."""
-    path = postgres_extension_path()
-    try:
-        if path is not None:
-            con.execute(f"install {quote_literal(str(path))}")
-        else:
-            con.execute("install postgres")
-        con.execute("load postgres")
-    except duckdb.Error as exc:
-        raise PublishError(
-            f"Cannot load DuckDB's postgres extension ({exc}); run `uv sync` to install the "
-            "duckdb-extension-postgres package."
-        ) from None
+    with conn:
+        try:
+            conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.execute(
+                "select pg_advisory_lock(%s, hashtext(%s))", [ADVISORY_LOCK_NAMESPACE, schema]
+            )
+        except psycopg.errors.LockNotAvailable:
+            raise PublishError(
+                f"Another publish to schema {schema} in {target} has held it for over "
+                f"{LOCK_TIMEOUT}; try again once it has finished."
+            ) from None
+        yield conn
 
 
 def lake_version(lake: LakePaths) -> str:
@@ -158,44 +157,12 @@ def ddl_statements(name: str, schema: str) -> list[str]:
 
 def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Run raw SQL in Postgres inside DuckDB's current transaction."""
-    con.execute("call postgres_execute('pg', ?)", [sql])
+    pg_execute(con, sql)
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def needs_analyze(rows_now: int, rows_at_last_analyze: float, *, has_statistics: bool) -> bool:
-    """Autovacuum's default rule: ANALYZE once 50 rows + 10% of the table have changed.
-
-    `rows_at_last_analyze` is Postgres's `reltuples`, negative for a table never analyzed.
-    """
-    if not has_statistics or rows_at_last_analyze < 0:
-        return True
-    changed = abs(rows_now - rows_at_last_analyze)
-    return changed > ANALYZE_THRESHOLD_ROWS + ANALYZE_SCALE_FACTOR * rows_at_last_analyze
-
-
-def _staging_needs_analyze(con: duckdb.DuckDBPyConnection, schema: str, rows_now: int) -> bool:
-    """Whether staging has no statistics yet or has grown enough to be sampled again.
-
-    Sampling costs about a second per million rows however few were appended, so analyzing
-    after every snapshot would dominate incremental publishes. Staging is append-only, so
-    the rows appended since its last ANALYZE are its count less `reltuples`, which that
-    ANALYZE set (this transaction's rows included). Decided here rather than left to
-    autovacuum, which may be off; `pg_stat_user_tables.n_mod_since_analyze` would count
-    rows twice that an ANALYZE saw inside the transaction that inserted them. CREATE INDEX
-    sets `reltuples` too, so a new table is recognised by its missing `pg_stats` rows.
-    """
-    row = con.execute(
-        "select * from postgres_query('pg', 'select c.reltuples::float8, exists ("
-        f"select from pg_stats where schemaname = ''{schema}'' and tablename = ''{STAGING}'') "
-        f"from pg_class as c where c.oid = ''{schema}.{STAGING}''::regclass')"
-    ).fetchone()
-    if row is None:
-        return True
-    return needs_analyze(rows_now, float(row[0]), has_statistics=bool(row[1]))
 
 
 def publish(
@@ -221,40 +188,91 @@ def publish(
             f"No lake database at {lake.database}; run `cryptolake transform` before publishing."
         )
     target = describe_target(dsn)
-    _check_connection(dsn)
     version = lake_version(lake)
     started = datetime.now(UTC)
     publish_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
-    # An in-memory DuckDB with the lake attached read-only: attaching Postgres from a
-    # read-only database would make Postgres read-only too.
-    con = connect(settings)
-    try:
-        load_postgres_extension(con)
-        con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
+    with _publish_lock(dsn, settings.pg_schema, target) as lock:
         try:
-            con.execute(f"attach {quote_literal(dsn)} as pg (type postgres)")
-        except duckdb.Error as exc:
+            # Read on the lock's connection before the publish transaction starts: that
+            # transaction's snapshot then sees the schema, and workers can load into it.
+            prepare_schema(lock, settings.pg_schema)
+            published = _read_published(lock, settings.pg_schema)
+        except psycopg.Error as exc:
             raise PublishError(
-                f"DuckDB cannot attach Postgres {target}: {_scrub(str(exc), dsn)}"
+                f"Publishing to Postgres {target} failed: {_scrub(str(exc), dsn)}"
             ) from None
+        if published.lake_version == version and not force:
+            progress(Progress("publish", "postgres", 1, 1, "up to date"))
+            return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
+        # An in-memory DuckDB with the lake attached read-only: attaching Postgres from a
+        # read-only database would make Postgres read-only too.
+        con = connect(settings)
         try:
-            return _publish_in_transaction(
-                con, lake, settings, version, publish_id, started, force, progress, target
-            )
-        except duckdb.Error as exc:
-            raise PublishError(
-                f"Publishing to Postgres {target} failed and was rolled back: "
-                f"{_scrub(str(exc), dsn)}"
-            ) from None
-    finally:
-        con.close()
+            load_postgres_extension(con)
+            con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
+            try:
+                con.execute(f"attach {quote_literal(dsn)} as pg (type postgres)")
+            except duckdb.Error as exc:
+                raise PublishError(
+                    f"DuckDB cannot attach Postgres {target}: {_scrub(str(exc), dsn)}"
+                ) from None
+            try:
+                return _publish_in_transaction(
+                    con,
+                    lake,
+                    settings,
+                    dsn=dsn,
+                    published=published,
+                    version=version,
+                    publish_id=publish_id,
+                    started=started,
+                    force=force,
+                    progress=progress,
+                    target=target,
+                )
+            except (duckdb.Error, psycopg.Error) as exc:
+                raise PublishError(
+                    f"Publishing to Postgres {target} failed and was rolled back: "
+                    f"{_scrub(str(exc), dsn)}"
+                ) from None
+        finally:
+            con.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    """What earlier publishes left in the schema (read under the publish lock)."""
+
+    lake_version: str | None
+    snapshots: list[str]  # every snapshot_at staging received, as text with its offset
+    days: set[date]  # the days staging has a partition for
+
+
+def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
+    row = conn.execute("select to_regclass(%s)", [f"{schema}.publish_log"]).fetchone()
+    if row is None or row[0] is None:
+        return _Published(None, [], set())
+    last = conn.execute(
+        f"select lake_version from {schema}.publish_log order by finished_at desc limit 1"
+    ).fetchone()
+    snapshots = conn.execute(
+        f"select distinct unnest(snapshots)::text from {schema}.publish_log"
+    ).fetchall()
+    return _Published(
+        str(last[0]) if last else None,
+        [str(r[0]) for r in snapshots],
+        attached_days(conn, schema),
+    )
 
 
 def _publish_in_transaction(
     con: duckdb.DuckDBPyConnection,
     lake: LakePaths,
     settings: Settings,
+    *,
+    dsn: str,
+    published: _Published,
     version: str,
     publish_id: str,
     started: datetime,
@@ -272,121 +290,150 @@ def _publish_in_transaction(
         log.info("publish to %s: %s", target, detail)
         progress(Progress("publish", "postgres", step, steps, detail))
 
-    con.execute("begin transaction")
-    try:
-        _pg(
-            con,
-            f"set local statement_timeout = '{STATEMENT_TIMEOUT}'; "
-            f"set local lock_timeout = '{LOCK_TIMEOUT}'; "
-            f"set local idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'; "
-            "set local maintenance_work_mem = '512MB'; "
-            f"select pg_advisory_xact_lock({ADVISORY_LOCK_NAMESPACE}, hashtext('{schema}')); "
-            f"create schema if not exists {schema}",
-        )
-        # Tables and views first; their indexes once the rows are in.
-        indexes: list[str] = []
-        for name in DDL:
-            for statement in ddl_statements(name, schema):
-                if re.match(r"create\s+(unique\s+)?index", statement, re.IGNORECASE):
-                    indexes.append(statement)
-                else:
-                    _pg(con, statement)
-        con.execute("call pg_clear_cache()")
-
-        last = con.execute(
-            f"select lake_version from pg.{schema}.publish_log order by finished_at desc limit 1"
-        ).fetchone()
-        if last is not None and last[0] == version and not force:
-            con.execute("rollback")
-            progress(Progress("publish", "postgres", steps, steps, "up to date"))
-            return PublishResult(None, target, schema, [], 0, up_to_date=True)
-
-        tables: list[PublishedTable] = []
-        t0 = time.perf_counter()
-        new_snapshots = [
-            r[0]
-            for r in con.execute(
-                f"""
-                select distinct cast(snapshot_at as varchar) from lake.silver.market_snapshots
-                where snapshot_at not in (
-                    select unnest(snapshots) from pg.{schema}.publish_log
-                )
-                order by 1
-                """
-            ).fetchall()
-        ]
-        written = 0
-        if new_snapshots:
-            # Literal dates let DuckDB prune silver's snapshot_date partitions.
-            dates = sorted({snapshot[:10] for snapshot in new_snapshots})
-            date_list = ", ".join(f"date {quote_literal(d)}" for d in dates)
-            con.execute(
-                "create or replace temp table publish_snapshots as "
-                "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
-                [new_snapshots],
-            )
-            new_rows = (
-                "from lake.silver.market_snapshots "
-                f"where snapshot_date in ({date_list}) "
-                "and snapshot_at in (select snapshot_at from publish_snapshots)"
-            )
-            con.execute(f"insert into pg.{schema}.{STAGING} by name select * {new_rows}")
-            written = _count(con, f"select count(*) {new_rows}")
-        # Counted by Postgres itself: a DuckDB count would stream the whole table over COPY.
-        rows_now = _count(
-            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')"
-        )
-        tables.append(PublishedTable(STAGING, written, rows_now, time.perf_counter() - t0))
-        advance(f"{STAGING}: +{written:,} rows")
-
-        for mart in MARTS:
-            t0 = time.perf_counter()
-            since = new_snapshots[0][:10] if mart in DAY_KEYED and new_snapshots else None
-            written, rows = _replace_mart(con, schema, mart, since=None if force else since)
-            tables.append(PublishedTable(mart, written, rows, time.perf_counter() - t0))
-            advance(f"{mart}: {written:,} rows")
-
-        t0 = time.perf_counter()
-        for statement in indexes:
-            _pg(con, statement)
-        # Marts change on every publish, so always; staging only once enough of it is new.
-        # The large tables are sampled on the columns consumers filter and join on only
-        # (sampling all 34 columns of a million-row staging table costs about a second).
-        statements = [
-            f"analyze {schema}.{mart}"
-            + (f" ({', '.join(STATS_COLUMNS[mart])})" if mart in STATS_COLUMNS else "")
-            for mart in MARTS
-        ]
-        if _staging_needs_analyze(con, schema, rows_now):
-            statements.append(f"analyze {schema}.{STAGING} ({', '.join(STATS_COLUMNS[STAGING])})")
-        _pg(con, "; ".join(statements))
-        advance("indexes and statistics")
-
-        latest = con.execute("select max(snapshot_at)::varchar from lake.silver.market_snapshots")
-        latest_row = latest.fetchone()
-        finished = datetime.now(UTC)
-        rows_json = json.dumps({t.table: t.rows_written for t in tables})
-        snapshots_literal = "{" + ",".join(f'"{s}"' for s in new_snapshots) + "}"
-        _pg(
-            con,
-            f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
-            "latest_snapshot_at, lake_version, cryptolake_version, rows_written, snapshots) "
-            f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
-            f"{_pg_literal(finished.isoformat())}, "
-            f"{_pg_literal(latest_row[0]) if latest_row and latest_row[0] else 'null'}, "
-            f"{_pg_literal(version)}, {_pg_literal(__version__)}, "
-            f"{_pg_literal(rows_json)}::jsonb, {_pg_literal(snapshots_literal)}::timestamptz[])",
-        )
-        con.execute("commit")
-        advance("committed")
-    except BaseException:
-        # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting.
+    t0 = time.perf_counter()
+    new_snapshots = [
+        r[0]
+        for r in con.execute(
+            # Distinct first: casting a million timestamps to text costs 0.25 s.
+            """
+            select cast(snapshot_at as varchar)
+            from (select distinct snapshot_at from lake.silver.market_snapshots)
+            where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
+            order by snapshot_at
+            """,
+            [published.snapshots],
+        ).fetchall()
+    ]
+    by_day: dict[date, list[str]] = {}
+    for snapshot in new_snapshots:
+        by_day.setdefault(date.fromisoformat(snapshot[:10]), []).append(snapshot)
+    appended = {day: snaps for day, snaps in by_day.items() if day in published.days}
+    new_days = [DayLoad(day, tuple(s)) for day, s in by_day.items() if day not in published.days]
+    session = (
+        f"set local statement_timeout = '{STATEMENT_TIMEOUT}'; "
+        f"set local lock_timeout = '{LOCK_TIMEOUT}'; "
+        f"set local idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'; "
+        "set local maintenance_work_mem = '512MB'"
+    )
+    tables: list[PublishedTable] = []
+    # Workers connect now, while this connection runs the DDL, and load the new days while
+    # it writes the rest; leaving the block on an error stops them.
+    with load_partitions(
+        settings,
+        dsn=dsn,
+        schema=schema,
+        silver=lake.silver / "market_snapshots",
+        session_sql=session,
+        days=new_days,
+        workers=settings.threads or os.cpu_count() or 1,
+    ) as loads:
+        con.execute("begin transaction")
         try:
-            con.execute("rollback")
-        except duckdb.Error:
-            pass  # the connection is gone; Postgres rolls back on its own
-        raise
+            _pg(con, session)
+            # Tables and views first; the marts' indexes once their rows are in. Staging's
+            # are on the partitioned parent: definitions its partitions' indexes attach to.
+            indexes: list[str] = []
+            for name in DDL:
+                for statement in ddl_statements(name, schema):
+                    if name != STAGING and re.match(
+                        r"create\s+(unique\s+)?index", statement, re.IGNORECASE
+                    ):
+                        indexes.append(statement)
+                    else:
+                        _pg(con, statement)
+            con.execute("call pg_clear_cache()")
+            loads.start(read_template(con, schema))
+
+            # The days staging has, then the marts, their indexes and statistics.
+            written = _append_staging(con, schema, appended)
+            for mart in MARTS:
+                t1 = time.perf_counter()
+                since = new_snapshots[0][:10] if mart in DAY_KEYED and new_snapshots else None
+                rows, rows_now = _replace_mart(con, schema, mart, since=None if force else since)
+                tables.append(PublishedTable(mart, rows, rows_now, time.perf_counter() - t1))
+                advance(f"{mart}: {rows:,} rows")
+            for statement in indexes:
+                _pg(con, statement)
+            # Marts change on every publish; the large ones are sampled on the columns
+            # consumers filter and join on only.
+            _pg(
+                con,
+                "; ".join(
+                    f"analyze {schema}.{mart}"
+                    + (f" ({', '.join(STATS_COLUMNS[mart])})" if mart in STATS_COLUMNS else "")
+                    for mart in MARTS
+                ),
+            )
+            advance("indexes and statistics")
+            # Counted by Postgres itself (a DuckDB count would stream the table over COPY),
+            # before the new days are attached: this transaction's snapshot predates the
+            # loads' commits, so their rows are counted by the loads, and scanning them
+            # here would only find them invisible.
+            rows_now = _count(
+                con,
+                f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
+            )
+            loaded = loads.wait()
+            # New partitions were analyzed by their loads; a partition that gained rows is
+            # analyzed again (one day: a few tens of milliseconds).
+            attach = [attach_statement(schema, p.day) for p in loaded]
+            analyze = [analyze_statement(schema, day) for day in appended]
+            if attach or analyze:
+                _pg(con, "; ".join(attach + analyze))
+            written += sum(p.rows for p in loaded)
+            rows_now += sum(p.rows for p in loaded)
+            tables.insert(0, PublishedTable(STAGING, written, rows_now, time.perf_counter() - t0))
+            advance(f"{STAGING}: +{written:,} rows")
+
+            latest = con.execute(
+                "select max(snapshot_at)::varchar from lake.silver.market_snapshots"
+            ).fetchone()
+            finished = datetime.now(UTC)
+            rows_json = json.dumps({t.table: t.rows_written for t in tables})
+            snapshots_literal = "{" + ",".join(f'"{s}"' for s in new_snapshots) + "}"
+            _pg(
+                con,
+                f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
+                "latest_snapshot_at, lake_version, cryptolake_version, rows_written, snapshots) "
+                f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
+                f"{_pg_literal(finished.isoformat())}, "
+                f"{_pg_literal(latest[0]) if latest and latest[0] else 'null'}, "
+                f"{_pg_literal(version)}, {_pg_literal(__version__)}, "
+                f"{_pg_literal(rows_json)}::jsonb, "
+                f"{_pg_literal(snapshots_literal)}::timestamptz[])",
+            )
+            con.execute("commit")
+        except BaseException:
+            # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting.
+            try:
+                con.execute("rollback")
+            except duckdb.Error:
+                pass  # the connection is gone; Postgres rolls back on its own
+            raise
+    advance("committed")
     return PublishResult(publish_id, target, schema, tables, len(new_snapshots))
+
+
+def _append_staging(
+    con: duckdb.DuckDBPyConnection, schema: str, snapshots: dict[date, list[str]]
+) -> int:
+    """Insert new snapshots of days staging already has a partition for; returns the rows."""
+    if not snapshots:
+        return 0
+    # Literal dates let DuckDB prune silver's snapshot_date partitions.
+    dates = ", ".join(f"date '{day.isoformat()}'" for day in sorted(snapshots))
+    con.execute(
+        "create or replace temp table publish_snapshots as "
+        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
+        [[s for snaps in snapshots.values() for s in snaps]],
+    )
+    row = con.execute(
+        f"insert into pg.{schema}.{STAGING} by name select * "
+        "from lake.silver.market_snapshots "
+        f"where snapshot_date in ({dates}) "
+        "and snapshot_at in (select snapshot_at from publish_snapshots)"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _replace_mart(

@@ -1,0 +1,370 @@
+"""Staging in Postgres: one partition per UTC day, days without one loaded in parallel.
+
+`staging_market_snapshots` is range-partitioned on `snapshot_at`, one partition per UTC day
+(`staging_market_snapshots_pYYYYMMDD`). A publish appends snapshots of days that already have
+a partition inside its own transaction. Each day without one (every day of a first publish or
+a backfill, the first snapshot of a new day) is loaded on one of several worker connections
+into a standalone table built exactly like a partition: rows (binary COPY), then indexes and
+statistics, committed. The publish transaction ATTACHes those tables before it commits.
+
+Why: a COPY into Postgres is bound by one backend's CPU (parsing the rows), so through one
+connection a bulk publish cannot use more than one core; per-day loads use all of them, and
+each day's indexes are built by its worker alongside the other loads. Atomicity is kept: a
+loaded table is not part of staging until the publish transaction commits, so consumers see
+the previous state until then; if the publish fails, the tables stay behind unattached and
+the next publish drops them (under the publish lock) before it loads anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+
+from .duck import connect, quote_literal
+from .errors import PublishError
+from .pgext import load_postgres_extension, pg_execute, pg_rows
+from .settings import Settings
+from .silver import PARTITION
+
+log = logging.getLogger(__name__)
+
+STAGING = "staging_market_snapshots"
+PARTITION_PREFIX = f"{STAGING}_p"
+_PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
+# Columns ANALYZE samples on staging: those consumers filter and join on (sampling all 34
+# columns costs about a second per million rows).
+# (snapshot_date is one value per partition.)
+STATS_COLUMNS = ("coin_id", "symbol", "snapshot_at", "market_cap_rank")
+# ANALYZE samples 300 rows per point of statistics target: 30 samples 9,000 rows, 15% of a
+# day of 15,000 coins every 6 hours. The default (100) would sample half of every day, which
+# made the statistics of a first publish cost more than its index builds.
+STATS_TARGET = 30
+
+
+def partition_name(day: date) -> str:
+    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+
+
+def partition_bounds(day: date) -> tuple[str, str]:
+    """The UTC day as Postgres timestamptz literals: [start, end)."""
+    return f"{day.isoformat()} 00:00:00+00", f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"
+
+
+def analyze_statement(schema: str, day: date) -> str:
+    return (
+        f"set local default_statistics_target = {STATS_TARGET}; "
+        f"analyze {schema}.{partition_name(day)} ({', '.join(STATS_COLUMNS)})"
+    )
+
+
+def attach_statement(schema: str, day: date) -> str:
+    # The table's CHECK constraint implies the bounds, so Postgres attaches without a scan,
+    # and its indexes match the parent's, so they are attached rather than built.
+    start, end = partition_bounds(day)
+    return (
+        f"alter table {schema}.{STAGING} attach partition {schema}.{partition_name(day)} "
+        f"for values from ('{start}') to ('{end}')"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionTemplate:
+    """What a partition must look like, read from the staging table itself in Postgres."""
+
+    columns: str  # column definitions, in the parent's order
+    indexes: tuple[tuple[str, bool, str], ...]  # (name suffix, unique, "btree (...)")
+
+    def create_table(self, schema: str, day: date) -> str:
+        name = partition_name(day)
+        start, end = partition_bounds(day)
+        return (
+            f"create table {schema}.{name} ({self.columns}, constraint {name}_bounds "
+            f"check (snapshot_at >= '{start}' and snapshot_at < '{end}'))"
+        )
+
+    def create_indexes(self, schema: str, day: date) -> list[str]:
+        name = partition_name(day)
+        return [
+            f"create {'unique ' if unique else ''}index {name}{suffix} on {schema}.{name} "
+            f"using {method}"
+            for suffix, unique, method in self.indexes
+        ]
+
+
+def read_template(con: duckdb.DuckDBPyConnection, schema: str) -> PartitionTemplate:
+    """Staging's columns and indexes, as this transaction sees them (its DDL included)."""
+    relation = f"{schema}.{STAGING}"
+    (columns,) = pg_rows(
+        con,
+        "select string_agg(format('%I %s%s', attname, format_type(atttypid, atttypmod), "
+        "case when attnotnull then ' not null' else '' end), ', ' order by attnum) "
+        f"from pg_attribute where attrelid = '{relation}'::regclass "
+        "and attnum > 0 and not attisdropped",
+    )
+    indexes = pg_rows(
+        con,
+        "select c.relname::text, i.indisunique, pg_get_indexdef(i.indexrelid) "
+        "from pg_index as i join pg_class as c on c.oid = i.indexrelid "
+        f"where i.indrelid = '{relation}'::regclass order by 1",
+    )
+    return PartitionTemplate(
+        columns=str(columns[0]),
+        indexes=tuple(
+            (
+                name.removeprefix(STAGING) if name.startswith(STAGING) else f"_{name}",
+                bool(unique),
+                definition.split(" USING ", 1)[1],
+            )
+            for name, unique, definition in indexes
+        ),
+    )
+
+
+def attached_days(conn: psycopg.Connection[Any], schema: str) -> set[date]:
+    """The days staging has a partition for (none if there is no staging yet)."""
+    rows = conn.execute(
+        "select c.relname from pg_inherits as i join pg_class as c on c.oid = i.inhrelid "
+        "where i.inhparent = to_regclass(%s)",
+        [f"{schema}.{STAGING}"],
+    ).fetchall()
+    days = set()
+    for (name,) in rows:
+        if match := _PARTITION_NAME.fullmatch(str(name)):
+            days.add(date(int(match[1][:4]), int(match[1][4:6]), int(match[1][6:])))
+    return days
+
+
+def prepare_schema(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """Create the schema, check staging's kind, drop tables a failed publish left unattached.
+
+    Runs on an autocommit connection holding the publish lock (so no other publish is
+    loading), before the publish transaction starts: that transaction and the worker
+    connections must see the schema, and workers must be free to create tables of those
+    names. Returns the dropped tables.
+    """
+    conn.execute(f"create schema if not exists {schema}")
+    row = conn.execute(
+        "select relkind::text from pg_class where oid = to_regclass(%s)", [f"{schema}.{STAGING}"]
+    ).fetchone()
+    if row is not None and row[0] != "p":
+        raise PublishError(
+            f"{schema}.{STAGING} in Postgres is not partitioned by day (an earlier cryptolake "
+            f"created it): drop the schema (`drop schema {schema} cascade`) and publish again "
+            "to rebuild it from the lake."
+        )
+    names = [
+        str(row[0])
+        for row in conn.execute(
+            "select c.relname from pg_class as c "
+            "join pg_namespace as n on n.oid = c.relnamespace "
+            "where n.nspname = %s and c.relkind = 'r' and not c.relispartition "
+            "and c.relname like %s",
+            [schema, PARTITION_PREFIX.replace("_", r"\_") + "%"],
+        ).fetchall()
+    ]
+    for name in names:
+        conn.execute(f"drop table {schema}.{name}")
+    if names:
+        log.info("dropped %d partition tables a failed publish left: %s", len(names), names)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class DayLoad:
+    day: date
+    snapshots: tuple[str, ...]  # snapshot_at values, as DuckDB prints them in UTC
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPartition:
+    day: date
+    rows: int
+    seconds: float
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class PartitionLoads:
+    """Loads days into standalone partition tables on worker connections, in parallel.
+
+    Workers connect as soon as it is created; they load once `start()` gives them the
+    partition template, which the publish transaction reads after its DDL. Use through
+    `load_partitions`: leaving it on an error cancels the loads still running and waits
+    for every worker, so no worker outlives the publish.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dsn: str,
+        schema: str,
+        silver: Path,
+        session_sql: str,
+        days: Sequence[DayLoad],
+        workers: int,
+    ) -> None:
+        # One DuckDB thread per worker: its COPY is a single stream anyway.
+        self._settings = settings.with_(threads=1)
+        self._dsn = dsn
+        self._schema = schema
+        self._silver = silver
+        self._session_sql = session_sql
+        self._template: PartitionTemplate | None = None
+        self._queue: queue.SimpleQueue[DayLoad] = queue.SimpleQueue()
+        for day in days:
+            self._queue.put(day)
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._running: list[duckdb.DuckDBPyConnection] = []
+        count = min(workers, len(days))
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, count), thread_name_prefix="publish-load"
+        )
+        self._futures: list[Future[list[LoadedPartition]]] = [
+            self._pool.submit(self._work) for _ in range(count)
+        ]
+
+    def start(self, template: PartitionTemplate) -> None:
+        self._template = template
+        self._ready.set()
+
+    def wait(self) -> list[LoadedPartition]:
+        """Every loaded partition, by day; re-raises the first worker's error."""
+        loaded = [p for future in self._futures for p in future.result()]
+        self._pool.shutdown()
+        return sorted(loaded, key=lambda p: p.day)
+
+    def cancel(self) -> None:
+        """Stop every load (each rolls back its day) and wait for the workers."""
+        self._halt()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _halt(self) -> None:
+        self._stop.set()
+        self._ready.set()
+        with self._lock:
+            for con in self._running:
+                con.interrupt()
+
+    def _work(self) -> list[LoadedPartition]:
+        loaded: list[LoadedPartition] = []
+        if self._stop.is_set():
+            return loaded
+        con = connect(self._settings)
+        with self._lock:
+            self._running.append(con)
+        try:
+            load_postgres_extension(con)
+            con.execute(f"attach {quote_literal(self._dsn)} as pg (type postgres)")
+            self._ready.wait()
+            while not self._stop.is_set():
+                try:
+                    day = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                loaded.append(self._load(con, day))
+        except _Cancelled:
+            pass
+        except BaseException:
+            self._halt()  # the publish fails: the other workers need not finish
+            raise
+        finally:
+            with self._lock:
+                self._running.remove(con)
+            con.close()
+        return loaded
+
+    def _step(self, con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+        if self._stop.is_set():
+            raise _Cancelled
+        return con.execute(sql)
+
+    def _load(self, con: duckdb.DuckDBPyConnection, load: DayLoad) -> LoadedPartition:
+        assert self._template is not None  # set before _ready
+        t0 = time.perf_counter()
+        schema, name = self._schema, partition_name(load.day)
+        snapshots = ", ".join(f"timestamptz {quote_literal(s)}" for s in load.snapshots)
+        self._step(con, "begin transaction")
+        try:
+            # Days load in parallel already: no parallel workers inside one day's index builds.
+            pg_execute(
+                con,
+                f"{self._session_sql}; set local max_parallel_maintenance_workers = 0; "
+                f"{self._template.create_table(schema, load.day)}",
+            )
+            # DuckDB caches Postgres's catalog; this connection's cache must see the new table.
+            self._step(con, "call pg_clear_cache()")
+            # The day's silver partition alone, in silver's order (snapshot, then rank).
+            files = self._silver / f"{PARTITION}={load.day.isoformat()}" / "*.parquet"
+            row = self._step(
+                con,
+                f"insert into pg.{schema}.{name} by name select * "
+                f"from read_parquet({quote_literal(str(files))}, hive_partitioning = true) "
+                f"where snapshot_at in ({snapshots})",
+            ).fetchone()
+            # Indexes once the rows are in: one sorted build each, as a bulk load should.
+            statements = [
+                *self._template.create_indexes(schema, load.day),
+                analyze_statement(schema, load.day),
+            ]
+            if self._stop.is_set():
+                raise _Cancelled
+            pg_execute(con, "; ".join(statements))
+            self._step(con, "commit")
+        except BaseException:
+            try:
+                con.execute("rollback")
+            except duckdb.Error:
+                pass  # the connection is gone; Postgres rolls back on its own
+            raise
+        rows = int(row[0]) if row else 0
+        log.debug("loaded %s: %d rows in %.2fs", name, rows, time.perf_counter() - t0)
+        return LoadedPartition(load.day, rows, time.perf_counter() - t0)
+
+
+@contextmanager
+def load_partitions(
+    settings: Settings,
+    *,
+    dsn: str,
+    schema: str,
+    silver: Path,
+    session_sql: str,
+    days: Sequence[DayLoad],
+    workers: int,
+) -> Iterator[PartitionLoads]:
+    """Start loading `days` from the silver table at `silver` in the background.
+
+    Workers connect at once; the body of the `with` calls `start(template)`, does its own
+    work meanwhile, then calls `wait()`.
+    """
+    loads = PartitionLoads(
+        settings,
+        dsn=dsn,
+        schema=schema,
+        silver=silver,
+        session_sql=session_sql,
+        days=days,
+        workers=workers,
+    )
+    try:
+        yield loads
+    finally:
+        loads.cancel()  # stops what still runs after an error; a no-op once wait() returned

@@ -1,0 +1,41 @@
+"""Helpers for tests that publish to the real Postgres: build, publish, read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cryptolake.gold import GOLD_MODELS, build_gold
+from cryptolake.publish import STAGING
+from cryptolake.secret import Secret
+from cryptolake.settings import Settings
+from cryptolake.silver import build_silver
+
+from .lakes import settings_for
+
+
+def rebuild(lake: Path) -> None:
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+
+
+def target(lake: Path, dsn: str, schema: str) -> Settings:
+    return settings_for(lake).with_(postgres_dsn=Secret(dsn), pg_schema=schema)
+
+
+def fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def state(dsn: str, schema: str) -> tuple[Any, ...]:
+    """What a consumer sees, in one statement (one snapshot of the database)."""
+    counts = ", ".join(
+        f"(select count(*) from {schema}.{t})" for t in (STAGING, *GOLD_MODELS, "publish_log")
+    )
+    return fetch(
+        dsn,
+        f"select {counts}, (select max(snapshot_at)::text from {schema}.crypto_analytics_mart)",
+    )[0]
