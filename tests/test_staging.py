@@ -13,7 +13,12 @@ from cryptolake.errors import PublishError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.progress import Progress
 from cryptolake.publish import STAGING, PublishResult, publish
-from cryptolake.staging import PartitionTemplate, partition_bounds, partition_name
+from cryptolake.staging import (
+    LOADING_COMMENT,
+    PartitionTemplate,
+    partition_bounds,
+    partition_name,
+)
 
 from .lakes import T0, land
 from .published import fetch, rebuild, state, target
@@ -155,14 +160,14 @@ def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
 
     def fail_after_the_marts(event: Progress) -> None:
         if event.detail.startswith("category_leaderboard"):
-            raise Boom("injected while the new day may still be loading")
+            raise Boom("injected after the new day was loaded")
 
     with pytest.raises(Boom):
         publish(settings, progress=fail_after_the_marts)
-    # No loader outlives the publish, and consumers see what they saw before.
-    assert not [t for t in threading.enumerate() if t.name.startswith("publish-load")]
     assert state(pg_dsn, pg_schema) == before
-    assert list(partitions(pg_dsn, pg_schema)) == [DAY0]
+    assert sorted(partitions(pg_dsn, pg_schema)) == [DAY0]
+    # The new day was loaded inside the publish transaction: nothing of it is left.
+    assert unattached(pg_dsn, pg_schema) == []
 
     result = publish(settings)
     assert result.snapshots_added == 1
@@ -170,6 +175,63 @@ def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
         DAY0: 250,
         DAY1: 250,
     }
+
+
+@pytest.mark.postgres
+def test_a_repeatable_read_reader_sees_one_state_across_tables(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    """A reader whose snapshot was taken mid-publish keeps the old state in every table."""
+    land(lake)
+    rebuild(lake)
+    settings = target(lake, pg_dsn, pg_schema)
+    publish(settings)
+    before = state(pg_dsn, pg_schema)
+    land(lake, at=T0 + timedelta(days=1))
+    rebuild(lake)
+    with psycopg.connect(pg_dsn) as reader:
+        reader.execute("set transaction isolation level repeatable read")
+
+        def take_snapshot(event: Progress) -> None:
+            if event.detail.startswith("coin_daily"):
+                reader.execute("select 1")  # the reader's snapshot: mid-publish
+
+        publish(settings, progress=take_snapshot)
+        counts = ", ".join(
+            f"(select count(*) from {pg_schema}.{t})" for t in (STAGING, "publish_log")
+        )
+        seen = reader.execute(f"select {counts}").fetchone()
+        reader.rollback()
+    assert seen == (before[0], before[-2])
+    assert state(pg_dsn, pg_schema)[0] == 500
+
+
+@pytest.mark.postgres
+def test_failed_first_publish_leaves_no_tables_and_the_next_cleans_up(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    for days in range(3):
+        land(lake, at=T0 + timedelta(days=days))
+    rebuild(lake)
+    settings = target(lake, pg_dsn, pg_schema)
+
+    def fail_after_the_marts(event: Progress) -> None:
+        if event.detail.startswith("category_leaderboard"):
+            raise Boom("injected while days may still be loading")
+
+    with pytest.raises(Boom):
+        publish(settings, progress=fail_after_the_marts)
+    # No loader outlives the publish; no consumer-facing table was created.
+    assert not [t for t in threading.enumerate() if t.name.startswith("publish-load")]
+    tables = {
+        r[0]
+        for r in fetch(pg_dsn, f"select tablename from pg_tables where schemaname = '{pg_schema}'")
+    }
+    assert tables <= {f"{STAGING}_p2026021{d}" for d in (5, 6, 7)}  # loaded, never attached
+
+    result = publish(settings)
+    assert result.tables[0].rows_now == 750
+    assert sorted(partitions(pg_dsn, pg_schema)) == [f"{STAGING}_p2026021{d}" for d in (5, 6, 7)]
     assert unattached(pg_dsn, pg_schema) == []
 
 
@@ -181,16 +243,20 @@ def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
     rebuild(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
-    # What a publish killed after its load of T0+1 day committed leaves behind: a table
-    # of the partition's name, never attached (here with a row staging must not receive).
+    # What a first publish killed after a worker committed its day leaves behind: a marked
+    # table of the partition's name, never attached (here with a row staging must not get),
+    # next to a consumer's table that merely has a similar name.
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(
-            f"create table {pg_schema}.{DAY1} (like {pg_schema}.{STAGING} including defaults)"
-        )
-        conn.execute(
-            f"insert into {pg_schema}.{DAY1} (coin_id, vs_currency, snapshot_at, run_id, "
-            "snapshot_date) values ('left-over', 'usd', '2026-02-16 10:00+00', 'x', '2026-02-16')"
-        )
+        for table in (DAY1, f"{STAGING}_per_coin"):
+            conn.execute(
+                f"create table {pg_schema}.{table} (like {pg_schema}.{STAGING} including defaults)"
+            )
+            conn.execute(
+                f"insert into {pg_schema}.{table} (coin_id, vs_currency, snapshot_at, run_id, "
+                "snapshot_date) values ('left-over', 'usd', '2026-02-16 10:00+00', 'x', "
+                "'2026-02-16')"
+            )
+            conn.execute(f"comment on table {pg_schema}.{table} is '{LOADING_COMMENT}'")
     land(lake, at=T0 + timedelta(days=1))
     rebuild(lake)
     result = publish(settings)
@@ -199,7 +265,10 @@ def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
     assert fetch(
         pg_dsn, f"select count(*) from {pg_schema}.{STAGING} where coin_id = 'left-over'"
     ) == [(0,)]
-    assert unattached(pg_dsn, pg_schema) == []
+    assert unattached(pg_dsn, pg_schema) == [f"{STAGING}_per_coin"]
+    assert fetch(pg_dsn, f"select obj_description('{pg_schema}.{DAY1}'::regclass, 'pg_class')") == [
+        (None,)
+    ]
 
 
 @pytest.mark.postgres

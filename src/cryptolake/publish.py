@@ -32,16 +32,18 @@ from .duck import connect, quote_literal
 from .errors import ConfigError, LakeError, PublishError
 from .gold import GOLD_MODELS
 from .lake import LakePaths
-from .pgext import load_postgres_extension, pg_execute
+from .pgext import load_postgres_extension, pg_execute, pg_rows
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
 from .sqlfiles import load_sql
 from .staging import (
     STAGING,
     DayLoad,
+    LoadedPartition,
     analyze_statement,
     attach_statement,
     attached_days,
+    load_day,
     load_partitions,
     prepare_schema,
     read_template,
@@ -160,6 +162,12 @@ def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     pg_execute(con, sql)
 
 
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, relation: str) -> bool:
+    """Whether `schema.relation` exists, as this transaction sees it."""
+    rows = pg_rows(con, f"select to_regclass('{schema}.{relation}') is not null")
+    return bool(rows and rows[0][0])
+
+
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
@@ -247,12 +255,17 @@ class _Published:
     lake_version: str | None
     snapshots: list[str]  # every snapshot_at staging received, as text with its offset
     days: set[date]  # the days staging has a partition for
+    staging_exists: bool
 
 
 def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
-    row = conn.execute("select to_regclass(%s)", [f"{schema}.publish_log"]).fetchone()
+    row = conn.execute(
+        "select to_regclass(%s), to_regclass(%s)",
+        [f"{schema}.publish_log", f"{schema}.{STAGING}"],
+    ).fetchone()
+    staging_exists = row is not None and row[1] is not None
     if row is None or row[0] is None:
-        return _Published(None, [], set())
+        return _Published(None, [], attached_days(conn, schema), staging_exists)
     last = conn.execute(
         f"select lake_version from {schema}.publish_log order by finished_at desc limit 1"
     ).fetchone()
@@ -263,6 +276,7 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
         str(last[0]) if last else None,
         [str(r[0]) for r in snapshots],
         attached_days(conn, schema),
+        staging_exists,
     )
 
 
@@ -316,41 +330,68 @@ def _publish_in_transaction(
         "set local maintenance_work_mem = '512MB'"
     )
     tables: list[PublishedTable] = []
-    # Workers connect now, while this connection runs the DDL, and load the new days while
-    # it writes the rest; leaving the block on an error stops them.
+    # A first publish loads its days on worker connections, which connect now, while this
+    # one runs the DDL, and load while it writes the marts (see staging.py); every later
+    # publish loads its new days itself, inside its one transaction.
+    parallel = not published.staging_exists
     with load_partitions(
         settings,
         dsn=dsn,
         schema=schema,
         silver=lake.silver / "market_snapshots",
         session_sql=session,
-        days=new_days,
+        days=new_days if parallel else [],
         workers=settings.threads or os.cpu_count() or 1,
     ) as loads:
         con.execute("begin transaction")
         try:
             _pg(con, session)
             # Tables and views first; the marts' indexes once their rows are in. Staging's
-            # are on the partitioned parent: definitions its partitions' indexes attach to.
+            # are on the partitioned parent: definitions its partitions' indexes attach to,
+            # created only with it (`if not exists` would still lock every partition).
             indexes: list[str] = []
             for name in DDL:
                 for statement in ddl_statements(name, schema):
-                    if name != STAGING and re.match(
-                        r"create\s+(unique\s+)?index", statement, re.IGNORECASE
-                    ):
+                    index = re.match(
+                        r"create\s+(?:unique\s+)?index\s+if\s+not\s+exists\s+(\w+)",
+                        statement,
+                        re.IGNORECASE,
+                    )
+                    if index is None:
+                        _pg(con, statement)
+                    elif name != STAGING:
                         indexes.append(statement)
-                    else:
+                    elif not published.staging_exists or not _exists(con, schema, index[1]):
                         _pg(con, statement)
             con.execute("call pg_clear_cache()")
-            loads.start(read_template(con, schema))
+            template = read_template(con, schema)
+            loads.start(template)
 
-            # The days staging has, then the marts, their indexes and statistics.
+            # The days staging has, the days it has not (unless the workers load them),
+            # then the marts, their indexes and statistics.
             written = _append_staging(con, schema, appended)
+            loaded: list[LoadedPartition] = []
+            for load in [] if parallel else new_days:
+                t1 = time.perf_counter()
+                rows = load_day(
+                    con,
+                    schema=schema,
+                    template=template,
+                    silver=lake.silver / "market_snapshots",
+                    load=load,
+                )
+                loaded.append(LoadedPartition(load.day, rows, time.perf_counter() - t1))
+            # Counted by Postgres itself (a DuckDB count would stream the table over COPY),
+            # before the new days are attached.
+            rows_now = _count(
+                con,
+                f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
+            )
             for mart in MARTS:
                 t1 = time.perf_counter()
                 since = new_snapshots[0][:10] if mart in DAY_KEYED and new_snapshots else None
-                rows, rows_now = _replace_mart(con, schema, mart, since=None if force else since)
-                tables.append(PublishedTable(mart, rows, rows_now, time.perf_counter() - t1))
+                rows, mart_rows = _replace_mart(con, schema, mart, since=None if force else since)
+                tables.append(PublishedTable(mart, rows, mart_rows, time.perf_counter() - t1))
                 advance(f"{mart}: {rows:,} rows")
             for statement in indexes:
                 _pg(con, statement)
@@ -365,15 +406,14 @@ def _publish_in_transaction(
                 ),
             )
             advance("indexes and statistics")
-            # Counted by Postgres itself (a DuckDB count would stream the table over COPY),
-            # before the new days are attached: this transaction's snapshot predates the
-            # loads' commits, so their rows are counted by the loads, and scanning them
-            # here would only find them invisible.
-            rows_now = _count(
+            # The workers' rows are counted by their loads: this transaction's snapshot
+            # predates their commits. It is idle meanwhile, which is not a hang.
+            _pg(con, "set local idle_in_transaction_session_timeout = 0")
+            loaded += loads.wait()
+            _pg(
                 con,
-                f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
+                f"set local idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'",
             )
-            loaded = loads.wait()
             # New partitions were analyzed by their loads; a partition that gained rows is
             # analyzed again (one day: a few tens of milliseconds).
             attach = [attach_statement(schema, p.day) for p in loaded]

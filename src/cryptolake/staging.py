@@ -1,18 +1,17 @@
-"""Staging in Postgres: one partition per UTC day, days without one loaded in parallel.
+"""Staging in Postgres: one partition per UTC day, each loaded whole then attached.
 
 `staging_market_snapshots` is range-partitioned on `snapshot_at`, one partition per UTC day
-(`staging_market_snapshots_pYYYYMMDD`). A publish appends snapshots of days that already have
-a partition inside its own transaction. Each day without one (every day of a first publish or
-a backfill, the first snapshot of a new day) is loaded on one of several worker connections
-into a standalone table built exactly like a partition: rows (binary COPY), then indexes and
-statistics, committed. The publish transaction ATTACHes those tables before it commits.
+(`staging_market_snapshots_pYYYYMMDD`). Snapshots of a day staging has are appended to it.
+A day it does not have is loaded into a standalone table built exactly like a partition
+(rows by binary COPY, then its index and statistics: one sorted build, not row-by-row
+maintenance) and ATTACHed, which needs no scan: its CHECK constraint implies the bounds.
 
-Why: a COPY into Postgres is bound by one backend's CPU (parsing the rows), so through one
-connection a bulk publish cannot use more than one core; per-day loads use all of them, and
-each day's indexes are built by its worker alongside the other loads. Atomicity is kept: a
-loaded table is not part of staging until the publish transaction commits, so consumers see
-the previous state until then; if the publish fails, the tables stay behind unattached and
-the next publish drops them (under the publish lock) before it loads anything.
+Every publish does this inside its one transaction, except the first into a schema: there
+staging does not exist yet, so no consumer has a previous state to keep, and the days are
+loaded in parallel on worker connections, each committing its table (marked with a comment)
+for the publish transaction to attach. A COPY is bound by one Postgres backend's CPU, so
+this is what lets a first, bulk publish use every core. If that publish fails, its loaded
+tables stay behind unattached and marked, and the next publish drops them.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +43,10 @@ log = logging.getLogger(__name__)
 STAGING = "staging_market_snapshots"
 PARTITION_PREFIX = f"{STAGING}_p"
 _PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
+# On tables a worker committed that the publish transaction has not attached yet.
+LOADING_COMMENT = "cryptolake: loaded by a publish, not attached yet"
+# Parallel loads on a first publish: each is one Postgres backend, bound by its CPU.
+MAX_WORKERS = 4
 # Columns ANALYZE samples on staging: those consumers filter and join on (sampling all 34
 # columns costs about a second per million rows).
 # (snapshot_date is one value per partition.)
@@ -72,11 +75,13 @@ def analyze_statement(schema: str, day: date) -> str:
 
 def attach_statement(schema: str, day: date) -> str:
     # The table's CHECK constraint implies the bounds, so Postgres attaches without a scan,
-    # and its indexes match the parent's, so they are attached rather than built.
+    # and its indexes match the parent's, so they are attached rather than built. A table
+    # a worker loaded loses its mark.
     start, end = partition_bounds(day)
+    name = partition_name(day)
     return (
-        f"alter table {schema}.{STAGING} attach partition {schema}.{partition_name(day)} "
-        f"for values from ('{start}') to ('{end}')"
+        f"alter table {schema}.{STAGING} attach partition {schema}.{name} "
+        f"for values from ('{start}') to ('{end}'); comment on table {schema}.{name} is null"
     )
 
 
@@ -153,7 +158,8 @@ def prepare_schema(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     Runs on an autocommit connection holding the publish lock (so no other publish is
     loading), before the publish transaction starts: that transaction and the worker
     connections must see the schema, and workers must be free to create tables of those
-    names. Returns the dropped tables.
+    names. Only tables a worker marked are dropped, never a table someone detached or
+    named alike. Returns the dropped tables.
     """
     conn.execute(f"create schema if not exists {schema}")
     row = conn.execute(
@@ -171,9 +177,10 @@ def prepare_schema(conn: psycopg.Connection[Any], schema: str) -> list[str]:
             "select c.relname from pg_class as c "
             "join pg_namespace as n on n.oid = c.relnamespace "
             "where n.nspname = %s and c.relkind = 'r' and not c.relispartition "
-            "and c.relname like %s",
-            [schema, PARTITION_PREFIX.replace("_", r"\_") + "%"],
+            "and obj_description(c.oid, 'pg_class') = %s",
+            [schema, LOADING_COMMENT],
         ).fetchall()
+        if _PARTITION_NAME.fullmatch(str(row[0]))
     ]
     for name in names:
         conn.execute(f"drop table {schema}.{name}")
@@ -199,13 +206,54 @@ class _Cancelled(Exception):
     pass
 
 
+def load_day(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    schema: str,
+    template: PartitionTemplate,
+    silver: Path,
+    load: DayLoad,
+    before: str = "",
+    check: Callable[[], None] = lambda: None,
+) -> int:
+    """Create the day's table, fill it from silver, index and analyze it; returns its rows.
+
+    Runs in DuckDB's current transaction; the caller attaches the table (or commits it for
+    the publish transaction to attach). `before` is SQL run first in Postgres; `check` is
+    called between statements and may raise to stop.
+    """
+    name = partition_name(load.day)
+    pg_execute(con, f"{before}{template.create_table(schema, load.day)}")
+    check()
+    # DuckDB caches Postgres's catalog; this connection's cache must see the new table.
+    con.execute("call pg_clear_cache()")
+    # The day's silver partition alone, in silver's order (snapshot, then rank).
+    files = silver / f"{PARTITION}={load.day.isoformat()}" / "*.parquet"
+    snapshots = ", ".join(f"timestamptz {quote_literal(s)}" for s in load.snapshots)
+    row = con.execute(
+        f"insert into pg.{schema}.{name} by name select * "
+        f"from read_parquet({quote_literal(str(files))}, hive_partitioning = true) "
+        f"where snapshot_at in ({snapshots})"
+    ).fetchone()
+    check()
+    # Indexes once the rows are in: one sorted build each, as a bulk load should.
+    pg_execute(
+        con,
+        "; ".join(
+            [*template.create_indexes(schema, load.day), analyze_statement(schema, load.day)]
+        ),
+    )
+    return int(row[0]) if row else 0
+
+
 class PartitionLoads:
     """Loads days into standalone partition tables on worker connections, in parallel.
 
     Workers connect as soon as it is created; they load once `start()` gives them the
-    partition template, which the publish transaction reads after its DDL. Use through
-    `load_partitions`: leaving it on an error cancels the loads still running and waits
-    for every worker, so no worker outlives the publish.
+    partition template, which the publish transaction reads after its DDL. Each day is one
+    transaction of its worker, committed with the table marked by LOADING_COMMENT. Use
+    through `load_partitions`: leaving it cancels the loads still running and waits for
+    every worker, so no worker outlives the publish.
     """
 
     def __init__(
@@ -233,7 +281,7 @@ class PartitionLoads:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: list[duckdb.DuckDBPyConnection] = []
-        count = min(workers, len(days))
+        count = min(workers, MAX_WORKERS, len(days))
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, count), thread_name_prefix="publish-load"
         )
@@ -246,9 +294,19 @@ class PartitionLoads:
         self._ready.set()
 
     def wait(self) -> list[LoadedPartition]:
-        """Every loaded partition, by day; re-raises the first worker's error."""
-        loaded = [p for future in self._futures for p in future.result()]
+        """Every loaded partition, by day; raises the error that stopped the loads."""
+        loaded: list[LoadedPartition] = []
+        error: BaseException | None = None
+        for future in self._futures:
+            try:
+                loaded.extend(future.result())
+            except BaseException as exc:
+                # The first real error, not the interrupts it sent the other workers.
+                if error is None or isinstance(error, duckdb.InterruptException):
+                    error = exc
         self._pool.shutdown()
+        if error is not None:
+            raise error
         return sorted(loaded, key=lambda p: p.day)
 
     def cancel(self) -> None:
@@ -262,6 +320,10 @@ class PartitionLoads:
         with self._lock:
             for con in self._running:
                 con.interrupt()
+
+    def _check(self) -> None:
+        if self._stop.is_set():
+            raise _Cancelled
 
     def _work(self) -> list[LoadedPartition]:
         loaded: list[LoadedPartition] = []
@@ -282,6 +344,9 @@ class PartitionLoads:
                 loaded.append(self._load(con, day))
         except _Cancelled:
             pass
+        except duckdb.InterruptException:
+            if not self._stop.is_set():
+                raise
         except BaseException:
             self._halt()  # the publish fails: the other workers need not finish
             raise
@@ -291,50 +356,38 @@ class PartitionLoads:
             con.close()
         return loaded
 
-    def _step(self, con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
-        if self._stop.is_set():
-            raise _Cancelled
-        return con.execute(sql)
-
     def _load(self, con: duckdb.DuckDBPyConnection, load: DayLoad) -> LoadedPartition:
         assert self._template is not None  # set before _ready
         t0 = time.perf_counter()
-        schema, name = self._schema, partition_name(load.day)
-        snapshots = ", ".join(f"timestamptz {quote_literal(s)}" for s in load.snapshots)
-        self._step(con, "begin transaction")
+        name = partition_name(load.day)
+        self._check()
+        con.execute("begin transaction")
         try:
-            # Days load in parallel already: no parallel workers inside one day's index builds.
-            pg_execute(
+            rows = load_day(
                 con,
-                f"{self._session_sql}; set local max_parallel_maintenance_workers = 0; "
-                f"{self._template.create_table(schema, load.day)}",
+                schema=self._schema,
+                template=self._template,
+                silver=self._silver,
+                load=load,
+                # Days load in parallel already: no parallel workers inside a day's index
+                # builds, and a day's sorts need little memory.
+                before=(
+                    f"{self._session_sql}; set local max_parallel_maintenance_workers = 0; "
+                    "set local maintenance_work_mem = '64MB'; "
+                ),
+                check=self._check,
             )
-            # DuckDB caches Postgres's catalog; this connection's cache must see the new table.
-            self._step(con, "call pg_clear_cache()")
-            # The day's silver partition alone, in silver's order (snapshot, then rank).
-            files = self._silver / f"{PARTITION}={load.day.isoformat()}" / "*.parquet"
-            row = self._step(
-                con,
-                f"insert into pg.{schema}.{name} by name select * "
-                f"from read_parquet({quote_literal(str(files))}, hive_partitioning = true) "
-                f"where snapshot_at in ({snapshots})",
-            ).fetchone()
-            # Indexes once the rows are in: one sorted build each, as a bulk load should.
-            statements = [
-                *self._template.create_indexes(schema, load.day),
-                analyze_statement(schema, load.day),
-            ]
-            if self._stop.is_set():
-                raise _Cancelled
-            pg_execute(con, "; ".join(statements))
-            self._step(con, "commit")
+            pg_execute(
+                con, f"comment on table {self._schema}.{name} is {quote_literal(LOADING_COMMENT)}"
+            )
+            self._check()
+            con.execute("commit")
         except BaseException:
             try:
                 con.execute("rollback")
             except duckdb.Error:
                 pass  # the connection is gone; Postgres rolls back on its own
             raise
-        rows = int(row[0]) if row else 0
         log.debug("loaded %s: %d rows in %.2fs", name, rows, time.perf_counter() - t0)
         return LoadedPartition(load.day, rows, time.perf_counter() - t0)
 
@@ -350,7 +403,7 @@ def load_partitions(
     days: Sequence[DayLoad],
     workers: int,
 ) -> Iterator[PartitionLoads]:
-    """Start loading `days` from the silver table at `silver` in the background.
+    """Start loading `days` from the silver table at `silver` on worker connections.
 
     Workers connect at once; the body of the `with` calls `start(template)`, does its own
     work meanwhile, then calls `wait()`.
