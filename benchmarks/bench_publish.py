@@ -9,14 +9,17 @@ Silver and gold are built first if the lake has runs not in silver yet. Every me
 writes into a fresh Postgres schema (`bench_publish_<random>_*`); all of them are dropped at
 the end. Measurements, each repeated `--repeat` times (the median is reported):
 
-- (a) `publish(settings)`: staging (every silver row) plus the gold marts, their indexes and
-  ANALYZE, in its one transaction, end to end (connection check, extension load, attach).
+- (a) `publish(settings)` into a new schema: staging (every silver row, its 17 days loaded in
+  parallel on worker connections and attached by the publish transaction) plus the gold
+  marts, their indexes and ANALYZE, end to end (lock, extension load, attach, commit).
 - (b) `create table pg.<schema>.t as select * from read_parquet(<silver's files>)`: the same
   rows through the same DuckDB postgres extension and connection settings, end to end
   (connect, load, attach, CTAS), no indexes. (a) and (b) alternate which goes first.
 - (c) an incremental publish of one new snapshot (a run 3 hours after the newest, on the same
   day) on top of each schema (a) left, once VACUUMed (as autovacuum would have by then). The
   lake is restored afterwards.
+- (d) as (c), with the run at 00:30 the day after the newest: a new day partition, loaded
+  inside the publish transaction.
 
 Postgres is CHECKPOINTed before every measurement so none pays for its predecessor's dirty
 pages. The time inside publish is split with its progress events and by timing its
@@ -249,14 +252,20 @@ def silver_rows(lake: LakePaths) -> int:
 
 
 @contextmanager
-def one_more_run(settings: Settings) -> Iterator[datetime]:
-    """The lake with one more run, 3 hours after its newest, in silver and gold; then restored."""
+def one_more_run(settings: Settings, *, next_day: bool = False) -> Iterator[datetime]:
+    """The lake with one more run in silver and gold; then restored.
+
+    The run is 3 hours after the newest, on the same day (staging has its partition), or
+    with `next_day` at 00:30 the day after (a new partition).
+    """
     lake = LakePaths.at(settings.lake)
     manifests = read_manifests(lake)
     newest = max(datetime.fromisoformat(m.started_at.replace("Z", "+00:00")) for m in manifests)
     coins = manifests[-1].top
     at = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
-    if at.date() != newest.date():
+    if next_day:
+        at = newest.replace(hour=0, minute=30, second=0, microsecond=0) + timedelta(days=1)
+    elif at.date() != newest.date():
         at = newest - timedelta(minutes=30)
     date = f"{at:%Y-%m-%d}"
     files = [t.folder(lake) / f"{PARTITION}={date}" / PARTITION_FILE for t in TABLES]
@@ -369,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     published: list[PublishRun] = []
     ctas: list[CtasRun] = []
-    incremental: list[PublishRun] = []
+    incremental: list[PublishRun] = []  # (c): a snapshot of a day staging has
+    new_day: list[PublishRun] = []  # (d): the first snapshot of a new day
     try:
         for i in range(args.repeat):
             # Alternate the order so neither always runs on a warmer (or more tired) server.
@@ -402,18 +412,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # bits set and the visibility map built, so (c) does not pay for (a)'s first read.
             for i in range(args.repeat):
                 vacuum_schema(args.dsn, f"{prefix}a{i}")
-            with one_more_run(base) as at:
-                print(f"  added one run at {at:%Y-%m-%dT%H:%M:%SZ}", flush=True)
-                for i in range(args.repeat):
-                    checkpoint(args.dsn)
-                    p = measure_publish(base.with_(pg_schema=f"{prefix}a{i}"))
-                    incremental.append(p)
-                    print(
-                        f"  [{i}] (c) incremental publish: {p.seconds:.2f}s, "
-                        f"+{p.rows:,} rows, staging {p.staging_seconds:.2f}s, "
-                        f"indexes {_index_seconds(p):.2f}s",
-                        flush=True,
-                    )
+            for label, next_day, runs_ in (("(c)", False, incremental), ("(d)", True, new_day)):
+                with one_more_run(base, next_day=next_day) as at:
+                    print(f"  added one run at {at:%Y-%m-%dT%H:%M:%SZ}", flush=True)
+                    for i in range(args.repeat):
+                        checkpoint(args.dsn)
+                        p = measure_publish(base.with_(pg_schema=f"{prefix}a{i}"))
+                        runs_.append(p)
+                        print(
+                            f"  [{i}] {label} incremental publish: {p.seconds:.2f}s, "
+                            f"+{p.rows:,} rows, staging {p.staging_seconds:.2f}s, "
+                            f"indexes {_index_seconds(p):.2f}s",
+                            flush=True,
+                        )
     finally:
         drop_schemas(args.dsn, prefix)
 
@@ -458,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| (c) of which the index builds | | "
             f"{_med([_index_seconds(p) for p in incremental])} | |"
         )
+    if new_day:
+        new_s = [p.seconds for p in new_day]
+        print(
+            f"| (d) incremental `publish`, first snapshot of a new day | {new_day[0].rows:,} | "
+            f"{_med(new_s)} | {new_day[0].rows / statistics.median(new_s):,.0f} |"
+        )
     print(
         f"| issue: pandas `to_sql` (chunks of 1000, multi) | 1,000,000 | "
         f"{ISSUE_PANDAS_TO_SQL_S:.0f} | {1e6 / ISSUE_PANDAS_TO_SQL_S:,.0f} |"
@@ -471,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Ratio publish / bare CTAS (medians, end to end): {med_pub / med_ctas:.2f}x "
         "(goal: at most 1.5x)"
     )
-    for title, runs_ in (("(a)", published), ("(c)", incremental)):
+    for title, runs_ in (("(a)", published), ("(c)", incremental), ("(d)", new_day)):
         if not runs_:
             continue
         print()
