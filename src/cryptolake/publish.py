@@ -396,6 +396,10 @@ def _publish_in_transaction(
                 rows, mart_rows = _replace_mart(con, schema, mart, since=None if force else since)
                 tables.append(PublishedTable(mart, rows, mart_rows, time.perf_counter() - t1))
                 advance(f"{mart}: {rows:,} rows")
+            if parallel:
+                # The workers keep every core busy; Postgres's own parallel index build
+                # would only add processes competing with them.
+                _pg(con, "set local max_parallel_maintenance_workers = 0")
             for statement in indexes:
                 _pg(con, statement)
             # Marts change on every publish; the large ones are sampled on the columns
