@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 
+from cryptolake import staging
 from cryptolake.errors import PublishError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.progress import Progress
@@ -206,8 +209,24 @@ def test_a_repeatable_read_reader_sees_one_state_across_tables(
     assert state(pg_dsn, pg_schema)[0] == 500
 
 
+def marked(dsn: str, schema: str) -> list[str]:
+    """Tables marked as loaded by a first publish but not attached."""
+    return sorted(
+        r[0]
+        for r in fetch(
+            dsn,
+            f"select tablename from pg_tables where schemaname = '{schema}' "
+            f"and obj_description(format('%I.%I', schemaname, tablename)::regclass) "
+            f"= '{LOADING_COMMENT}'",
+        )
+    )
+
+
+THREE_DAYS = [f"{STAGING}_p2026021{d}" for d in (5, 6, 7)]
+
+
 @pytest.mark.postgres
-def test_failed_first_publish_leaves_no_tables_and_the_next_cleans_up(
+def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_them(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     for days in range(3):
@@ -221,18 +240,84 @@ def test_failed_first_publish_leaves_no_tables_and_the_next_cleans_up(
 
     with pytest.raises(Boom):
         publish(settings, progress=fail_after_the_marts)
-    # No loader outlives the publish; no consumer-facing table was created.
+    # No loader outlives the publish; no consumer-facing table exists, only the marked days.
     assert not [t for t in threading.enumerate() if t.name.startswith("publish-load")]
-    tables = {
-        r[0]
-        for r in fetch(pg_dsn, f"select tablename from pg_tables where schemaname = '{pg_schema}'")
-    }
-    assert tables <= {f"{STAGING}_p2026021{d}" for d in (5, 6, 7)}  # loaded, never attached
+    tables = fetch(pg_dsn, f"select tablename from pg_tables where schemaname = '{pg_schema}'")
+    assert sorted(r[0] for r in tables) == THREE_DAYS
+    assert marked(pg_dsn, pg_schema) == THREE_DAYS
 
     result = publish(settings)
     assert result.tables[0].rows_now == 750
-    assert sorted(partitions(pg_dsn, pg_schema)) == [f"{STAGING}_p2026021{d}" for d in (5, 6, 7)]
+    assert sorted(partitions(pg_dsn, pg_schema)) == THREE_DAYS
     assert unattached(pg_dsn, pg_schema) == []
+
+
+@pytest.mark.postgres
+def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
+    lake: Path, pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for days in range(3):
+        land(lake, at=T0 + timedelta(days=days))
+    rebuild(lake)
+    settings = target(lake, pg_dsn, pg_schema)
+    real_load_day = staging.load_day
+
+    def failing_load_day(con: duckdb.DuckDBPyConnection, **kwargs: Any) -> int:
+        rows = real_load_day(con, **kwargs)  # the rows are in, not committed
+        if kwargs["load"].day == date(2026, 2, 16):
+            raise duckdb.IOException("injected: the disk went away")
+        return rows
+
+    monkeypatch.setattr(staging, "load_day", failing_load_day)
+    with pytest.raises(PublishError, match="injected: the disk went away"):
+        publish(settings)
+    assert not [t for t in threading.enumerate() if t.name.startswith("publish-load")]
+    assert marked(pg_dsn, pg_schema) == THREE_DAYS
+    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{DAY1}") == [(0,)]  # rolled back
+
+    monkeypatch.setattr(staging, "load_day", real_load_day)
+    assert publish(settings).tables[0].rows_now == 750
+    assert marked(pg_dsn, pg_schema) == []
+
+
+@pytest.mark.postgres
+def test_staging_dropped_by_hand_is_published_again_whole(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    for days in range(3):
+        land(lake, at=T0 + timedelta(days=days))
+    rebuild(lake)
+    settings = target(lake, pg_dsn, pg_schema)
+    publish(settings)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"drop table {pg_schema}.{STAGING}")
+    result = publish(settings)  # nothing new in the lake, but staging is gone
+    assert not result.up_to_date
+    assert (result.tables[0].rows_written, result.tables[0].rows_now) == (750, 750)
+    assert sorted(partitions(pg_dsn, pg_schema)) == THREE_DAYS
+
+
+@pytest.mark.postgres
+def test_a_new_days_statistics_target_stays_with_that_day(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    """Days are sampled with a small target; the marts, analyzed after, with the default."""
+    land(lake)
+    rebuild(lake)
+    settings = target(lake, pg_dsn, pg_schema)
+    publish(settings)
+    land(lake, at=T0 + timedelta(days=1))  # loaded inside the publish transaction
+    rebuild(lake)
+    publish(settings)
+    bounds = dict(
+        fetch(
+            pg_dsn,
+            "select tablename, array_length(histogram_bounds::text::text[], 1) from pg_stats "
+            f"where schemaname = '{pg_schema}' and attname = 'coin_id' "
+            f"and tablename in ('coin_daily', '{DAY1}')",
+        )
+    )
+    assert bounds == {"coin_daily": 101, DAY1: 11}
 
 
 @pytest.mark.postgres

@@ -132,6 +132,12 @@ def _publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connec
     with conn:
         try:
             conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT}'")
+            # The connection idles for the whole publish; a server's idle_session_timeout
+            # (Postgres 14+) must not end it and with it the lock.
+            conn.execute(
+                "select set_config('idle_session_timeout', '0', false) "
+                "where current_setting('server_version_num')::int >= 140000"
+            )
             conn.execute(
                 "select pg_advisory_lock(%s, hashtext(%s))", [ADVISORY_LOCK_NAMESPACE, schema]
             )
@@ -233,6 +239,7 @@ def publish(
                     con,
                     lake,
                     settings,
+                    lock=lock,
                     dsn=dsn,
                     published=published,
                     version=version,
@@ -255,10 +262,10 @@ def publish(
 class _Published:
     """What earlier publishes left in the schema (read under the publish lock)."""
 
-    lake_version: str | None
+    lake_version: str | None  # of the last publish; None without publish_log or staging
     snapshots: list[str]  # every snapshot_at staging received, as text with its offset
     days: set[date]  # the days staging has a partition for
-    staging_exists: bool
+    first: bool  # neither staging nor publish_log exists: nothing for consumers yet
 
 
 def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
@@ -266,9 +273,13 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
         "select to_regclass(%s), to_regclass(%s)",
         [f"{schema}.publish_log", f"{schema}.{STAGING}"],
     ).fetchone()
+    log_exists = row is not None and row[0] is not None
     staging_exists = row is not None and row[1] is not None
-    if row is None or row[0] is None:
-        return _Published(None, [], attached_days(conn, schema), staging_exists)
+    if not log_exists or not staging_exists:
+        # Without staging (dropped by hand), what publish_log lists was lost: all of it is
+        # published again, and the marts are compared with gold as always.
+        first = not log_exists and not staging_exists
+        return _Published(None, [], attached_days(conn, schema), first)
     last = conn.execute(
         f"select lake_version from {schema}.publish_log order by finished_at desc limit 1"
     ).fetchone()
@@ -279,7 +290,7 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
         str(last[0]) if last else None,
         [str(r[0]) for r in snapshots],
         attached_days(conn, schema),
-        staging_exists,
+        first=False,
     )
 
 
@@ -288,6 +299,7 @@ def _publish_in_transaction(
     lake: LakePaths,
     settings: Settings,
     *,
+    lock: psycopg.Connection[Any],
     dsn: str,
     published: _Published,
     version: str,
@@ -336,7 +348,7 @@ def _publish_in_transaction(
     # A first publish loads its days on worker connections, which connect now, while this
     # one runs the DDL, and load while it writes the marts (see staging.py); every later
     # publish loads its new days itself, inside its one transaction.
-    parallel = not published.staging_exists
+    parallel = published.first
     with load_partitions(
         settings,
         dsn=dsn,
@@ -364,7 +376,7 @@ def _publish_in_transaction(
                         _pg(con, statement)
                     elif name != STAGING:
                         indexes.append(statement)
-                    elif not published.staging_exists or not _exists(con, schema, index[1]):
+                    elif not _exists(con, schema, index[1]):
                         _pg(con, statement)
             con.execute("call pg_clear_cache()")
             template = read_template(con, schema)
@@ -396,6 +408,7 @@ def _publish_in_transaction(
                 rows, mart_rows = _replace_mart(con, schema, mart, since=None if force else since)
                 tables.append(PublishedTable(mart, rows, mart_rows, time.perf_counter() - t1))
                 advance(f"{mart}: {rows:,} rows")
+                loads.raise_if_failed()
             if parallel:
                 # The workers keep every core busy; Postgres's own parallel index build
                 # would only add processes competing with them.
@@ -449,6 +462,9 @@ def _publish_in_transaction(
                 f"{_pg_literal(rows_json)}::jsonb, "
                 f"{_pg_literal(snapshots_literal)}::timestamptz[])",
             )
+            # Still holding the publish lock? If its connection was lost, another publish
+            # may have started: roll back rather than commit beside it.
+            lock.execute("select 1")
             con.execute("commit")
         except BaseException:
             # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting.

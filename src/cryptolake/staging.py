@@ -7,11 +7,12 @@ A day it does not have is loaded into a standalone table built exactly like a pa
 maintenance) and ATTACHed, which needs no scan: its CHECK constraint implies the bounds.
 
 Every publish does this inside its one transaction, except the first into a schema: there
-staging does not exist yet, so no consumer has a previous state to keep, and the days are
-loaded in parallel on worker connections, each committing its table (marked with a comment)
-for the publish transaction to attach. A COPY is bound by one Postgres backend's CPU, so
-this is what lets a first, bulk publish use every core. If that publish fails, its loaded
-tables stay behind unattached and marked, and the next publish drops them.
+nothing exists yet, so no consumer has a previous state to keep, and the days are loaded in
+parallel on worker connections. Their tables are created up front (marked with a comment)
+in one committed transaction, each worker fills a day per transaction, and the publish
+transaction attaches them. A COPY is bound by one Postgres backend's CPU, so this is what
+lets a first, bulk publish use every core. If that publish fails, its tables stay behind
+unattached and marked, and the next publish drops them.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def partition_bounds(day: date) -> tuple[str, str]:
 
 
 def analyze_statement(schema: str, day: date) -> str:
+    # Back to the default after: in a publish transaction, the marts are analyzed too.
     return (
         f"set local default_statistics_target = {STATS_TARGET}; "
-        f"analyze {schema}.{partition_name(day)} ({', '.join(STATS_COLUMNS)})"
+        f"analyze {schema}.{partition_name(day)} ({', '.join(STATS_COLUMNS)}); "
+        "set local default_statistics_target to default"
     )
 
 
@@ -253,11 +256,11 @@ def load_day(
 class PartitionLoads:
     """Loads days into standalone partition tables on worker connections, in parallel.
 
-    Workers connect as soon as it is created; they load once `start()` gives them the
-    partition template, which the publish transaction reads after its DDL. Each day is one
-    transaction of its worker, committed with the table marked by LOADING_COMMENT. Use
-    through `load_partitions`: leaving it cancels the loads still running and waits for
-    every worker, so no worker outlives the publish.
+    Workers connect as soon as it is created; they load once `start()` has created the
+    days' tables (marked by LOADING_COMMENT) from the partition template, which the publish
+    transaction reads after its DDL. Each day is one transaction of its worker. Use through
+    `load_partitions`: leaving it cancels the loads still running and waits for every
+    worker, so no worker outlives the publish.
     """
 
     def __init__(
@@ -300,8 +303,12 @@ class PartitionLoads:
         Created up front so that each worker's DuckDB reads Postgres's catalog once, not
         once per day (75 ms each).
         """
-        if self._futures:
-            with psycopg.connect(self._dsn, autocommit=True) as conn, conn.transaction():
+        if self._futures and not self._stop.is_set():
+            with (
+                psycopg.connect(self._dsn, autocommit=True, connect_timeout=10) as conn,
+                conn.transaction(),
+            ):
+                conn.execute(self._session_sql)
                 for day in self._days:
                     name = partition_name(day.day)
                     conn.execute(template.create_table(self._schema, day.day))
@@ -311,6 +318,12 @@ class PartitionLoads:
                     )
         self._template = template
         self._ready.set()
+
+    def raise_if_failed(self) -> None:
+        """Raise a worker's error now rather than at `wait()`, if one has failed already."""
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                self.wait()
 
     def wait(self) -> list[LoadedPartition]:
         """Every loaded partition, by day; raises the error that stopped the loads."""
