@@ -34,6 +34,17 @@ class Boom(Exception):
     pass
 
 
+def landed(lake: Path, *after_t0: timedelta) -> None:
+    """Land a snapshot at T0 plus each offset (T0 alone by default), then build the lake."""
+    for offset in after_t0 or (timedelta(0),):
+        land(lake, at=T0 + offset)
+    rebuild(lake)
+
+
+def every_day(count: int) -> list[timedelta]:
+    return [timedelta(days=d) for d in range(count)]
+
+
 def partitions(dsn: str, schema: str) -> dict[str, tuple[str, int]]:
     """Attached partitions: name -> (bounds, rows)."""
     rows = fetch(
@@ -83,9 +94,7 @@ def test_partition_names_and_bounds_are_the_utc_day() -> None:
 def test_each_day_is_a_partition_with_the_parents_indexes(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    for days in range(3):
-        land(lake, at=T0 + timedelta(days=days))
-    rebuild(lake)
+    landed(lake, *every_day(3))
     result = publish(target(lake, pg_dsn, pg_schema))
     staging = result.tables[0]
     assert (staging.table, staging.rows_written, staging.rows_now) == (STAGING, 750, 750)
@@ -116,13 +125,10 @@ def test_each_day_is_a_partition_with_the_parents_indexes(
 def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
-    land(lake, at=T0 + timedelta(hours=6))  # the same day
-    land(lake, at=T0 + timedelta(days=1))  # a new day
-    rebuild(lake)
+    landed(lake, timedelta(hours=6), timedelta(days=1))  # the same day, a new day
     result = publish(settings)
     assert result.snapshots_added == 2
     assert (result.tables[0].rows_written, result.tables[0].rows_now) == (500, 750)
@@ -153,13 +159,11 @@ def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
 def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     before = state(pg_dsn, pg_schema)
-    land(lake, at=T0 + timedelta(days=1))
-    rebuild(lake)
+    landed(lake, timedelta(days=1))
 
     def fail_after_the_marts(event: Progress) -> None:
         if event.detail.startswith("category_leaderboard"):
@@ -185,13 +189,11 @@ def test_a_repeatable_read_reader_sees_one_state_across_tables(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     """A reader whose snapshot was taken mid-publish keeps the old state in every table."""
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     before = state(pg_dsn, pg_schema)
-    land(lake, at=T0 + timedelta(days=1))
-    rebuild(lake)
+    landed(lake, timedelta(days=1))
     with psycopg.connect(pg_dsn) as reader:
         reader.execute("set transaction isolation level repeatable read")
 
@@ -229,9 +231,7 @@ THREE_DAYS = [f"{STAGING}_p2026021{d}" for d in (5, 6, 7)]
 def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_them(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    for days in range(3):
-        land(lake, at=T0 + timedelta(days=days))
-    rebuild(lake)
+    landed(lake, *every_day(3))
     settings = target(lake, pg_dsn, pg_schema)
 
     def fail_after_the_marts(event: Progress) -> None:
@@ -256,9 +256,7 @@ def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_t
 def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
     lake: Path, pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for days in range(3):
-        land(lake, at=T0 + timedelta(days=days))
-    rebuild(lake)
+    landed(lake, *every_day(3))
     settings = target(lake, pg_dsn, pg_schema)
     real_load_day = staging.load_day
 
@@ -284,9 +282,7 @@ def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
 def test_staging_dropped_by_hand_is_published_again_whole(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    for days in range(3):
-        land(lake, at=T0 + timedelta(days=days))
-    rebuild(lake)
+    landed(lake, *every_day(3))
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -302,12 +298,10 @@ def test_a_new_days_statistics_target_stays_with_that_day(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     """Days are sampled with a small target; the marts, analyzed after, with the default."""
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
-    land(lake, at=T0 + timedelta(days=1))  # loaded inside the publish transaction
-    rebuild(lake)
+    landed(lake, timedelta(days=1))  # loaded inside the publish transaction
     publish(settings)
     bounds = dict(
         fetch(
@@ -324,8 +318,7 @@ def test_a_new_days_statistics_target_stays_with_that_day(
 def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     # What a first publish killed after a worker committed its day leaves behind: a marked
@@ -342,8 +335,7 @@ def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
                 "'2026-02-16')"
             )
             conn.execute(f"comment on table {pg_schema}.{table} is '{LOADING_COMMENT}'")
-    land(lake, at=T0 + timedelta(days=1))
-    rebuild(lake)
+    landed(lake, timedelta(days=1))
     result = publish(settings)
     assert result.tables[0].rows_written == 250
     assert partitions(pg_dsn, pg_schema)[DAY1][1] == 250
@@ -361,9 +353,7 @@ def test_concurrent_publishes_to_one_schema_take_turns(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     """The second waits for the first and then sees its commit: nothing is sent twice."""
-    for days in range(2):
-        land(lake, at=T0 + timedelta(days=days))
-    rebuild(lake)
+    landed(lake, *every_day(2))
     settings = target(lake, pg_dsn, pg_schema)
     results: list[PublishResult] = []
     errors: list[BaseException] = []
@@ -389,8 +379,7 @@ def test_concurrent_publishes_to_one_schema_take_turns(
 def test_staging_from_before_day_partitions_is_a_clear_error(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
-    land(lake)
-    rebuild(lake)
+    landed(lake)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"create schema if not exists {pg_schema}")
         conn.execute(f"create table {pg_schema}.{STAGING} (coin_id text)")

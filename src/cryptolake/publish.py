@@ -146,6 +146,10 @@ def _publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connec
                 f"Another publish to schema {schema} in {target} has held it for over "
                 f"{LOCK_TIMEOUT}; try again once it has finished."
             ) from None
+        except psycopg.Error as exc:
+            raise PublishError(
+                f"Cannot take the publish lock in Postgres {target}: {_scrub(str(exc), dsn)}"
+            ) from None
         yield conn
 
 
