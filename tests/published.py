@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from cryptolake.gold import GOLD_MODELS, build_gold
-from cryptolake.publish import STAGING
+from cryptolake.publish import STAGING, publish
 from cryptolake.secret import Secret
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
-from .lakes import settings_for
+from .lakes import T0, land, settings_for
 
 
 def rebuild(lake: Path) -> None:
@@ -39,3 +40,22 @@ def state(dsn: str, schema: str) -> tuple[Any, ...]:
         dsn,
         f"select {counts}, (select max(snapshot_at)::text from {schema}.crypto_analytics_mart)",
     )[0]
+
+
+class Boom(Exception):
+    """A failure a test injects (from a progress callback)."""
+
+
+def published_with_a_new_snapshot(
+    lake: Path, dsn: str, schema: str, *, after: timedelta = timedelta(hours=6)
+) -> tuple[Settings, tuple[Any, ...]]:
+    """Publish the lake, then land and build a snapshot at T0 + `after`: a publish is pending.
+
+    Returns the settings and what consumers see before that pending publish.
+    """
+    settings = target(lake, dsn, schema)
+    publish(settings)
+    before = state(dsn, schema)
+    land(lake, at=T0 + after)
+    rebuild(lake)
+    return settings, before

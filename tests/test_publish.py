@@ -24,10 +24,9 @@ from cryptolake.gold import GOLD_MODELS
 from cryptolake.lake import LakePaths
 from cryptolake.progress import Progress
 from cryptolake.publish import STAGING, publish
-from cryptolake.settings import Settings
 
 from .lakes import T0, land, settings_for
-from .published import fetch, rebuild, state, target
+from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
 
 pytestmark = pytest.mark.postgres
 
@@ -165,25 +164,6 @@ def test_new_snapshot_appends(built_lake: Path, pg_dsn: str, pg_schema: str) -> 
     assert rows == [(T0, 250), (T0 + timedelta(hours=6), 250)]
     log = fetch(pg_dsn, f"select snapshots from {pg_schema}.publish_log order by finished_at")
     assert log == [([T0],), ([T0 + timedelta(hours=6)],)]
-
-
-class Boom(Exception):
-    pass
-
-
-def published_with_a_new_snapshot(
-    lake: Path, dsn: str, schema: str
-) -> tuple[Settings, tuple[Any, ...]]:
-    """Publish the lake, then land and build a new snapshot: a publish is now pending.
-
-    Returns the settings and what consumers see before that pending publish.
-    """
-    settings = target(lake, dsn, schema)
-    publish(settings)
-    before = state(dsn, schema)
-    land(lake, at=T0 + timedelta(hours=6))
-    rebuild(lake)
-    return settings, before
 
 
 def test_failure_between_steps_leaves_previous_state(

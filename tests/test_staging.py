@@ -24,14 +24,10 @@ from cryptolake.staging import (
 )
 
 from .lakes import T0, land
-from .published import fetch, rebuild, state, target
+from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
 
 DAY0 = f"{STAGING}_p20260215"  # T0's day
 DAY1 = f"{STAGING}_p20260216"
-
-
-class Boom(Exception):
-    pass
 
 
 def landed(lake: Path, *after_t0: timedelta) -> None:
@@ -160,10 +156,9 @@ def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
     lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     landed(lake)
-    settings = target(lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    landed(lake, timedelta(days=1))
+    settings, before = published_with_a_new_snapshot(
+        lake, pg_dsn, pg_schema, after=timedelta(days=1)
+    )
 
     def fail_after_the_marts(event: Progress) -> None:
         if event.detail.startswith("category_leaderboard"):
@@ -190,10 +185,9 @@ def test_a_repeatable_read_reader_sees_one_state_across_tables(
 ) -> None:
     """A reader whose snapshot was taken mid-publish keeps the old state in every table."""
     landed(lake)
-    settings = target(lake, pg_dsn, pg_schema)
-    publish(settings)
-    before = state(pg_dsn, pg_schema)
-    landed(lake, timedelta(days=1))
+    settings, before = published_with_a_new_snapshot(
+        lake, pg_dsn, pg_schema, after=timedelta(days=1)
+    )
     with psycopg.connect(pg_dsn) as reader:
         reader.execute("set transaction isolation level repeatable read")
 
