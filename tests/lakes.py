@@ -15,7 +15,7 @@ from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 from cryptolake.silver import silver_views_sql
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS_250, fixture_bytes
+from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
 
 T0 = datetime(2026, 2, 15, 15, 47, tzinfo=UTC)
 
@@ -29,19 +29,23 @@ def as_float(value: Any) -> float | None:
 
 def land(
     lake: Path,
-    markets: str | bytes = MARKETS_250,
+    markets: str | bytes = MARKETS,
     *,
     at: datetime = T0,
     vs_currency: str = "usd",
     top: int | None = None,
     per_page: int = 250,
+    global_body: bytes | None = None,
 ) -> IngestResult:
     """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
     body = fixture_bytes(markets) if isinstance(markets, str) else markets
     records = json.loads(body)
     data = ReplayData(
         markets=body,
-        bodies={"/global": fixture_bytes(GLOBAL), "/coins/categories": fixture_bytes(CATEGORIES)},
+        bodies={
+            "/global": global_body or fixture_bytes(GLOBAL),
+            "/coins/categories": fixture_bytes(CATEGORIES),
+        },
         vs_currency=vs_currency,
     )
     with ReplayServer(data) as server:

@@ -151,4 +151,5 @@ def test_sample_runs_offline_and_says_it_is_sample_data(lake: Path) -> None:
     assert "coins_markets" in result.stdout
     (manifest,) = read_manifests(LakePaths.at(lake))
     assert manifest.source == "sample"
-    assert sum(f.records for f in manifest.files if f.dataset == "coins_markets") == 250
+    assert sum(f.records for f in manifest.files if f.dataset == "coins_markets") == 100
+    assert "note: The API lists 100 coins, fewer than --top 250" in result.stderr

@@ -9,13 +9,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from cryptolake import __version__
-from cryptolake.coingecko import error_in_body, retry_after_seconds
+from cryptolake.api_errors import error_in_body
+from cryptolake.coingecko import BodyProblem, Fetched, retry_after_seconds
 from cryptolake.errors import ApiError, ApiKeyError
 from cryptolake.secret import Secret
 from cryptolake.settings import Settings
@@ -41,8 +41,10 @@ CLOUDFLARE = (
 JSON = "application/json; charset=utf-8"
 
 
-def expect_list(data: Any) -> str | None:
-    return None if isinstance(data, list) else f"expected a JSON array, got {type(data).__name__}"
+def expect_list(fetched: Fetched) -> BodyProblem | None:
+    if isinstance(fetched.data, list):
+        return None
+    return BodyProblem(f"expected a JSON array, got {type(fetched.data).__name__}")
 
 
 @pytest.fixture
@@ -471,3 +473,161 @@ NOW = datetime(2026, 2, 15, 15, 47, 12, tzinfo=UTC)
 )
 def test_retry_after_seconds(value: str | None, seconds: float | None) -> None:
     assert retry_after_seconds(value, NOW) == seconds
+
+
+# --- what a response means (api_errors) ------------------------------------------------------
+
+# What Cloudflare, in front of the API, sends itself to clients that are not browsers.
+CDN_RATE_LIMITED = b"error code: 1015"
+CDN_BLOCKED = b"error code: 1020"
+CDN_BLOCKED_HTML = (
+    b"<!DOCTYPE html><html><head><title>Access denied | api.coingecko.com used Cloudflare to "
+    b"restrict access</title></head><body><h1>Error 1020</h1><h2>Access denied</h2></body></html>"
+)
+
+
+def test_an_error_body_with_200_that_says_try_again_is_retried(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(
+        b'{"error":"Internal error, please try again"}', content_type=JSON
+    )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+
+    with fake_time.client(api_settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    assert (fetched.attempts, fetched.body) == (2, PAGE)
+    assert len(fake_time.sleeps) == 1
+
+
+def test_an_error_body_with_200_that_is_not_transient_fails_at_once_without_bad_advice(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        b'{"error":"coin not found"}', content_type=JSON
+    )
+
+    with fake_time.client(api_settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert str(raised.value) == (
+        "CoinGecko /coins/markets failed: HTTP 200 with error 'coin not found'."
+    )
+    assert raised.value.transient is False
+    assert len(httpserver.log) == 1
+
+
+def test_a_cdn_rate_limit_is_waited_out_for_minutes(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    for _ in range(2):
+        httpserver.expect_ordered_request(MARKETS).respond_with_data(
+            CDN_RATE_LIMITED, status=429, content_type="text/plain"
+        )
+    httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
+    settings = api_settings.with_(max_attempts=1)  # the waits spend no attempt
+
+    with fake_time.client(settings) as client:
+        fetched = client.get("/coins/markets", PARAMS, validate=expect_list)
+
+    assert fetched.body == PAGE
+    assert fake_time.sleeps == [60.0, 120.0]
+
+
+def test_a_cdn_rate_limit_that_does_not_clear_is_named(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        CDN_RATE_LIMITED, status=429, content_type="text/plain"
+    )
+
+    with fake_time.client(api_settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert str(raised.value) == (
+        "CoinGecko /coins/markets failed: HTTP 429: rate-limited by CoinGecko's CDN (Cloudflare "
+        "error 1015), still there after 7 min of waiting. Wait before the next run, lower "
+        "--rate, or set CRYPTOLAKE_API_KEY for a higher limit."
+    )
+    assert "not valid JSON" not in str(raised.value)
+    assert fake_time.sleeps == [60.0, 120.0, 240.0]
+    assert len(httpserver.log) == 4
+    # Each wait is shown (the CLI prints warnings), with how long it is.
+    waits = [r.getMessage() for r in caplog.records if "waiting for the block" in r.getMessage()]
+    assert [w.rsplit(" ", 1)[-1] for w in waits] == ["60s", "120s", "240s"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "label"),
+    [
+        (CDN_BLOCKED, "text/plain", "Cloudflare error 1020"),
+        (CDN_BLOCKED_HTML, "text/html", "Cloudflare error 1020"),
+        (CLOUDFLARE.replace(b"503", b"403"), "text/html", "an HTML page from Cloudflare"),
+    ],
+)
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_cdn_block_is_not_a_key_problem(
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    body: bytes,
+    content_type: str,
+    label: str,
+    keyed: bool,
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        body, status=403, content_type=content_type
+    )
+    settings = api_settings.with_(api_key=Secret(KEY)) if keyed else api_settings
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert not isinstance(raised.value, ApiKeyError)
+    assert str(raised.value).startswith(
+        f"CoinGecko /coins/markets failed: HTTP 403: access blocked by CoinGecko's CDN ({label})."
+    )
+    assert "API key" not in str(raised.value) and raised.value.transient is False
+    assert len(httpserver.log) == 1
+
+
+def test_a_key_error_without_a_key_says_a_key_is_needed(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(MARKETS).respond_with_data(
+        b'{"status":{"error_code":10002,"error_message":"API Key Missing"}}',
+        status=401,
+        content_type=JSON,
+    )
+
+    with fake_time.client(api_settings) as client, pytest.raises(ApiKeyError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert "rejected" not in str(raised.value)
+    assert str(raised.value).startswith(
+        "CoinGecko asks for an API key for /coins/markets (HTTP 401, code 10002: API Key "
+        "Missing): set CRYPTOLAKE_API_KEY"
+    )
+
+
+def test_a_time_range_error_is_not_a_key_error(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    # Keyless and Demo users asking for more than 365 days of history get this with HTTP 401.
+    httpserver.expect_request("/api/v3/coins/bitcoin/market_chart").respond_with_data(
+        b'{"error":{"status":{"timestamp":"2024-09-04T11:43:57.553+00:00","error_code":10012,'
+        b'"error_message":"Your request exceeds the allowed time range."}}}',
+        status=401,
+        content_type=JSON,
+    )
+    settings = api_settings.with_(api_key=Secret(KEY))
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/bitcoin/market_chart", {"vs_currency": "usd", "days": 400})
+
+    assert not isinstance(raised.value, ApiKeyError)
+    assert "exceeds the allowed time range" in str(raised.value)

@@ -15,10 +15,10 @@ from cryptolake.gold import GOLD_MODELS, build_gold
 from cryptolake.lake import LakePaths
 from cryptolake.silver import build_silver
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS_250, fixture_bytes
+from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
 from .lakes import T0, land, rows_of, settings_for
 
-OLDER = "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json"
+OLDER = "markets_usd_IanaIagudina-cryptocurrency_2022-10-04.json"
 
 
 def category(market_cap: float | None) -> str:
@@ -49,15 +49,15 @@ def build(lake: Path) -> None:
 
 @pytest.fixture
 def two_snapshots(lake: Path) -> Path:
-    """An older snapshot (2023 top 100) six hours before the 2026 top 250: gold uses the latter."""
+    """An older snapshot (the 2022 top 100) six hours before the 2023 one: gold uses the latter."""
     land(lake, OLDER, at=T0 - timedelta(hours=6))
-    land(lake, MARKETS_250, at=T0)
+    land(lake, MARKETS, at=T0)
     build(lake)
     return lake
 
 
 def test_analytics_mart_is_the_latest_top_50(two_snapshots: Path) -> None:
-    records = json.loads(fixture_bytes(MARKETS_250))
+    records = json.loads(fixture_bytes(MARKETS))
     ranked = sorted(
         (r for r in records if r["market_cap_rank"] is not None),
         key=lambda r: r["market_cap_rank"],
@@ -82,12 +82,13 @@ def test_analytics_mart_is_the_latest_top_50(two_snapshots: Path) -> None:
             assert row["circulating_supply_ratio"] == pytest.approx(expected)
         else:
             assert row["circulating_supply_ratio"] is None
-        assert row["volatility_7d"] is None  # two snapshots are not 7 days of history
+        assert row["market_cap_usd"] == r["market_cap"]  # a usd lake: the same figure
+        assert row["volatility_7d_ratio"] is None  # two snapshots are not 7 days of history
     assert 0 <= min(r["price_position_24h"] for r in rows if r["price_position_24h"] is not None)
 
 
 def test_segments_cover_every_coin_of_the_latest_snapshot(two_snapshots: Path) -> None:
-    records = json.loads(fixture_bytes(MARKETS_250))
+    records = json.loads(fixture_bytes(MARKETS))
     rows = {r["market_cap_category"]: r for r in gold(two_snapshots, "market_segment_analysis")}
     assert list(rows) == ["large", "mid", "small", "micro", "unknown"]
     total = sum(r["market_cap"] or 0 for r in records)
@@ -96,7 +97,8 @@ def test_segments_cover_every_coin_of_the_latest_snapshot(two_snapshots: Path) -
         assert row["coin_count"] == len(members)
         cap = sum(r["market_cap"] or 0 for r in members)
         assert row["total_market_cap"] == pytest.approx(cap)
-        assert row["market_cap_share_pct"] == pytest.approx(100 * cap / total)
+        assert row["tracked_market_cap_share_pct"] == pytest.approx(100 * cap / total)
+        assert row["vs_currency"] == "usd"
         assert row["total_volume"] == pytest.approx(sum(r["total_volume"] or 0 for r in members))
         changes = [
             (r["price_change_percentage_24h"], r["id"])
@@ -115,12 +117,12 @@ def test_segments_cover_every_coin_of_the_latest_snapshot(two_snapshots: Path) -
             )
         else:
             assert row["median_price_change_24h_pct"] is None
-    assert sum(r["market_cap_share_pct"] for r in rows.values()) == pytest.approx(100)
+    assert sum(r["tracked_market_cap_share_pct"] for r in rows.values()) == pytest.approx(100)
 
 
 def test_market_daily_dominance_and_breadth(two_snapshots: Path) -> None:
     body = json.loads(fixture_bytes(GLOBAL))["data"]
-    records = json.loads(fixture_bytes(MARKETS_250))
+    records = json.loads(fixture_bytes(MARKETS))
     older = json.loads(fixture_bytes(OLDER))
     (row,) = gold(two_snapshots, "market_daily")  # both snapshots fall on 2026-02-15
     assert str(row["day"]) == "2026-02-15"
@@ -130,7 +132,11 @@ def test_market_daily_dominance_and_breadth(two_snapshots: Path) -> None:
     assert row["eth_dominance_pct"] == body["market_cap_percentage"]["eth"]
     # Breadth comes from the day's last snapshot only, not the older one.
     changes = [r["price_change_percentage_24h"] for r in records]
-    assert row["coins_tracked"] == len(records) != len(older)
+    assert row["coins_tracked"] == len(records)
+    assert row["is_complete_day"] is False  # the lake has no snapshot of the next day yet
+    assert row["tracked_market_cap"] == pytest.approx(sum(r["market_cap"] for r in records))
+    older_changes = [r["price_change_percentage_24h"] for r in older]
+    assert sum(1 for c in older_changes if c > 0) != row["advancing_coins"]
     assert row["advancing_coins"] == sum(1 for c in changes if c is not None and c > 0)
     assert row["declining_coins"] == sum(1 for c in changes if c is not None and c < 0)
 
@@ -148,56 +154,6 @@ def test_category_leaderboard(two_snapshots: Path) -> None:
         assert row["volume_24h_usd"] == c["volume_24h"]
 
 
-def scaled(records: list[dict[str, Any]], factor: float) -> bytes:
-    """The recorded page with every price multiplied: same shape, different history."""
-    out = []
-    for r in records:
-        r = dict(r)
-        if r["current_price"] is not None:
-            r["current_price"] = r["current_price"] * factor
-        out.append(r)
-    return json.dumps(out).encode()
-
-
-def test_coin_daily_ohlc_returns_and_volatility(lake: Path) -> None:
-    records = json.loads(fixture_bytes(MARKETS_250))[:5]
-    factors = {}  # (day, hour) -> factor
-    for day in range(9):
-        for hour, wobble in ((0, 1.00), (6, 1.03), (12, 0.98), (18, 1.01)):
-            factors[(day, hour)] = (1 + 0.02 * ((day * 7) % 5) - 0.04) * wobble
-    for (day, hour), factor in factors.items():
-        land(
-            lake,
-            scaled(records, factor),
-            at=T0.replace(hour=0, minute=0) + timedelta(days=day, hours=hour),
-        )
-    build(lake)
-    rows = [r for r in gold(lake, "coin_daily") if r["coin_id"] == "bitcoin"]
-    assert len(rows) == 9
-    price = records[0]["current_price"]
-    closes = []
-    for day, row in enumerate(rows):
-        day_prices = [price * factors[(day, h)] for h in (0, 6, 12, 18)]
-        assert row["open_price"] == pytest.approx(day_prices[0])
-        assert row["high_price"] == pytest.approx(max(day_prices))
-        assert row["low_price"] == pytest.approx(min(day_prices))
-        assert row["close_price"] == pytest.approx(day_prices[-1])
-        assert row["snapshot_count"] == 4
-        closes.append(day_prices[-1])
-    returns = [None] + [closes[i] / closes[i - 1] - 1 for i in range(1, len(closes))]
-    for row, expected in zip(rows, returns, strict=True):
-        assert row["daily_return"] == pytest.approx(expected)
-    for i, row in enumerate(rows):
-        window = returns[max(0, i - 6) : i + 1]
-        if None in window or len(window) < 7:
-            assert row["volatility_7d"] is None
-        else:
-            assert row["volatility_7d"] == pytest.approx(statistics.stdev(window))
-    assert rows[-1]["volatility_7d"] is not None
-    mart = {r["coin_id"]: r for r in gold(lake, "crypto_analytics_mart")}
-    assert mart["bitcoin"]["volatility_7d"] == pytest.approx(rows[-1]["volatility_7d"])
-
-
 def test_gold_is_rebuilt_atomically_and_views_work_from_anywhere(
     two_snapshots: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,16 +165,16 @@ def test_gold_is_rebuilt_atomically_and_views_work_from_anywhere(
     }
     con.close()
     assert counts == {
-        "market_snapshots": (350,),
+        "market_snapshots": (200,),
         "global_snapshots": (2,),
         "category_snapshots": (180,),
     }
     tables = {t: len(gold(two_snapshots, t)) for t in GOLD_MODELS}
     assert tables == {
-        "coin_daily": 250
-        + len(
+        "market_cap_segments": 5,
+        "coin_daily": len(
             {r["id"] for r in json.loads(fixture_bytes(OLDER))}
-            - {r["id"] for r in json.loads(fixture_bytes(MARKETS_250))}
+            | {r["id"] for r in json.loads(fixture_bytes(MARKETS))}
         ),
         "market_daily": 1,
         "crypto_analytics_mart": 50,
@@ -232,7 +188,7 @@ def test_a_reader_with_the_database_open_never_blocks_a_build(two_snapshots: Pat
     reader = duckdb.connect(database, read_only=True)  # e.g. someone's DuckDB shell
     try:
         before = reader.execute("select count(*) from gold.coin_daily").fetchone()
-        land(two_snapshots, OLDER, at=T0 + timedelta(days=1))
+        land(two_snapshots, at=T0 + timedelta(days=1))
         build(two_snapshots)  # a new file is swapped in; the reader's file is untouched
         assert reader.execute("select count(*) from gold.coin_daily").fetchone() == before
     finally:

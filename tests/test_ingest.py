@@ -25,7 +25,15 @@ from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS_250, FakeTime, fixture_bytes, replay_data
+from .conftest import (
+    CATEGORIES,
+    GLOBAL,
+    MARKETS,
+    MARKETS_250,
+    FakeTime,
+    fixture_bytes,
+    replay_data,
+)
 
 IDS = [r["id"] for r in json.loads(fixture_bytes(MARKETS_250))]
 RUN_DATE = "2026-02-15"  # FakeTime starts at 2026-02-15 15:47:12 UTC
@@ -422,15 +430,20 @@ def test_sample_ingests_offline_through_the_same_code_path(lake: Path) -> None:
 
     assert result.source == "sample"
     assert [(d.dataset, d.records) for d in result.datasets] == [
-        ("coins_markets", 250),
+        ("coins_markets", 100),
         ("global", 1),
         ("coins_categories", 90),
+    ]
+    # The sample is the three bodies recorded together: its list ends at 100 coins.
+    assert result.notes == [
+        "The API lists 100 coins, fewer than --top 250: all of them were fetched."
     ]
     manifest = Manifest.from_json(result.manifest_path.read_bytes())
     assert (manifest.source, manifest.api_url) == ("sample", "sample (bundled recorded responses)")
     assert manifest.keyed is False
+    assert manifest.notes == result.notes
     (markets,) = markets_files(result)
-    assert (lake / markets.path).read_bytes() == fixture_bytes(MARKETS_250)
+    assert (lake / markets.path).read_bytes() == fixture_bytes(MARKETS)
     for path in lake_files(lake):
         assert KEY.encode() not in path.read_bytes()
 

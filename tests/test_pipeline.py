@@ -30,18 +30,19 @@ from cryptolake.secret import Secret
 from cryptolake.settings import Settings
 from cryptolake.status import lake_status
 
-from .conftest import replay_data
+from .conftest import MARKETS, replay_data
 
 
 @pytest.fixture
 def api() -> Iterator[ReplayServer]:
-    with ReplayServer(replay_data()) as server:
+    """The recorded 2023 top 100 with its /global and categories: a consistent snapshot."""
+    with ReplayServer(replay_data(MARKETS)) as server:
         yield server
 
 
 def make_settings(lake: Path, api: ReplayServer, **extra: Any) -> Settings:
     return Settings.resolve(
-        env={}, lake=lake, api_url=api.api_url, rate=60_000.0, top=120, per_page=50, **extra
+        env={}, lake=lake, api_url=api.api_url, rate=60_000.0, top=60, per_page=25, **extra
     )
 
 
@@ -77,8 +78,8 @@ def test_run_without_postgres_skips_publish_and_says_how(lake: Path, api: Replay
     assert result.status == "success"
     by_stage = {s.stage: s for s in result.stages}
     assert [s.status for s in result.stages] == ["ok", "ok", "ok", "skipped"]
-    assert by_stage["ingest"].rows == {"coins_markets": 120, "global": 1, "coins_categories": 90}
-    assert by_stage["transform"].rows["silver.market_snapshots"] == 120
+    assert by_stage["ingest"].rows == {"coins_markets": 60, "global": 1, "coins_categories": 90}
+    assert by_stage["transform"].rows["silver.market_snapshots"] == 60
     assert by_stage["transform"].rows["gold.crypto_analytics_mart"] == 50
     assert "CRYPTOLAKE_POSTGRES_DSN" in by_stage["publish"].detail
     (record,) = recent_runs(make_settings(lake, api))
@@ -90,8 +91,8 @@ def test_run_without_postgres_skips_publish_and_says_how(lake: Path, api: Replay
 def test_cli_run_json_end_to_end(
     lake: Path, api: ReplayServer, pg_dsn: str, pg_schema: str
 ) -> None:
-    args = ["run", "--lake", str(lake), "--api-url", api.api_url, "--top", "120",
-            "--per-page", "50", "--rate", "60000", "--postgres", pg_dsn,
+    args = ["run", "--lake", str(lake), "--api-url", api.api_url, "--top", "60",
+            "--per-page", "25", "--rate", "60000", "--postgres", pg_dsn,
             "--pg-schema", pg_schema, "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -104,16 +105,16 @@ def test_cli_run_json_end_to_end(
     assert [s["stage"] for s in document["stages"]] == list(STAGES)
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in document["stages"])
     publish_rows = document["stages"][3]["rows"]
-    assert publish_rows["staging_market_snapshots"] == 120
+    assert publish_rows["staging_market_snapshots"] == 60
     assert publish_rows["crypto_analytics_mart"] == 50
-    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 120
+    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 60
     assert pg_count(pg_dsn, pg_schema, "publish_log") == 1
     assert api.requests[0].startswith("/api/v3/coins/markets?")
 
     again = CliRunner().invoke(app, args)
     second = json.loads(again.stdout)
-    assert second["stages"][3]["summary"] == "+120 staging rows, 5 marts"
-    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 240
+    assert second["stages"][3]["summary"] == "+60 staging rows, 6 marts"
+    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 120
 
 
 def test_cli_run_failure_exits_1_with_one_clear_line(lake: Path) -> None:
@@ -153,8 +154,8 @@ STALLED_RUN = textwrap.dedent(
     from cryptolake.settings import Settings
 
     lake, api_url, marker = sys.argv[1:]
-    settings = Settings.resolve(env={}, lake=lake, api_url=api_url, rate=60000.0, top=120,
-                                per_page=50)
+    settings = Settings.resolve(env={}, lake=lake, api_url=api_url, rate=60000.0, top=60,
+                                per_page=25)
 
     def stall(event):
         if event.stage == "silver":
@@ -189,7 +190,7 @@ def test_killed_run_lock_is_taken_over_and_the_next_run_resumes(
     assert any("took over the lock" in n for n in resumed.notes)
     assert any("marked 1 interrupted" in n for n in resumed.notes)
     # The killed run's bronze was complete: this run transformed it without fetching again.
-    assert resumed.stages[0].rows["silver.market_snapshots"] == 120
+    assert resumed.stages[0].rows["silver.market_snapshots"] == 60
     statuses = [r.status for r in recent_runs(make_settings(lake, api))]
     assert statuses == ["success", "killed"]
 
@@ -199,7 +200,7 @@ def test_killed_run_lock_is_taken_over_and_the_next_run_resumes(
     [
         ("ingest", "ingest", None),
         ("transform", "gold", TransformError("injected gold failure")),
-        ("check", "checks", CheckError("injected check failure")),
+        ("transform", "checks", CheckError("injected audit failure")),
         ("publish", "publish", PublishError("injected publish failure")),
     ],
 )
@@ -237,8 +238,8 @@ def test_resume_after_a_failure_in_each_stage(
     resumed = run(settings, stages=resumed_stages)
     assert resumed.status == "success", resumed.error
     assert (len(api.requests) > requests_before) == (stage == "ingest")
-    assert lake_status(settings).silver[0].rows == 120
-    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 120
+    assert lake_status(settings).silver[0].rows == 60
+    assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 60
 
 
 def test_resume_after_ingest_failure_needs_bronze(lake: Path, api: ReplayServer) -> None:
@@ -274,7 +275,7 @@ def test_status_reports_inventory_freshness_and_runs(lake: Path, api: ReplayServ
         "coins_categories": 1,
     }
     assert [(s.table, s.partitions, s.rows) for s in status.silver] == [
-        ("market_snapshots", 1, 120),
+        ("market_snapshots", 1, 60),
         ("global_snapshots", 1, 1),
         ("category_snapshots", 1, 90),
     ]
@@ -287,7 +288,7 @@ def test_status_reports_inventory_freshness_and_runs(lake: Path, api: ReplayServ
     assert shown.exit_code == 0
     assert "1 complete runs, 1 failed" in shown.output and "fresh" in shown.output
     as_json = json.loads(CliRunner().invoke(app, ["status", "--lake", str(lake), "--json"]).stdout)
-    assert as_json["silver"]["market_snapshots"]["rows"] == 120
+    assert as_json["silver"]["market_snapshots"]["rows"] == 60
     assert [r["status"] for r in as_json["runs"]] == ["failed", "success"]
 
 

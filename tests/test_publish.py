@@ -39,6 +39,7 @@ ALLOWED_TYPES = {
     "timestamp with time zone",
     "timestamp with time zone[]",
     "jsonb",
+    "boolean",
 }
 
 
@@ -132,7 +133,7 @@ def test_counts_and_figures_equal_the_lake(built_lake: Path, pg_dsn: str, pg_sch
         f"select coins_tracked, btc_dominance_pct, latest_snapshot_at, latest_publish_at "
         f"from {pg_schema}.crypto_market_summary",
     )
-    assert summary[0] == 250
+    assert summary[0] == 100
     assert summary[2] == T0 and summary[3] is not None
 
 
@@ -156,12 +157,12 @@ def test_new_snapshot_appends(built_lake: Path, pg_dsn: str, pg_schema: str) -> 
     result = publish(settings)
     assert result.snapshots_added == 1
     staging = next(t for t in result.tables if t.table == STAGING)
-    assert (staging.rows_written, staging.rows_now) == (250, 500)
+    assert (staging.rows_written, staging.rows_now) == (100, 200)
     rows = fetch(
         pg_dsn,
         f"select snapshot_at, count(*) from {pg_schema}.{STAGING} group by 1 order by 1",
     )
-    assert rows == [(T0, 250), (T0 + timedelta(hours=6), 250)]
+    assert rows == [(T0, 100), (T0 + timedelta(hours=6), 100)]
     log = fetch(pg_dsn, f"select snapshots from {pg_schema}.publish_log order by finished_at")
     assert log == [([T0],), ([T0 + timedelta(hours=6)],)]
 
@@ -342,7 +343,10 @@ def test_publish_without_dsn_says_how(built_lake: Path) -> None:
 
 def coin_daily_rows(dsn: str, schema: str, lake: Path) -> tuple[list[Any], list[Any]]:
     """(Postgres rows, gold rows) of coin_daily, comparable."""
-    sql = "select coin_id, day, close_price, daily_return from {t} order by coin_id, day"
+    sql = (
+        "select coin_id, day, close_price, daily_return_ratio, is_complete_day from {t} "
+        "order by coin_id, day"
+    )
     pg_rows = fetch(dsn, sql.format(t=f"{schema}.coin_daily"))
     con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
     gold_rows = con.execute(sql.format(t="gold.coin_daily")).fetchall()
@@ -354,15 +358,23 @@ def test_coin_daily_is_refreshed_from_the_new_snapshots_day_on(
     built_lake: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     settings = target(built_lake, pg_dsn, pg_schema)
-    publish(settings)
     land(built_lake, at=T0 + timedelta(days=1))
+    rebuild(built_lake)
+    publish(settings)
+    land(built_lake, at=T0 + timedelta(days=2))
     rebuild(built_lake)
     result = publish(settings)
     coin_daily = next(t for t in result.tables if t.table == "coin_daily")
-    assert (coin_daily.rows_written, coin_daily.rows_now) == (250, 500)  # only the new day
+    # The new day, and the day before it: its close is the new day's first price.
+    assert (coin_daily.rows_written, coin_daily.rows_now) == (200, 300)
     pg_rows, gold_rows = coin_daily_rows(pg_dsn, pg_schema, built_lake)
     assert pg_rows == gold_rows
-    assert any(r[3] is not None for r in pg_rows)  # the new day's returns arrived
+    assert any(r[3] is not None for r in pg_rows)  # the completed day's returns arrived
+    assert sorted({(str(r[1]), r[4]) for r in pg_rows}) == [
+        ("2026-02-15", True),
+        ("2026-02-16", True),
+        ("2026-02-17", False),
+    ]
 
 
 def test_coin_daily_that_drifted_from_gold_is_replaced_whole(
@@ -376,7 +388,7 @@ def test_coin_daily_that_drifted_from_gold_is_replaced_whole(
     rebuild(built_lake)
     result = publish(settings)
     coin_daily = next(t for t in result.tables if t.table == "coin_daily")
-    assert (coin_daily.rows_written, coin_daily.rows_now) == (500, 500)
+    assert (coin_daily.rows_written, coin_daily.rows_now) == (200, 200)
     pg_rows, gold_rows = coin_daily_rows(pg_dsn, pg_schema, built_lake)
     assert pg_rows == gold_rows
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from datetime import datetime, timedelta
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from cryptolake.report import ReportResult, build_report
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS_250, fixture_bytes
+from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
 from .lakes import T0, land, rows_of, settings_for
 
 NOW = T0 + timedelta(hours=3)
@@ -74,7 +75,7 @@ def html_of(result: ReportResult) -> str:
 
 @pytest.fixture
 def one_day(lake: Path) -> Path:
-    """A lake with one snapshot (the recorded 250 coins at T0), silver and gold built."""
+    """A lake with one snapshot (the recorded 2023 top 100 at T0), silver and gold built."""
     land(lake)
     build(lake)
     return lake
@@ -137,16 +138,16 @@ def test_report_is_one_file_with_nothing_to_fetch(one_day: Path) -> None:
 def test_report_shows_the_gold_figures(one_day: Path) -> None:
     result = build_report(settings_for(one_day), now=NOW)
     html = html_of(result)
-    records = json.loads(fixture_bytes(MARKETS_250))
+    records = json.loads(fixture_bytes(MARKETS))
     ranked = sorted(
         (r for r in records if r["market_cap_rank"] is not None),
         key=lambda r: r["market_cap_rank"],
     )
     top = ranked[0]
     assert (result.top_coin, result.top_coin_price) == (top["name"], top["current_price"])
-    assert format_price(top["current_price"]) == "$69,014"
-    assert format_money(top["market_cap"]) == "$1.38T"
-    assert "$69,014" in html and "$1.38T" in html
+    assert format_price(top["current_price"]) == "$16,952"
+    assert format_money(top["market_cap"]) == "$326.41B"
+    assert "$16,952" in html and "$326.41B" in html
     assert result.coins == 50
     for coin in ranked[:50]:
         assert f"{coin['name']} <span" in html  # every top-50 coin has a row
@@ -155,10 +156,19 @@ def test_report_shows_the_gold_figures(one_day: Path) -> None:
     # Every segment's share, as gold computed it.
     segments = gold(one_day, "select * from gold.market_segment_analysis")
     assert result.segment_shares == {
-        s["market_cap_category"]: s["market_cap_share_pct"] for s in segments
+        s["market_cap_category"]: s["tracked_market_cap_share_pct"] for s in segments
     }
     for segment in segments:
-        assert f">{format_share(segment['market_cap_share_pct'])}</td>" in html
+        assert f">{format_share(segment['tracked_market_cap_share_pct'])}</td>" in html
+    # Labels and bounds (USD, whatever the quote currency) come from gold.market_cap_segments.
+    for label, bounds in (
+        ("Large cap", "≥ $10B"),
+        ("Mid cap", "$1B – $10B"),
+        ("Small cap", "$100M – $1B"),
+        ("Micro cap", "< $100M"),
+        ("Unknown", "no market cap"),
+    ):
+        assert f'{label}<div class="range">{html_escape(bounds)}</div>' in html
 
     # The latest BTC and ETH dominance, from the recorded /global body.
     shares = json.loads(fixture_bytes(GLOBAL))["data"]["market_cap_percentage"]
@@ -168,7 +178,7 @@ def test_report_shows_the_gold_figures(one_day: Path) -> None:
     assert format_share(shares["eth"]) in html
     assert "One day of history so far" in html
 
-    # Movers over all 250 coins of the snapshot.
+    # Movers over all 100 coins of the snapshot.
     changes = [r for r in records if r["price_change_percentage_24h"] is not None]
     best = max(changes, key=lambda r: r["price_change_percentage_24h"])
     worst = min(changes, key=lambda r: r["price_change_percentage_24h"])
@@ -208,7 +218,7 @@ def test_dominance_over_ten_days(lake: Path, tmp_path: Path) -> None:
         land_bodies(
             lake,
             at=T0 - timedelta(days=9 - day),
-            markets=fixture_bytes(MARKETS_250),
+            markets=fixture_bytes(MARKETS),
             global_body=json.dumps(body).encode(),
             categories=fixture_bytes(CATEGORIES),
         )
@@ -228,7 +238,7 @@ def test_dominance_over_ten_days(lake: Path, tmp_path: Path) -> None:
 
 
 def test_names_from_the_data_are_escaped(lake: Path) -> None:
-    records = json.loads(fixture_bytes(MARKETS_250))
+    records = json.loads(fixture_bytes(MARKETS))
     evil = '<script>alert("x")</script> & Co'
     records[0]["name"] = evil
     records[0]["symbol"] = "<b>"
@@ -267,7 +277,7 @@ def test_cli_writes_the_report(one_day: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.html"
     result = invoke("report", "--lake", str(one_day), "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert out.is_file() and "$69,014" in out.read_text(encoding="utf-8")
+    assert out.is_file() and "$16,952" in out.read_text(encoding="utf-8")
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0]
 

@@ -23,7 +23,8 @@ def test_defaults_without_flags_or_environment() -> None:
     assert settings.api_url == PUBLIC_API_URL
     assert settings.api_key is None
     assert settings.api_plan == "demo"
-    assert settings.vs_currency == "usd"
+    assert settings.vs_currency is None  # not chosen: gold takes the lake's currency
+    assert settings.ingest_currency == "usd"
     assert (settings.top, settings.per_page) == (250, 250)
     assert settings.rate == 10.0
     assert settings.max_attempts == 6

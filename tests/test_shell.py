@@ -53,7 +53,7 @@ def test_shell_runs_sql_from_another_folder(built_lake: Path, tmp_path: Path) ->
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "50" in out.stdout and "250" in out.stdout
+    assert "50" in out.stdout and "100" in out.stdout
 
 
 def test_example_queries_all_run(built_lake: Path) -> None:
@@ -69,7 +69,7 @@ def test_query_formats(built_lake: Path) -> None:
     as_json = runner.invoke(app, ["query", "--lake", str(built_lake), sql, "--format", "json"])
     rows = json.loads(as_json.stdout)
     assert [r["market_cap_category"] for r in rows] == ["large", "mid", "small", "micro", "unknown"]
-    assert sum(r["coin_count"] for r in rows) == 250
+    assert sum(r["coin_count"] for r in rows) == 100
     as_csv = runner.invoke(app, ["query", "--lake", str(built_lake), sql, "--format", "csv"])
     assert as_csv.stdout.splitlines()[0] == '"market_cap_category","coin_count"'
     bad = runner.invoke(app, ["query", "--lake", str(built_lake), "select * from nope"])

@@ -150,7 +150,7 @@ def test_global_and_categories(lake: Path) -> None:
 
 
 def test_trimmed_records_stay_in_bronze_but_not_silver(lake: Path) -> None:
-    land(lake, top=120, per_page=50)
+    land(lake, MARKETS_250, top=120, per_page=50)
     build_silver(settings_for(lake))
     records = json.loads(fixture_bytes(MARKETS_250))
     assert sorted(r["coin_id"] for r in silver_rows(lake)) == sorted(r["id"] for r in records[:120])
@@ -174,7 +174,7 @@ def test_duplicate_coin_across_pages_keeps_one_row(lake: Path) -> None:
 
 
 def test_incremental_adds_then_is_a_no_op_on_disk(lake: Path) -> None:
-    land(lake, at=T0)
+    land(lake, MARKETS_250, at=T0)
     first = build_silver(settings_for(lake))
     assert [t.rows_added for t in first.tables] == [250, 1, 90]
 
@@ -197,11 +197,11 @@ def test_incremental_adds_then_is_a_no_op_on_disk(lake: Path) -> None:
 
 
 def test_incremental_rewrites_only_touched_partitions(lake: Path) -> None:
-    land(lake, at=T0)
-    land(lake, at=T0 + timedelta(days=1))
+    land(lake, MARKETS_250, at=T0)
+    land(lake, MARKETS_250, at=T0 + timedelta(days=1))
     build_silver(settings_for(lake))
     before = partition_files(lake)
-    land(lake, at=T0 + timedelta(days=1, hours=6))
+    land(lake, MARKETS_250, at=T0 + timedelta(days=1, hours=6))
     build_silver(settings_for(lake))
     after = partition_files(lake)
     day1 = "market_snapshots/snapshot_date=2026-02-15/data_0.parquet"
@@ -211,7 +211,7 @@ def test_incremental_rewrites_only_touched_partitions(lake: Path) -> None:
 
 
 def test_failed_and_incomplete_runs_are_ignored(lake: Path) -> None:
-    land(lake, at=T0)
+    land(lake, MARKETS_250, at=T0)
     # A run killed after landing its bodies but before its manifest: no manifest, no silver.
     orphan = lake / "bronze/coins_markets/ingest_date=2026-02-15/20260215T200000Z-dead00-p0001.json"
     orphan.write_bytes(fixture_bytes("markets_usd_JKorf-CoinGecko.Net_2023-01-08.json"))
@@ -222,7 +222,7 @@ def test_failed_and_incomplete_runs_are_ignored(lake: Path) -> None:
 def test_crash_mid_write_keeps_silver_readable_and_next_run_repairs(
     lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    land(lake, at=T0)
+    land(lake, MARKETS_250, at=T0)
     build_silver(settings_for(lake))
     good = silver_rows(lake)
     land(lake, "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json", at=T0 + timedelta(hours=6))
@@ -253,7 +253,7 @@ def test_crash_mid_write_keeps_silver_readable_and_next_run_repairs(
 
 
 def test_transform_error_is_a_cryptolake_error(lake: Path) -> None:
-    run = land(lake, at=T0)
+    run = land(lake, MARKETS_250, at=T0)
     body = lake / read_manifests(LakePaths.at(lake))[0].files[0].path
     body.chmod(0o644)
     body.write_bytes(b'[{"id": "x", ')  # corrupt a body behind DuckDB's back
@@ -287,7 +287,7 @@ def test_schema_drift_reads_by_name(lake: Path) -> None:
     for record in records:
         changed = dict(reversed(list(record.items())))
         changed["some_future_field"] = {"nested": [1, 2, 3]}
-        del changed["ath"]
+        del changed["max_supply"]
         drifted.append(changed)
     data = ReplayData(markets=json.dumps(drifted).encode())
     with ReplayServer(data) as server:
@@ -300,7 +300,8 @@ def test_schema_drift_reads_by_name(lake: Path) -> None:
     assert "some_future_field" not in next(iter(rows.values()))
     for record in records:
         row = rows[record["id"]]
-        assert row["ath"] is None
+        assert row["max_supply"] is None
+        assert row["ath"] == as_float(record["ath"])
         assert row["current_price"] == as_float(record["current_price"])
         assert row["atl"] == as_float(record["atl"])
         assert row["market_cap_rank"] == record["market_cap_rank"]

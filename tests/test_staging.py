@@ -93,11 +93,11 @@ def test_each_day_is_a_partition_with_the_parents_indexes(
     landed(lake, *every_day(3))
     result = publish(target(lake, pg_dsn, pg_schema))
     staging = result.tables[0]
-    assert (staging.table, staging.rows_written, staging.rows_now) == (STAGING, 750, 750)
+    assert (staging.table, staging.rows_written, staging.rows_now) == (STAGING, 300, 300)
     assert partitions(pg_dsn, pg_schema) == {
         f"{STAGING}_p2026021{d}": (
             f"FOR VALUES FROM ('2026-02-1{d} 00:00:00+00') TO ('2026-02-1{d + 1} 00:00:00+00')",
-            250,
+            100,
         )
         for d in (5, 6, 7)
     }
@@ -127,10 +127,10 @@ def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
     landed(lake, timedelta(hours=6), timedelta(days=1))  # the same day, a new day
     result = publish(settings)
     assert result.snapshots_added == 2
-    assert (result.tables[0].rows_written, result.tables[0].rows_now) == (500, 750)
+    assert (result.tables[0].rows_written, result.tables[0].rows_now) == (200, 300)
     assert {name: rows for name, (_, rows) in partitions(pg_dsn, pg_schema).items()} == {
-        DAY0: 500,
-        DAY1: 250,
+        DAY0: 200,
+        DAY1: 100,
     }
     # The day that gained a snapshot was analyzed again (reltuples is what ANALYZE counted).
     reltuples = dict(
@@ -141,7 +141,7 @@ def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
             f"and relnamespace = '{pg_schema}'::regnamespace",
         )
     )
-    assert reltuples == {DAY0: 500, DAY1: 250}
+    assert reltuples == {DAY0: 200, DAY1: 100}
     analyzed = {
         r[0]
         for r in fetch(
@@ -174,8 +174,8 @@ def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
     result = publish(settings)
     assert result.snapshots_added == 1
     assert {name: rows for name, (_, rows) in partitions(pg_dsn, pg_schema).items()} == {
-        DAY0: 250,
-        DAY1: 250,
+        DAY0: 100,
+        DAY1: 100,
     }
 
 
@@ -202,7 +202,7 @@ def test_a_repeatable_read_reader_sees_one_state_across_tables(
         seen = reader.execute(f"select {counts}").fetchone()
         reader.rollback()
     assert seen == (before[0], before[-2])
-    assert state(pg_dsn, pg_schema)[0] == 500
+    assert state(pg_dsn, pg_schema)[0] == 200
 
 
 def marked(dsn: str, schema: str) -> list[str]:
@@ -241,7 +241,7 @@ def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_t
     assert marked(pg_dsn, pg_schema) == THREE_DAYS
 
     result = publish(settings)
-    assert result.tables[0].rows_now == 750
+    assert result.tables[0].rows_now == 300
     assert sorted(partitions(pg_dsn, pg_schema)) == THREE_DAYS
     assert unattached(pg_dsn, pg_schema) == []
 
@@ -268,7 +268,7 @@ def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
     assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{DAY1}") == [(0,)]  # rolled back
 
     monkeypatch.setattr(staging, "load_day", real_load_day)
-    assert publish(settings).tables[0].rows_now == 750
+    assert publish(settings).tables[0].rows_now == 300
     assert marked(pg_dsn, pg_schema) == []
 
 
@@ -283,7 +283,7 @@ def test_staging_dropped_by_hand_is_published_again_whole(
         conn.execute(f"drop table {pg_schema}.{STAGING}")
     result = publish(settings)  # nothing new in the lake, but staging is gone
     assert not result.up_to_date
-    assert (result.tables[0].rows_written, result.tables[0].rows_now) == (750, 750)
+    assert (result.tables[0].rows_written, result.tables[0].rows_now) == (300, 300)
     assert sorted(partitions(pg_dsn, pg_schema)) == THREE_DAYS
 
 
@@ -302,10 +302,11 @@ def test_a_new_days_statistics_target_stays_with_that_day(
             pg_dsn,
             "select tablename, array_length(histogram_bounds::text::text[], 1) from pg_stats "
             f"where schemaname = '{pg_schema}' and attname = 'coin_id' "
-            f"and tablename in ('coin_daily', '{DAY1}')",
+            f"and tablename in ('crypto_analytics_mart', '{DAY1}')",
         )
     )
-    assert bounds == {"coin_daily": 101, DAY1: 11}
+    # 50 distinct coins: the default target keeps them all; the day's target 10 keeps 11.
+    assert bounds == {"crypto_analytics_mart": 50, DAY1: 11}
 
 
 @pytest.mark.postgres
@@ -331,8 +332,8 @@ def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
             conn.execute(f"comment on table {pg_schema}.{table} is '{LOADING_COMMENT}'")
     landed(lake, timedelta(days=1))
     result = publish(settings)
-    assert result.tables[0].rows_written == 250
-    assert partitions(pg_dsn, pg_schema)[DAY1][1] == 250
+    assert result.tables[0].rows_written == 100
+    assert partitions(pg_dsn, pg_schema)[DAY1][1] == 100
     assert fetch(
         pg_dsn, f"select count(*) from {pg_schema}.{STAGING} where coin_id = 'left-over'"
     ) == [(0,)]
@@ -365,7 +366,7 @@ def test_concurrent_publishes_to_one_schema_take_turns(
         thread.join(timeout=120)
     assert errors == []
     assert sorted(r.up_to_date for r in results) == [False, True]
-    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{STAGING}") == [(500,)]
+    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{STAGING}") == [(200,)]
     assert fetch(pg_dsn, f"select count(*) from {pg_schema}.publish_log") == [(1,)]
 
 

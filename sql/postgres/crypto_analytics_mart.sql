@@ -8,6 +8,7 @@ create table if not exists {{schema}}.crypto_analytics_mart (
     market_cap_category text not null,
     current_price double precision,
     market_cap double precision,
+    market_cap_usd double precision,
     total_volume double precision,
     price_change_1h_pct double precision,
     price_change_24h_pct double precision,
@@ -17,7 +18,7 @@ create table if not exists {{schema}}.crypto_analytics_mart (
     price_position_24h double precision,
     ath_distance_pct double precision,
     circulating_supply_ratio double precision,
-    volatility_7d double precision,
+    volatility_7d_ratio double precision,
     snapshot_at timestamptz not null,
     last_updated_at timestamptz
 );

@@ -1,6 +1,7 @@
 -- market_daily: gold.market_daily, replaced whole on every publish.
 create table if not exists {{schema}}.market_daily (
     day date not null,
+    is_complete_day boolean,
     total_market_cap double precision,
     total_volume double precision,
     btc_dominance_pct double precision,

@@ -5,6 +5,7 @@ Layout (documented in the README):
     bronze/<dataset>/ingest_date=YYYY-MM-DD/<run_id>-p0001.json   one response body each
     bronze/_runs/ingest_date=YYYY-MM-DD/<run_id>.json             the run's manifest
     bronze/_incoming/<run_id>/...                                  bodies of a run in flight
+    bronze/_rejected/<run_id>/...                                  bodies that broke a contract
 
 A run stages its bodies under `_incoming`, moves them into their partitions only once every
 dataset was fetched, and writes its manifest last. So a manifest with `"status": "complete"`
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +60,10 @@ class BronzeFile:
     # Records the API sent beyond --top on the last page: kept in the body (bronze is
     # verbatim) and dropped by silver.
     trimmed_ids: list[str] = field(default_factory=list)
+    # 1, 2, ... for a page fetched again in the same run (ranks shifted while paging).
+    refetch: int = 0
+    # Fields the body carries that no contract knows (the API added them): kept, not read.
+    unknown_fields: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -76,6 +82,8 @@ class Manifest:
     per_page: int
     files: list[BronzeFile]
     error: str | None = None
+    # What happened that a reader of the run should know (coins re-fetched, fields added).
+    notes: list[str] = field(default_factory=list)
     manifest_version: int = MANIFEST_VERSION
 
     def to_json(self) -> bytes:
@@ -99,13 +107,24 @@ class BronzeRun:
         self.staging = lake.incoming / run_id
         self.files: list[BronzeFile] = []
 
-    def relative_path(self, dataset: str, page: int) -> str:
-        return f"bronze/{dataset}/ingest_date={self.ingest_date}/{self.run_id}-p{page:04d}.json"
+    def relative_path(self, dataset: str, page: int, refetch: int = 0) -> str:
+        again = f"-r{refetch}" if refetch else ""
+        return (
+            f"bronze/{dataset}/ingest_date={self.ingest_date}/{self.run_id}-p{page:04d}{again}.json"
+        )
 
     def stage(
-        self, dataset: str, page: int, fetched: Fetched, *, records: int, trimmed_ids: list[str]
+        self,
+        dataset: str,
+        page: int,
+        fetched: Fetched,
+        *,
+        records: int,
+        trimmed_ids: list[str],
+        refetch: int = 0,
+        unknown_fields: list[str] | None = None,
     ) -> BronzeFile:
-        rel = self.relative_path(dataset, page)
+        rel = self.relative_path(dataset, page, refetch)
         atomic_write(self.staging / rel, fetched.body, overwrite=False)
         entry = BronzeFile(
             dataset=dataset,
@@ -120,6 +139,8 @@ class BronzeRun:
             bytes=len(fetched.body),
             records=records,
             trimmed_ids=trimmed_ids,
+            refetch=refetch,
+            unknown_fields=list(unknown_fields or []),
         )
         self.files.append(entry)
         return entry
@@ -151,8 +172,23 @@ class BronzeRun:
         shutil.rmtree(self.staging, ignore_errors=True)
         return path
 
-    def abandon(self, manifest: Manifest) -> Path:
-        """Record a failed run: its bodies never become bronze, its manifest says why."""
+    def rejected_path(self, entry: BronzeFile) -> str:
+        """Where `entry`'s body is kept, relative to the lake root, if its run is rejected."""
+        return f"bronze/_rejected/{self.run_id}/{entry.path.removeprefix('bronze/')}"
+
+    def abandon(self, manifest: Manifest, *, keep_bodies: bool = False) -> Path:
+        """Record a failed run: its bodies never become bronze, its manifest says why.
+
+        With `keep_bodies` (a body broke its contract) the bodies are kept under
+        `bronze/_rejected/<run_id>/`, outside every dataset folder, as evidence; the manifest
+        lists them there.
+        """
+        if keep_bodies and self.files:
+            for entry in self.files:
+                target = self.lake.root / self.rejected_path(entry)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.staging / entry.path, target)
+            manifest.files = [replace(f, path=self.rejected_path(f)) for f in manifest.files]
         shutil.rmtree(self.staging, ignore_errors=True)
         return self._write_manifest(manifest)
 
@@ -177,3 +213,14 @@ def read_manifests(lake: LakePaths, *, status: RunStatus | None = "complete") ->
     found = [m for m in found if status is None or m.status == status]
     found.sort(key=lambda m: (m.started_at, m.run_id))
     return found
+
+
+def latest_manifest(lake: LakePaths) -> Manifest | None:
+    """The newest complete run's manifest (by run id, which sorts by start time), if any."""
+    paths = run_manifest_paths(lake)
+    paths.sort(key=lambda p: p.stem)
+    for path in reversed(paths):
+        manifest = read_manifest(path)
+        if manifest.status == "complete":
+            return manifest
+    return None

@@ -2,8 +2,10 @@
 
 One `requests.Session`, connect and read timeouts, a client-side throttle, and retries with
 exponential backoff and jitter on what is transient (429, 5xx, timeouts, dropped connections,
-bodies that are not JSON), honouring `Retry-After` up to a cap. Key problems fail at once.
-The key travels in a header only, so URLs, errors and the lake never contain it.
+bodies that are not JSON, error bodies the server calls temporary), honouring `Retry-After` up
+to a cap; a Cloudflare rate-limit block (error 1015) is waited out for minutes. Key problems
+and CDN blocks fail at once. Responses are classified in `api_errors`. The key travels in a
+header only, so URLs, errors and the lake never contain it.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from urllib.parse import urlencode
 import requests
 
 from . import __version__
+from .api_errors import KEY_ERROR_CODES, Verdict, classify
 from .errors import ApiError, ApiKeyError
 from .settings import Settings
 from .throttle import Throttle
 
-# CoinGecko's error codes for a missing, invalid or wrong-plan key (10010/10011: a Pro key on
-# the public host or a Demo key on the Pro host; 10002: key missing or invalid).
 log = logging.getLogger(__name__)
 
-KEY_ERROR_CODES = frozenset({10002, 10005, 10010, 10011})
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 60.0
+# Waits for a Cloudflare rate-limit block (error 1015) to clear: it lasts minutes, not seconds.
+CDN_BLOCK_WAITS_S = (60.0, 120.0, 240.0)
+UNAVAILABLE_FIX = (
+    "The API is rate-limiting or unavailable: try again later, lower --rate, or set "
+    "CRYPTOLAKE_API_KEY for a higher limit."
+)
 KEY_FIX = (
     "Check CRYPTOLAKE_API_KEY and CRYPTOLAKE_API_PLAN (demo keys go to api.coingecko.com, "
     "pro keys to pro-api.coingecko.com), or unset CRYPTOLAKE_API_KEY to use the keyless API."
@@ -53,6 +58,19 @@ class Fetched:
     fetched_at: datetime
     attempts: int
     elapsed_s: float
+    headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case
+
+
+@dataclass(frozen=True, slots=True)
+class BodyProblem:
+    """What is wrong with the content of a 200 body. A transient one is retried like a 5xx."""
+
+    description: str
+    transient: bool = False
+    fix: str | None = None  # what the user can do if retrying does not help
+
+
+Validator = Callable[[Fetched], BodyProblem | None]
 
 
 @dataclass
@@ -61,38 +79,6 @@ class ClientStats:
     retries: int = 0
     waited_s: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
-
-
-def error_in_body(data: Any) -> tuple[int | None, str] | None:
-    """The (code, message) of a CoinGecko error body, in any of its known shapes, else None.
-
-    Shapes seen: {"status": {"error_code", "error_message"}}, {"error": "..."},
-    {"error_code": ..., "status": {"error_message": ...}}, {"error": {"status": {...}}},
-    and {"status": 500, "error": "..."}.
-    """
-    if not isinstance(data, dict):
-        return None
-    code: Any = data.get("error_code")
-    message: Any = None
-    status = data.get("status")
-    error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("status"), dict):
-        status = error["status"]
-        error = None
-    if isinstance(status, dict):
-        code = status.get("error_code", code)
-        message = status.get("error_message")
-    elif isinstance(status, int) and error is not None:
-        code = code or status
-    if isinstance(error, str):
-        message = error
-    if code is None and message is None:
-        return None
-    try:
-        code = int(code) if code is not None else None
-    except (TypeError, ValueError):
-        code = None
-    return code, str(message) if message is not None else "no message"
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -113,17 +99,12 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _describe_body(body: bytes) -> str:
-    head = body[:200].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or b"cloudflare" in body[:4096].lower():
-        return "an HTML page (likely Cloudflare) instead of JSON"
-    if not body:
-        return "an empty body"
-    return f"a body that is not valid JSON ({len(body)} bytes, truncated?)"
-
-
 class CoinGeckoClient:
-    """GETs JSON from CoinGecko. `sleep`, `clock`, `now` and `rng` are injectable for tests."""
+    """GETs JSON from CoinGecko. `sleep`, `clock`, `now` and `rng` are injectable for tests.
+
+    Every wait beyond the throttle (a backoff, a Retry-After, a CDN block) is logged as a
+    warning saying why and for how long, so the CLI shows it.
+    """
 
     def __init__(
         self,
@@ -168,25 +149,74 @@ class CoinGeckoClient:
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
         return delay / 2 + self._rng.uniform(0, delay / 2)
 
+    def _wait(self, seconds: float, why: str) -> None:
+        self.stats.retries += 1
+        self.stats.waited_s += seconds
+        log.warning("%s; retrying in %.0fs", why, seconds)
+        self._sleep(seconds)
+
+    def _refused(self, path: str, verdict: Verdict) -> ApiError:
+        """The error for a response retrying cannot mend."""
+        if verdict.kind == "blocked":
+            return ApiError(
+                f"CoinGecko {path} failed: {verdict.what}. The CDN denies this network or "
+                "client, whatever the key; try from another network, or ask CoinGecko support "
+                "with the Ray ID of a blocked request.",
+                transient=False,
+            )
+        if verdict.kind == "key":
+            if self.settings.api_key:
+                return ApiKeyError(
+                    f"CoinGecko rejected the API key for {path} ({verdict.what}). {KEY_FIX}",
+                    status=verdict.status,
+                )
+            if verdict.code in KEY_ERROR_CODES:
+                return ApiKeyError(
+                    f"CoinGecko asks for an API key for {path} ({verdict.what}): set "
+                    "CRYPTOLAKE_API_KEY (a free Demo key works on api.coingecko.com).",
+                    status=verdict.status,
+                )
+            return ApiError(
+                f"CoinGecko refused {path} ({verdict.what}) although no API key was sent; "
+                "check --api-url, or set CRYPTOLAKE_API_KEY if this endpoint needs a plan.",
+                transient=False,
+                status=verdict.status,
+            )
+        advice = (
+            " Check the request parameters (--vs-currency, --per-page) and --api-url."
+            if verdict.status in (400, 404, 422)
+            else ""
+        )
+        return ApiError(
+            f"CoinGecko {path} failed: {verdict.what}.{advice}",
+            transient=False,
+            status=verdict.status,
+        )
+
     def get(
         self,
         path: str,
         params: Mapping[str, str | int] | None = None,
         *,
-        validate: Callable[[Any], str | None] | None = None,
+        validate: Validator | None = None,
     ) -> Fetched:
         """GET `path` (e.g. `/coins/markets`) and return the parsed body.
 
-        `validate` returns a description of what is wrong with the body's shape, or None.
-        Raises `ApiKeyError` at once on key problems, `ApiError` on anything else that
-        did not succeed within `settings.max_attempts`.
+        `validate` looks at a 200 JSON body and returns what is wrong with it, or None; a
+        transient problem (an empty first page, say) is retried like a 5xx. Raises
+        `ApiKeyError` at once on key problems, `ApiError` on anything else that did not
+        succeed within `settings.max_attempts` (a CDN rate limit is waited out first).
         """
         str_params = {k: str(v) for k, v in (params or {}).items()}
         url = f"{self.settings.api_url}{path}"
         shown_url = f"{url}?{urlencode(str_params)}" if str_params else url
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         last_problem = "no attempt made"
-        for attempt in range(1, self.settings.max_attempts + 1):
+        fix = UNAVAILABLE_FIX
+        attempt = 0
+        cdn_waits = 0
+        while attempt < self.settings.max_attempts:
+            attempt += 1
             self.stats.waited_s += self.throttle.wait()
             started = self._clock()
             fetched_at = self._now()
@@ -203,81 +233,76 @@ class CoinGeckoClient:
                 # A connection dropped mid-body (fewer bytes than content-length, or a chunked
                 # body cut short) raises ChunkedEncodingError, not ConnectionError.
                 last_problem = f"{type(exc).__name__}: the connection failed or timed out"
+                fix = UNAVAILABLE_FIX
             else:
                 status = response.status_code
                 retry_after = retry_after_seconds(response.headers.get("retry-after"), self._now())
                 try:
                     data = json.loads(body)
-                except ValueError:
-                    data = None
-                    parsed = False
-                else:
                     parsed = True
-                api_error = error_in_body(data) if parsed else None
-                code = api_error[0] if api_error else None
-                message = api_error[1] if api_error else None
-                if status in (401, 403) or code in KEY_ERROR_CODES:
-                    coded = f", code {code}" if code else ""
-                    raise ApiKeyError(
-                        f"CoinGecko rejected the API key for {path} (HTTP {status}{coded}: "
-                        f"{message or 'no message'}). {KEY_FIX}",
+                except ValueError:
+                    data, parsed = None, False
+                verdict = classify(status, body, data, parsed=parsed)
+                if verdict.kind == "ok":
+                    fetched = Fetched(
+                        path=path,
+                        params=str_params,
+                        url=shown_url,
                         status=status,
+                        body=body,
+                        data=data,
+                        fetched_at=fetched_at,
+                        attempts=attempt,
+                        elapsed_s=self._clock() - started,
+                        headers={k.lower(): v for k, v in response.headers.items()},
                     )
-                if status == 200 and parsed and api_error is None:
-                    problem = validate(data) if validate else None
+                    problem = validate(fetched) if validate else None
                     if problem is None:
-                        return Fetched(
-                            path=path,
-                            params=str_params,
-                            url=shown_url,
+                        return fetched
+                    if not problem.transient:
+                        raise ApiError(
+                            f"CoinGecko {path} answered with an unexpected shape: "
+                            f"{problem.description}. The API may have changed; nothing was "
+                            "written for this request.",
+                            transient=False,
                             status=status,
-                            body=body,
-                            data=data,
-                            fetched_at=fetched_at,
-                            attempts=attempt,
-                            elapsed_s=self._clock() - started,
                         )
-                    raise ApiError(
-                        f"CoinGecko {path} answered with an unexpected shape: {problem}. "
-                        "The API may have changed; nothing was written for this request.",
-                        transient=False,
-                        status=status,
+                    last_problem = f"HTTP 200 with {problem.description}"
+                    fix = problem.fix or UNAVAILABLE_FIX
+                elif verdict.kind == "cdn_rate_limit":
+                    last_problem = verdict.what
+                    if cdn_waits == len(CDN_BLOCK_WAITS_S):
+                        raise ApiError(
+                            f"CoinGecko {path} failed: {verdict.what}, still there after "
+                            f"{sum(CDN_BLOCK_WAITS_S) / 60:.0f} min of waiting. Wait before the "
+                            "next run, lower --rate, or set CRYPTOLAKE_API_KEY for a higher "
+                            "limit.",
+                            transient=True,
+                            status=status,
+                        )
+                    # The block lasts minutes whatever the attempt: wait it out without
+                    # spending an attempt.
+                    attempt -= 1
+                    self._wait(
+                        CDN_BLOCK_WAITS_S[cdn_waits],
+                        f"GET {path}: {verdict.what}, waiting for the block to clear",
                     )
-                what = f"HTTP {status}"
-                if api_error is not None:
-                    what += f" with error {code or ''} {message!r}".replace("  ", " ")
-                elif not parsed:
-                    what += f" with {_describe_body(body)}"
-                last_problem = what
-                # An error body with HTTP 200 is still an error; its code decides the class.
-                effective = code if (status == 200 and code) else status
-                transient = effective in TRANSIENT_STATUSES or effective >= 500 or not parsed
-                if not transient:
-                    raise ApiError(
-                        f"CoinGecko {path} failed: {what}. Check the request parameters "
-                        f"(--vs-currency, --per-page) and --api-url.",
-                        transient=False,
-                        status=status,
-                    )
+                    cdn_waits += 1
+                    continue
+                elif verdict.kind == "transient":
+                    last_problem, fix = verdict.what, UNAVAILABLE_FIX
+                else:
+                    raise self._refused(path, verdict)
             if attempt == self.settings.max_attempts:
                 break
             delay = self._backoff(attempt)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.settings.max_retry_after))
-            self.stats.retries += 1
-            self.stats.waited_s += delay
-            log.warning(
-                "GET %s attempt %d/%d: %s; retrying in %.1fs",
-                path,
-                attempt,
-                self.settings.max_attempts,
-                last_problem,
-                delay,
+            self._wait(
+                delay, f"GET {path} attempt {attempt}/{self.settings.max_attempts}: {last_problem}"
             )
-            self._sleep(delay)
         raise ApiError(
             f"CoinGecko {path} failed after {self.settings.max_attempts} attempts; last: "
-            f"{last_problem}. The API is rate-limiting or unavailable: try again later, "
-            "lower --rate, or set CRYPTOLAKE_API_KEY for a higher limit.",
+            f"{last_problem}. {fix}",
             transient=True,
         )

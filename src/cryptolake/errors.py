@@ -35,6 +35,13 @@ class ApiKeyError(ApiError):
         super().__init__(message, transient=False, status=status)
 
 
+class ContractError(ApiError):
+    """A body lacks fields gold needs (the API changed shape); its bodies are kept aside."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
 class LakeError(CryptolakeError):
     """The lake folder is unusable or holds something unexpected."""
 

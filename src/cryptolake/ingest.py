@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from .bronze import BronzeRun, Manifest, iso, new_run_id
-from .coingecko import CoinGeckoClient
-from .errors import ConfigError, CryptolakeError
+from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
+from .coingecko import BodyProblem, CoinGeckoClient, Fetched
+from .contracts import check_body, describe_missing
+from .errors import ConfigError, ContractError, CryptolakeError
 from .lake import DATASETS, LakePaths
+from .paging import fetch_markets
 from .progress import Progress, ProgressCallback, ignore_progress
 from .replay import ReplayServer, sample_data
 from .settings import Settings
-
-MARKETS_PATH = "/coins/markets"
-PRICE_CHANGE_WINDOWS = "1h,24h,7d,30d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +38,23 @@ class IngestResult:
     datasets: list[DatasetResult] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+    notes: list[str] = field(default_factory=list)  # what happened worth telling (see paging)
 
     @property
     def records(self) -> int:
         return sum(d.records for d in self.datasets)
 
 
-def _expect_list(data: Any) -> str | None:
-    return None if isinstance(data, list) else f"expected a JSON array, got {type(data).__name__}"
-
-
-def _expect_global(data: Any) -> str | None:
-    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+def _expect_list(fetched: Fetched) -> BodyProblem | None:
+    if isinstance(fetched.data, list):
         return None
-    return "expected an object with a 'data' object"
+    return BodyProblem(f"expected a JSON array, got {type(fetched.data).__name__}")
+
+
+def _expect_global(fetched: Fetched) -> BodyProblem | None:
+    if isinstance(fetched.data, dict) and isinstance(fetched.data.get("data"), dict):
+        return None
+    return BodyProblem("expected an object with a 'data' object")
 
 
 def ingest(
@@ -77,7 +77,7 @@ def ingest(
             f"Unknown dataset(s) {sorted(unknown)}; choose from {', '.join(DATASETS)}."
         )
     if sample:
-        if settings.vs_currency != "usd":
+        if settings.ingest_currency != "usd":
             raise ConfigError("The bundled sample holds usd prices only; drop --vs-currency.")
         with ReplayServer(sample_data()) as server:
             # Same code path as a live run, against a loopback server: no key, no throttle.
@@ -114,7 +114,7 @@ def _run(
     run = BronzeRun(lake, run_id=new_run_id(started_at), started_at=started_at)
     results: list[DatasetResult] = []
 
-    def manifest(status: str, error: str | None) -> Manifest:
+    def manifest(status: str, error: str | None, notes: list[str]) -> Manifest:
         return Manifest(
             run_id=run.run_id,
             status="complete" if status == "complete" else "failed",
@@ -127,12 +127,43 @@ def _run(
             else settings.api_url,
             api_plan=settings.api_plan,
             keyed=bool(settings.api_key),
-            vs_currency=settings.vs_currency,
+            vs_currency=settings.ingest_currency,
             top=settings.top,
             per_page=settings.per_page,
             files=list(run.files),
             error=error,
+            notes=list(notes),
         )
+
+    notes: list[str] = []
+
+    def stage(
+        dataset: str,
+        page: int,
+        fetched: Fetched,
+        *,
+        records: int,
+        trimmed_ids: list[str],
+        refetch: int = 0,
+    ) -> None:
+        """Stage one body in the run, after checking it against its dataset's contract."""
+        report = check_body(dataset, fetched.data)
+        entry = run.stage(
+            dataset,
+            page,
+            fetched,
+            records=records,
+            trimmed_ids=trimmed_ids,
+            refetch=refetch,
+            unknown_fields=list(report.unknown),
+        )
+        if not report.ok:
+            raise ContractError(
+                f"CoinGecko {fetched.path} sent a body without fields gold needs: "
+                f"{describe_missing(report)}. The API may have renamed them; the run was not "
+                f"landed and nothing was published. The body is kept at "
+                f"{lake.root / run.rejected_path(entry)}."
+            )
 
     try:
         for dataset in DATASETS:
@@ -141,7 +172,14 @@ def _run(
             t0 = time.perf_counter()
             before = len(run.files)
             if dataset == "coins_markets":
-                _fetch_markets(settings, client, run, progress)
+                paged = fetch_markets(
+                    settings,
+                    client,
+                    lambda page, fetched, **kw: stage("coins_markets", page, fetched, **kw),
+                    progress,
+                )
+                notes.extend(paged.notes)
+                records = paged.coins
             else:
                 endpoint = "/global" if dataset == "global" else "/coins/categories"
                 progress(Progress("ingest", dataset, 0, 1))
@@ -149,26 +187,30 @@ def _run(
                     endpoint, validate=_expect_global if dataset == "global" else _expect_list
                 )
                 records = len(fetched.data) if isinstance(fetched.data, list) else 1
-                run.stage(dataset, 1, fetched, records=records, trimmed_ids=[])
+                stage(dataset, 1, fetched, records=records, trimmed_ids=[])
                 progress(Progress("ingest", dataset, 1, 1, _rate_detail(client)))
             staged = run.files[before:]
             results.append(
                 DatasetResult(
                     dataset=dataset,
                     pages=len(staged),
-                    records=sum(f.records - len(f.trimmed_ids) for f in staged),
+                    records=records,
                     bytes=sum(f.bytes for f in staged),
                     seconds=time.perf_counter() - t0,
                 )
             )
+        notes.extend(_new_fields(lake, run.files))
+    except ContractError as exc:
+        run.abandon(manifest("failed", str(exc), notes), keep_bodies=True)
+        raise
     except CryptolakeError as exc:
-        run.abandon(manifest("failed", str(exc)))
+        run.abandon(manifest("failed", str(exc), notes))
         raise
     except BaseException as exc:
         # A bug or Ctrl-C: still record the run as failed, then let it propagate as it is.
-        run.abandon(manifest("failed", f"{type(exc).__name__}: {exc}"))
+        run.abandon(manifest("failed", f"{type(exc).__name__}: {exc}", notes))
         raise
-    path = run.commit(manifest("complete", None))
+    path = run.commit(manifest("complete", None, notes))
     return IngestResult(
         run_id=run.run_id,
         snapshot_at=started_at,
@@ -177,7 +219,33 @@ def _run(
         datasets=results,
         requests=client.stats.requests,
         retries=client.stats.retries,
+        notes=notes,
     )
+
+
+def _new_fields(lake: LakePaths, files: Sequence[BronzeFile]) -> list[str]:
+    """Notes on fields the API added that the lake's previous complete run did not carry.
+
+    Reported once, by the first run that sees them; every manifest records them all.
+    """
+    now: dict[str, set[str]] = {}
+    for entry in files:
+        now.setdefault(entry.dataset, set()).update(entry.unknown_fields)
+    if not any(now.values()):
+        return []
+    before: dict[str, set[str]] = {}
+    previous = latest_manifest(lake)
+    for entry in previous.files if previous else []:
+        before.setdefault(entry.dataset, set()).update(entry.unknown_fields)
+    notes = []
+    for dataset, fields in now.items():
+        added = sorted(fields - before.get(dataset, set()))
+        if added:
+            notes.append(
+                f"{dataset}: CoinGecko sent {len(added)} field(s) cryptolake does not read: "
+                f"{', '.join(added)} (kept in bronze; silver ignores them)."
+            )
+    return notes
 
 
 def sweep_incoming(lake: LakePaths, *, older_than_s: float = 3600.0) -> int:
@@ -203,42 +271,3 @@ def sweep_incoming(lake: LakePaths, *, older_than_s: float = 3600.0) -> int:
 
 def _rate_detail(client: CoinGeckoClient) -> str:
     return f"{client.requests_per_minute():.0f} req/min"
-
-
-def _fetch_markets(
-    settings: Settings, client: CoinGeckoClient, run: BronzeRun, progress: ProgressCallback
-) -> None:
-    """Pages 1, 2, ... of the same size until the top N are in, or a short page ends the list."""
-    pages = math.ceil(settings.top / settings.per_page)
-    kept = 0
-    progress(Progress("ingest", "coins_markets", 0, pages))
-    for page in range(1, pages + 1):
-        fetched = client.get(
-            MARKETS_PATH,
-            {
-                "vs_currency": settings.vs_currency,
-                "order": "market_cap_desc",
-                "per_page": settings.per_page,
-                "page": page,
-                "sparkline": "false",
-                "price_change_percentage": PRICE_CHANGE_WINDOWS,
-            },
-            validate=_expect_list,
-        )
-        records: list[Any] = fetched.data
-        room = settings.top - kept
-        trimmed = [str(r.get("id")) for r in records[room:] if isinstance(r, dict)]
-        run.stage("coins_markets", page, fetched, records=len(records), trimmed_ids=trimmed)
-        kept += min(len(records), room)
-        short = len(records) < settings.per_page
-        progress(
-            Progress(
-                "ingest",
-                "coins_markets",
-                page,
-                page if short else pages,
-                f"{kept} coins, {_rate_detail(client)}",
-            )
-        )
-        if short:
-            break

@@ -35,12 +35,22 @@ class LakePaths:
         return self.bronze / "_incoming"
 
     @property
+    def rejected(self) -> Path:
+        """Bodies of runs that failed a schema contract, kept as evidence, never read."""
+        return self.bronze / "_rejected"
+
+    @property
     def silver(self) -> Path:
         return self.root / "silver"
 
     @property
     def silver_state(self) -> Path:
         return self.silver / "_state"
+
+    @property
+    def silver_quarantine(self) -> Path:
+        """Rows row-level checks kept out of silver: `<table>/<run_id>.parquet`."""
+        return self.silver / "_quarantine"
 
     @property
     def silver_staging(self) -> Path:

@@ -15,7 +15,7 @@ from .history import runs_folder
 from .lake import LakePaths
 from .settings import Settings
 from .silver import TABLES, silver_views_sql
-from .sqlfiles import load_sql, sql_names
+from .sqlfiles import load_sql
 
 SCHEMAS = ("silver", "gold", "meta")
 
@@ -24,7 +24,10 @@ SCHEMAS = ("silver", "gold", "meta")
 def open_lake_db(
     settings: Settings, *, read_only: bool = False, path: Path | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `<lake>/cryptolake.duckdb` (or `path`) with macros and variables set."""
+    """A connection to `<lake>/cryptolake.duckdb` (or `path`) with its schemas and variables.
+
+    (The macros are stored in the file by `build_gold`, so they work in any DuckDB shell.)
+    """
     lake = LakePaths.at(settings.lake)
     database = path or lake.database
     if read_only and not database.exists():
@@ -41,12 +44,8 @@ def open_lake_db(
         ) from None
     try:
         if not read_only:
-            # Stored in the file, so the macros also work in an ad hoc DuckDB shell.
             for schema in SCHEMAS:
                 con.execute(f"create schema if not exists {schema}")
-            for name in sql_names("duckdb/macros"):
-                con.execute(load_sql(f"duckdb/macros/{name}.sql"))
-        con.execute("set variable vs_currency = ?", [settings.vs_currency])
         con.execute("set variable freshness_hours = ?", [float(settings.freshness_hours)])
         yield con
     finally:

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .bronze import new_run_id
-from .checks import run_checks
+from .checks import CheckResult, ChecksFailed, run_checks
 from .errors import ConfigError, CryptolakeError
-from .gold import build_gold
+from .gold import GoldResult, build_gold
 from .history import record_finish, record_start
-from .ingest import ingest
+from .ingest import IngestResult, ingest
 from .lake import LakePaths
 from .lock import LakeLock
 from .progress import ProgressCallback, ignore_progress
@@ -120,6 +120,7 @@ def run(
         )
         if killed:
             notes.append(f"marked {killed} interrupted earlier run(s) as killed")
+        audited: list[CheckResult] | None = None  # the checks transform ran on its new gold
         try:
             for result in results:
                 if should_stop():
@@ -127,7 +128,12 @@ def run(
                     break
                 t0 = time.perf_counter()
                 try:
-                    _run_stage(settings, result, sample=sample, progress=progress)
+                    outcome = _run_stage(
+                        settings, result, sample=sample, progress=progress, audited=audited
+                    )
+                    if isinstance(outcome, GoldResult):
+                        audited = outcome.checks
+                    notes.extend(_notes(outcome))
                 except CryptolakeError as exc:
                     result.status = "failed"
                     result.detail = str(exc).splitlines()[0]
@@ -158,37 +164,73 @@ def run(
     return RunResult(run_id, status, started, finished, results, error, sample, notes)
 
 
+def _notes(outcome: object) -> list[str]:
+    """What a stage's result has to say beyond its summary line."""
+    if isinstance(outcome, IngestResult):
+        return list(outcome.notes)
+    if isinstance(outcome, GoldResult):
+        return [
+            f"check {c.name} warns: {c.description} ({c.failing_rows} row(s))"
+            for c in outcome.warnings
+        ]
+    return []
+
+
 def _run_stage(
-    settings: Settings, result: StageResult, *, sample: bool, progress: ProgressCallback
-) -> None:
+    settings: Settings,
+    result: StageResult,
+    *,
+    sample: bool,
+    progress: ProgressCallback,
+    audited: list[CheckResult] | None,
+) -> object:
+    """Run one stage into `result`; returns the stage's own result object."""
+    outcome: object = None
     if result.stage == "ingest":
-        ingested = ingest(settings, sample=sample, progress=progress)
+        ingested = outcome = ingest(settings, sample=sample, progress=progress)
         result.rows = {d.dataset: d.records for d in ingested.datasets}
         result.summary = f"{result.rows.get('coins_markets', 0):,} coins"
         result.detail = f"bronze run {ingested.run_id}" + (" (sample data)" if sample else "")
     elif result.stage == "transform":
         silver = build_silver(settings, progress=progress)
-        gold = build_gold(settings, progress=progress)
+        gold = outcome = build_gold(settings, progress=progress)
         result.rows = {f"silver.{t.table}": t.rows_added for t in silver.tables}
         result.rows |= {f"gold.{t.table}": t.rows for t in gold.tables}
+        result.rows |= {f"quarantined.{c}": n for c, n in silver.quarantined.items()}
+        if silver.sanitized.non_finite:
+            result.rows["non_finite_nulled"] = silver.sanitized.non_finite
+        if silver.sanitized.nul_chars:
+            result.rows["nul_chars_removed"] = silver.sanitized.nul_chars
         added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
         result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
         result.detail = (
-            f"{len(silver.runs)} new bronze run(s) into silver; gold rebuilt"
+            f"{len(silver.runs)} new bronze run(s) into silver"
             if silver.changed
-            else "silver up to date; gold rebuilt"
-        )
+            else "silver up to date"
+        ) + f"; gold ({gold.vs_currency}) built and audited"
+        if cleaning := silver.describe_cleaning():
+            result.detail += f"; {cleaning}"
     elif result.stage == "check":
-        checks = run_checks(settings, progress=progress)
-        result.rows = {"checks_passed": len(checks)}
-        result.summary = f"{len(checks)} passed"
-        result.detail = f"all {len(checks)} checks passed"
+        checks = audited if audited is not None else run_checks(settings, progress=progress)
+        failed = [c for c in checks if c.blocks]
+        if failed:
+            raise ChecksFailed(failed)
+        warned = [c for c in checks if not c.passed]
+        result.rows = {"checks_passed": len(checks) - len(warned), "checks_warned": len(warned)}
+        result.summary = f"{len(checks) - len(warned)} passed" + (
+            f", {len(warned)} warned" if warned else ""
+        )
+        result.detail = (
+            f"all {len(checks)} checks passed"
+            if not warned
+            else "warnings: " + ", ".join(c.name for c in warned)
+        )
     elif result.stage == "publish":
         if settings.postgres_dsn is None:
             result.status = "skipped"
             result.summary = "no Postgres configured"
             result.detail = "set CRYPTOLAKE_POSTGRES_DSN or pass --postgres to publish"
-            return
+            return None
         published = publish(settings, progress=progress)
         if published.up_to_date:
             result.summary = "up to date"
@@ -199,3 +241,4 @@ def _run_stage(
             result.summary = f"+{staged:,} staging rows, {len(published.tables) - 1} marts"
             result.detail = f"publish {published.publish_id} to {published.target}"
     result.status = "ok"
+    return outcome

@@ -10,32 +10,30 @@ explicit Postgres types (`sql/postgres/`), matched by column name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from . import __version__
 from .duck import connect, quote_literal
 from .errors import ConfigError, LakeError, PublishError
 from .gold import GOLD_MODELS
 from .lake import LakePaths
+from .marts import count, replace_mart
+from .pgconnect import LOCK_TIMEOUT, describe_target, duckdb_dsn, publish_lock, scrub
 from .pgext import load_postgres_extension, pg_execute, pg_rows
+from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
-from .sqlfiles import load_sql
 from .staging import (
     STAGING,
     DayLoad,
@@ -51,18 +49,20 @@ from .staging import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGING", "PublishResult", "PublishedTable", "load_postgres_extension", "publish"]
+__all__ = [
+    "STAGING",
+    "PublishResult",
+    "PublishedTable",
+    "describe_target",
+    "load_postgres_extension",
+    "publish",
+]
 
 MARTS = GOLD_MODELS
 # DDL files in the order they must run: tables, then the view that reads them.
 DDL = (STAGING, *MARTS, "publish_log", "crypto_market_summary")
-# Serialises publishes to one schema across processes (pg_advisory_lock key space).
-ADVISORY_LOCK_NAMESPACE = 0x63727970  # "cryp"
 STATEMENT_TIMEOUT = "15min"
-LOCK_TIMEOUT = "60s"
 IDLE_IN_TRANSACTION_TIMEOUT = "5min"
-# Marts with one row per day (and coin) that a publish refreshes from the earliest new day on.
-DAY_KEYED = {"coin_daily": "day"}
 # Columns ANALYZE samples on the marts that grow with history; the small marts get all.
 STATS_COLUMNS = {"coin_daily": ("coin_id", "day", "symbol", "market_cap_rank")}
 
@@ -85,88 +85,6 @@ class PublishResult:
     up_to_date: bool = False
 
 
-def describe_target(dsn: str) -> str:
-    """`database "db" on host:port as user` for messages; never includes the password."""
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "the Postgres server in CRYPTOLAKE_POSTGRES_DSN (unparseable DSN)"
-    host = info.get("host") or info.get("hostaddr") or "localhost"
-    port = info.get("port") or "5432"
-    user = info.get("user") or "(default user)"
-    db = info.get("dbname") or user
-    return f'database "{db}" on {host}:{port} as {user}'
-
-
-def _scrub(message: str, dsn: str) -> str:
-    """Remove the DSN and its password from a driver's message."""
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-    except psycopg.ProgrammingError:
-        password = None
-    message = message.replace(dsn, "<dsn>")
-    if password:
-        message = message.replace(str(password), "***")
-    message = re.sub(r"\s+", " ", message).strip()
-    # Callers append a sentence of their own.
-    return message if message.endswith((".", "?", "!")) else message + "."
-
-
-@contextmanager
-def _publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection that holds the publish lock on `schema` for as long as it is open.
-
-    Taken on a session of its own before the publish transaction starts, because that
-    transaction's snapshot (REPEATABLE READ, as DuckDB opens it) must include what the
-    previous publish committed. Closing the connection releases it, also if the process
-    dies. Connecting first also fails fast, in one line naming host and database, before
-    DuckDB gets the DSN.
-    """
-    try:
-        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
-    except psycopg.Error as exc:
-        raise PublishError(
-            f"Cannot connect to Postgres {target}: {_scrub(str(exc), dsn)} "
-            "Check --postgres / CRYPTOLAKE_POSTGRES_DSN; the lake was not changed."
-        ) from None
-    with conn:
-        try:
-            conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT}'")
-            # The connection idles for the whole publish; a server's idle_session_timeout
-            # (Postgres 14+) must not end it and with it the lock.
-            conn.execute(
-                "select set_config('idle_session_timeout', '0', false) "
-                "where current_setting('server_version_num')::int >= 140000"
-            )
-            conn.execute(
-                "select pg_advisory_lock(%s, hashtext(%s))", [ADVISORY_LOCK_NAMESPACE, schema]
-            )
-        except psycopg.errors.LockNotAvailable:
-            raise PublishError(
-                f"Another publish to schema {schema} in {target} has held it for over "
-                f"{LOCK_TIMEOUT}; try again once it has finished."
-            ) from None
-        except psycopg.Error as exc:
-            raise PublishError(
-                f"Cannot take the publish lock in Postgres {target}: {_scrub(str(exc), dsn)}"
-            ) from None
-        yield conn
-
-
-def lake_version(lake: LakePaths) -> str:
-    """A fingerprint of what silver holds (its processed runs) and of this code's version."""
-    state = lake.silver_state / "processed_runs.json"
-    content = state.read_bytes() if state.exists() else b""
-    return hashlib.sha256(content + __version__.encode()).hexdigest()[:16]
-
-
-def ddl_statements(name: str, schema: str) -> list[str]:
-    """The statements of `sql/postgres/<name>.sql` for `schema`, split on `;`."""
-    sql = load_sql(f"postgres/{name}.sql").replace("{{schema}}", schema)
-    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
-
-
 def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Run raw SQL in Postgres inside DuckDB's current transaction."""
     pg_execute(con, sql)
@@ -176,11 +94,6 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, relation: str) -> bool:
     """Whether `schema.relation` exists, as this transaction sees it."""
     rows = pg_rows(con, f"select to_regclass('{schema}.{relation}') is not null")
     return bool(rows and rows[0][0])
-
-
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
-    row = con.execute(sql, params or []).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
 
 
 def publish(
@@ -206,37 +119,56 @@ def publish(
             f"No lake database at {lake.database}; run `cryptolake transform` before publishing."
         )
     target = describe_target(dsn)
-    version = lake_version(lake)
     started = datetime.now(UTC)
     publish_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-    with _publish_lock(dsn, settings.pg_schema, target) as lock:
-        try:
-            # Read on the lock's connection before the publish transaction starts: that
-            # transaction's snapshot then sees the schema, and workers can load into it.
-            prepare_schema(lock, settings.pg_schema)
-            published = _read_published(lock, settings.pg_schema)
-        except psycopg.Error as exc:
-            raise PublishError(
-                f"Publishing to Postgres {target} failed: {_scrub(str(exc), dsn)}"
-            ) from None
-        if published.lake_version == version and not force:
-            progress(Progress("publish", "postgres", 1, 1, "up to date"))
-            return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
-        # An in-memory DuckDB with the lake attached read-only: attaching Postgres from a
-        # read-only database would make Postgres read-only too. One thread: every write to
-        # Postgres is one COPY stream, and DuckDB's other threads would only spin on a mutex
-        # while the Postgres backend parses it (a CTAS of 1M rows: 7.0 CPU-seconds in DuckDB
-        # with 2 threads, 2.1 with 1, and faster), taking a core from the Postgres backends.
-        con = connect(settings.with_(threads=1))
-        try:
-            load_postgres_extension(con)
-            con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
+    # An in-memory DuckDB with the lake attached read-only: attaching Postgres from a
+    # read-only database would make Postgres read-only too. One thread: every write to
+    # Postgres is one COPY stream, and DuckDB's other threads would only spin on a mutex
+    # while the Postgres backend parses it (a CTAS of 1M rows: 7.0 CPU-seconds in DuckDB
+    # with 2 threads, 2.1 with 1, and faster), taking a core from the Postgres backends.
+    con = connect(settings.with_(threads=1))
+    try:
+        # Attached once: what is published is this file's gold, even if a transform
+        # promotes a new one meanwhile.
+        build = _gold_build(con, lake)
+        with publish_lock(dsn, settings.pg_schema, target) as lock:
             try:
-                con.execute(f"attach {quote_literal(dsn)} as pg (type postgres)")
+                published = _read_published(lock, settings.pg_schema)
+                row = lock.execute("show server_encoding").fetchone()
+                server_encoding = str(row[0]) if row else "UTF8"
+            except psycopg.Error as exc:
+                raise PublishError(
+                    f"Publishing to Postgres {target} failed: {scrub(str(exc), dsn)}"
+                ) from None
+            if published.lake_version == build.lake_version and not force:
+                progress(Progress("publish", "postgres", 1, 1, "up to date"))
+                return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
+            new_snapshots = _new_snapshots(con, published)
+            # Before anything is written: text the database cannot hold is refused.
+            check_encoding(
+                con,
+                server_encoding=server_encoding,
+                relations=[
+                    "select * from lake.silver.market_snapshots "
+                    "where snapshot_at in (select snapshot_at from publish_snapshots)",
+                    *(f"select * from lake.gold.{mart}" for mart in MARTS),
+                ],
+                target=target,
+            )
+            try:
+                # On the lock's connection before the publish transaction starts: that
+                # transaction's snapshot then sees the schema, and workers can load into it.
+                prepare_schema(lock, settings.pg_schema)
+            except psycopg.Error as exc:
+                raise PublishError(
+                    f"Publishing to Postgres {target} failed: {scrub(str(exc), dsn)}"
+                ) from None
+            load_postgres_extension(con)
+            try:
+                con.execute(f"attach {quote_literal(duckdb_dsn(dsn))} as pg (type postgres)")
             except duckdb.Error as exc:
                 raise PublishError(
-                    f"DuckDB cannot attach Postgres {target}: {_scrub(str(exc), dsn)}"
+                    f"DuckDB cannot attach Postgres {target}: {scrub(str(exc), dsn)}"
                 ) from None
             try:
                 return _publish_in_transaction(
@@ -246,7 +178,8 @@ def publish(
                     lock=lock,
                     dsn=dsn,
                     published=published,
-                    version=version,
+                    build=build,
+                    new_snapshots=new_snapshots,
                     publish_id=publish_id,
                     started=started,
                     force=force,
@@ -256,10 +189,39 @@ def publish(
             except (duckdb.Error, psycopg.Error) as exc:
                 raise PublishError(
                     f"Publishing to Postgres {target} failed and was rolled back: "
-                    f"{_scrub(str(exc), dsn)}"
+                    f"{scrub(str(exc), dsn)}"
                 ) from None
-        finally:
-            con.close()
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _GoldBuild:
+    """What the lake database's gold was built from (its `meta.build` row)."""
+
+    lake_version: str
+    vs_currency: str
+
+    @property
+    def fingerprint(self) -> str:
+        """The models' part of the version: equal means only new snapshots changed gold."""
+        return self.lake_version.split("-", 1)[0]
+
+
+def _gold_build(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> _GoldBuild:
+    try:
+        con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
+        row = con.execute("select lake_version, vs_currency from lake.meta.build").fetchone()
+    except duckdb.CatalogException:
+        raise LakeError(
+            f"The lake database {lake.database} was built by an older cryptolake (it has no "
+            "audited build record); run `cryptolake transform` once, then publish."
+        ) from None
+    except duckdb.Error as exc:
+        raise LakeError(f"Cannot read the lake database {lake.database}: {exc}") from None
+    if row is None:
+        raise LakeError(f"The lake database {lake.database} has no build record; transform again.")
+    return _GoldBuild(str(row[0]), str(row[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +232,10 @@ class _Published:
     snapshots: list[str]  # every snapshot_at staging received, as text with its offset
     days: set[date]  # the days staging has a partition for
     first: bool  # neither staging nor publish_log exists: nothing for consumers yet
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.lake_version.split("-", 1)[0] if self.lake_version else None
 
 
 def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
@@ -298,6 +264,30 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
     )
 
 
+def _new_snapshots(con: duckdb.DuckDBPyConnection, published: _Published) -> list[str]:
+    """The snapshots gold was built from (recorded at its build, not whatever silver holds
+    now: publish ships audited data only) that staging lacks, as text; also as the temp
+    table `publish_snapshots`."""
+    new = [
+        str(r[0])
+        for r in con.execute(
+            """
+            select cast(snapshot_at as varchar)
+            from lake.meta.snapshots
+            where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
+            order by snapshot_at
+            """,
+            [published.snapshots],
+        ).fetchall()
+    ]
+    con.execute(
+        "create or replace temp table publish_snapshots as "
+        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
+        [new],
+    )
+    return new
+
+
 def _publish_in_transaction(
     con: duckdb.DuckDBPyConnection,
     lake: LakePaths,
@@ -306,7 +296,8 @@ def _publish_in_transaction(
     lock: psycopg.Connection[Any],
     dsn: str,
     published: _Published,
-    version: str,
+    build: _GoldBuild,
+    new_snapshots: list[str],
     publish_id: str,
     started: datetime,
     force: bool,
@@ -324,19 +315,6 @@ def _publish_in_transaction(
         progress(Progress("publish", "postgres", step, steps, detail))
 
     t0 = time.perf_counter()
-    new_snapshots = [
-        r[0]
-        for r in con.execute(
-            # Distinct first: casting a million timestamps to text costs 0.25 s.
-            """
-            select cast(snapshot_at as varchar)
-            from (select distinct snapshot_at from lake.silver.market_snapshots)
-            where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
-            order by snapshot_at
-            """,
-            [published.snapshots],
-        ).fetchall()
-    ]
     by_day: dict[date, list[str]] = {}
     for snapshot in new_snapshots:
         by_day.setdefault(date.fromisoformat(snapshot[:10]), []).append(snapshot)
@@ -355,7 +333,7 @@ def _publish_in_transaction(
     parallel = published.first
     with load_partitions(
         settings,
-        dsn=dsn,
+        dsn=duckdb_dsn(dsn),
         schema=schema,
         silver=lake.silver / "market_snapshots",
         session_sql=session,
@@ -378,6 +356,9 @@ def _publish_in_transaction(
                     )
                     if index is None:
                         _pg(con, statement)
+                        if statement.lower().startswith("create table"):
+                            # An older cryptolake's table gains the columns it lacks.
+                            evolve_table(con, schema=schema, name=name, create=statement)
                     elif name != STAGING:
                         indexes.append(statement)
                     elif not _exists(con, schema, index[1]):
@@ -402,14 +383,19 @@ def _publish_in_transaction(
                 loaded.append(LoadedPartition(load.day, rows, time.perf_counter() - t1))
             # Counted by Postgres itself (a DuckDB count would stream the table over COPY),
             # before the new days are attached.
-            rows_now = _count(
+            rows_now = count(
                 con,
                 f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
             )
+            # Only new snapshots changed gold (same models, same currency): coin_daily changes
+            # from the day before the earliest new snapshot on (that day's close is the new
+            # day's first price); else every mart is replaced whole.
+            since = None
+            if new_snapshots and not force and published.fingerprint == build.fingerprint:
+                since = (date.fromisoformat(new_snapshots[0][:10]) - timedelta(days=1)).isoformat()
             for mart in MARTS:
                 t1 = time.perf_counter()
-                since = new_snapshots[0][:10] if mart in DAY_KEYED and new_snapshots else None
-                rows, mart_rows = _replace_mart(con, schema, mart, since=None if force else since)
+                rows, mart_rows = replace_mart(con, schema, mart, since=since)
                 tables.append(PublishedTable(mart, rows, mart_rows, time.perf_counter() - t1))
                 advance(f"{mart}: {rows:,} rows")
                 loads.raise_if_failed()
@@ -450,7 +436,7 @@ def _publish_in_transaction(
             advance(f"{STAGING}: +{written:,} rows")
 
             latest = con.execute(
-                "select max(snapshot_at)::varchar from lake.silver.market_snapshots"
+                "select max(snapshot_at)::varchar from lake.meta.snapshots"
             ).fetchone()
             finished = datetime.now(UTC)
             rows_json = json.dumps({t.table: t.rows_written for t in tables})
@@ -462,7 +448,7 @@ def _publish_in_transaction(
                 f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
                 f"{_pg_literal(finished.isoformat())}, "
                 f"{_pg_literal(latest[0]) if latest and latest[0] else 'null'}, "
-                f"{_pg_literal(version)}, {_pg_literal(__version__)}, "
+                f"{_pg_literal(build.lake_version)}, {_pg_literal(__version__)}, "
                 f"{_pg_literal(rows_json)}::jsonb, "
                 f"{_pg_literal(snapshots_literal)}::timestamptz[])",
             )
@@ -490,7 +476,7 @@ def _append_staging(
     # Literal dates let DuckDB prune silver's snapshot_date partitions.
     dates = ", ".join(f"date '{day.isoformat()}'" for day in sorted(snapshots))
     con.execute(
-        "create or replace temp table publish_snapshots as "
+        "create or replace temp table appended_snapshots as "
         "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
         [[s for snaps in snapshots.values() for s in snaps]],
     )
@@ -498,43 +484,9 @@ def _append_staging(
         f"insert into pg.{schema}.{STAGING} by name select * "
         "from lake.silver.market_snapshots "
         f"where snapshot_date in ({dates}) "
-        "and snapshot_at in (select snapshot_at from publish_snapshots)"
+        "and snapshot_at in (select snapshot_at from appended_snapshots)"
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-def _replace_mart(
-    con: duckdb.DuckDBPyConnection, schema: str, mart: str, *, since: str | None
-) -> tuple[int, int]:
-    """Make the Postgres mart equal to gold's; returns (rows written, rows now).
-
-    A day-keyed mart only needs its rows from `since` (the day of the earliest new snapshot)
-    on: a new snapshot changes that day's figures and, through returns and 7-day windows,
-    the days after it, never the days before. If the counts then disagree with gold (the
-    quote currency changed, silver was rebuilt), the whole mart is replaced after all.
-    """
-    gold_rows = _count(con, f"select count(*) from lake.gold.{mart}")
-    if since is not None:
-        day = DAY_KEYED[mart]
-        _pg(con, f"delete from {schema}.{mart} where {day} >= date {_pg_literal(since)}")
-        con.execute(
-            f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart} "
-            f"where {day} >= date {quote_literal(since)}"
-        )
-        written = _count(
-            con, f"select count(*) from lake.gold.{mart} where {day} >= date {quote_literal(since)}"
-        )
-        rows_now = _count(
-            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{mart}')"
-        )
-        if rows_now == gold_rows:
-            return written, rows_now
-        log.info(
-            "%s: %d rows in Postgres, %d in gold: replacing it whole", mart, rows_now, gold_rows
-        )
-    _pg(con, f"delete from {schema}.{mart}")
-    con.execute(f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart}")
-    return gold_rows, gold_rows
 
 
 def _pg_literal(value: str) -> str:

@@ -35,14 +35,16 @@ class ReplayData:
         start = (page - 1) * per_page
         return json.dumps(records[start : start + per_page]).encode()
 
+    def markets_listed(self) -> int:
+        """How many coins the replay lists, as CoinGecko's `total` header says of the API."""
+        return len(json.loads(self.markets))
+
 
 def sample_data() -> ReplayData:
     """The recorded responses shipped in the package (see sample/ATTRIBUTION.md)."""
     pkg = resources.files("cryptolake") / "sample"
     return ReplayData(
-        markets=(
-            pkg / "markets_usd_per250_page1_DonicusMcGinty-biz-active-rss_2026-02-15.json"
-        ).read_bytes(),
+        markets=(pkg / "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
         bodies={
             "/global": (pkg / "global_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
             "/coins/categories": (
@@ -59,10 +61,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the default stderr access log."""
 
-    def _send(self, status: int, body: bytes) -> None:
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("content-type", "application/json; charset=utf-8")
         self.send_header("content-length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -89,7 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             per_page = int(query.get("per_page", "100"))
             page = int(query.get("page", "1"))
-            self._send(200, data.markets_page(per_page, page))
+            # CoinGecko says how long the list is in these headers; so does the replay.
+            listing = {"total": str(data.markets_listed()), "per-page": str(per_page)}
+            self._send(200, data.markets_page(per_page, page), listing)
         elif path in data.bodies:
             self._send(200, data.bodies[path])
         else:

@@ -21,7 +21,6 @@ import duckdb
 from . import __version__
 from .errors import CryptolakeError, LakeError, TransformError
 from .formatting import (
-    currency_prefix,
     format_age,
     format_change,
     format_money,
@@ -41,16 +40,19 @@ Row = dict[str, Any]
 GOLD_TABLES = (
     "crypto_analytics_mart",
     "market_segment_analysis",
+    "market_cap_segments",
     "market_daily",
     "category_leaderboard",
 )
-SEGMENTS = {  # name -> (label, range, colour); the order of gold.market_segment_analysis
-    "large": ("Large cap", "≥ {c}10B", "#1e40af"),
-    "mid": ("Mid cap", "{c}1B – {c}10B", "#3b82f6"),
-    "small": ("Small cap", "{c}100M – {c}1B", "#93c5fd"),
-    "micro": ("Micro cap", "< {c}100M", "#f59e0b"),
-    "unknown": ("Unknown", "no market cap", "#cbd5e1"),
+# Colours only: the segments, their labels and bounds come from gold.market_cap_segments.
+SEGMENT_COLORS = {
+    "large": "#1e40af",
+    "mid": "#3b82f6",
+    "small": "#93c5fd",
+    "micro": "#f59e0b",
+    "unknown": "#cbd5e1",
 }
+OTHER_SEGMENT_COLOR = "#999999"
 UP, DOWN = "#15803d", "#b91c1c"
 BTC_COLOR, ETH_COLOR = "#f7931a", "#6366f1"
 MOVERS = 5
@@ -185,7 +187,17 @@ def read_report_data(con: duckdb.DuckDBPyConnection) -> ReportData:
     )
     return ReportData(
         mart=mart,
-        segments=_rows(con, "select * from gold.market_segment_analysis"),
+        segments=_rows(
+            con,
+            """
+            select analysis.*, segments.label, segments.min_market_cap_usd,
+                segments.max_market_cap_usd
+            from gold.market_segment_analysis as analysis
+            inner join gold.market_cap_segments as segments
+                using (market_cap_category)
+            order by segments.segment_order
+            """,
+        ),
         daily=_rows(con, "select * from gold.market_daily order by day"),
         gainers=_movers(con, "desc"),
         losers=_movers(con, "asc"),
@@ -308,17 +320,35 @@ def _dominance(data: ReportData) -> str:
     )
 
 
+def _usd_bound(value: float) -> str:
+    return format_money(value, "usd").replace(".00", "")
+
+
+def segment_bounds(min_usd: float | None, max_usd: float | None) -> str:
+    """A segment's bounds in USD as the report shows them: `$1B – $10B`, `≥ $10B`."""
+    if min_usd is None:
+        return "no market cap"
+    if max_usd is None:
+        return f"≥ {_usd_bound(min_usd)}"
+    if min_usd <= 0:
+        return f"< {_usd_bound(max_usd)}"
+    return f"{_usd_bound(min_usd)} – {_usd_bound(max_usd)}"
+
+
 def _segments(data: ReportData) -> str:
     cur = data.vs_currency
+
+    def color(row: Row) -> str:
+        return SEGMENT_COLORS.get(str(row["market_cap_category"]), OTHER_SEGMENT_COLOR)
+
     total = sum(r["total_market_cap"] or 0 for r in data.segments)
     slices = [
         Slice(
-            f"{SEGMENTS[r['market_cap_category']][0]}: {format_share(r['market_cap_share_pct'])}",
+            f"{r['label']}: {format_share(r['tracked_market_cap_share_pct'])}",
             r["total_market_cap"] or 0,
-            SEGMENTS[r["market_cap_category"]][2],
+            color(r),
         )
         for r in data.segments
-        if r["market_cap_category"] in SEGMENTS
     ]
     chart = donut(
         slices,
@@ -326,19 +356,16 @@ def _segments(data: ReportData) -> str:
         center_label="tracked market cap",
         label="Market cap by segment",
     )
-    prefix = currency_prefix(cur)
     rows = []
     for r in data.segments:
-        name, bounds, color = SEGMENTS.get(
-            r["market_cap_category"], (r["market_cap_category"], "", "#999")
-        )
         rows.append(
             "<tr>"
-            f'<td class="l"><span class="swatch" style="background:{color}"></span>{e(name)}'
-            f'<div class="range">{e(bounds.format(c=prefix))}</div></td>'
+            f'<td class="l"><span class="swatch" style="background:{color(r)}"></span>'
+            f'{e(r["label"])}<div class="range">'
+            f"{e(segment_bounds(r['min_market_cap_usd'], r['max_market_cap_usd']))}</div></td>"
             f'<td class="num">{r["coin_count"]:,}</td>'
             f'<td class="num">{e(format_money(r["total_market_cap"], cur))}</td>'
-            f'<td class="num strong">{e(format_share(r["market_cap_share_pct"]))}</td>'
+            f'<td class="num strong">{e(format_share(r["tracked_market_cap_share_pct"]))}</td>'
             + _change_cell(r["median_price_change_24h_pct"], "opt")
             + "</tr>"
         )
@@ -350,7 +377,9 @@ def _segments(data: ReportData) -> str:
     )
     return (
         '<section class="card"><h2>Market cap by segment</h2>'
-        f'<p class="note">All {data.tracked_coins:,} coins of the latest snapshot, by size.</p>'
+        f'<p class="note">All {data.tracked_coins:,} coins of the latest snapshot, by market cap '
+        "in USD (converted at the snapshot's own rate); shares are of these coins' total, not "
+        "of the whole market.</p>"
         f'<div class="donut-row"><div class="donut">{chart}</div>{table}</div></section>'
     )
 
@@ -401,7 +430,7 @@ def _top_table(data: ReportData) -> str:
             + _change_cell(r["price_change_7d_pct"])
             + f'<td class="l"><span class="pill {e(segment)}">{e(segment)}</span></td>'
             f'<td class="num">{e(format_ratio(r["volume_to_market_cap_ratio"]))}</td>'
-            f'<td class="num">{e(format_volatility(r["volatility_7d"]))}</td>'
+            f'<td class="num">{e(format_volatility(r["volatility_7d_ratio"]))}</td>'
             "</tr>"
         )
     return (
@@ -535,7 +564,9 @@ def build_report(
         total_market_cap=day.get("total_market_cap"),
         btc_dominance_pct=day.get("btc_dominance_pct"),
         eth_dominance_pct=day.get("eth_dominance_pct"),
-        segment_shares={r["market_cap_category"]: r["market_cap_share_pct"] for r in data.segments},
+        segment_shares={
+            r["market_cap_category"]: r["tracked_market_cap_share_pct"] for r in data.segments
+        },
         snapshots=data.snapshots,
         days=len(data.daily),
         best_24h=mover(data.gainers),

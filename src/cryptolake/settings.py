@@ -15,6 +15,9 @@ from .secret import Secret, redact_dsn
 ApiPlan = Literal["demo", "pro"]
 
 PUBLIC_API_URL = "https://api.coingecko.com/api/v3"
+# The quote currency ingest asks for when none is chosen. Gold, when none is chosen, is built
+# for the currency of the lake's latest snapshot instead (see gold.resolve_currency).
+DEFAULT_VS_CURRENCY = "usd"
 PRO_API_URL = "https://pro-api.coingecko.com/api/v3"
 
 # Requests per minute when --rate is not given. Keyless use is IP-limited at roughly 5-30
@@ -33,7 +36,7 @@ class Settings:
     api_url: str = PUBLIC_API_URL
     api_key: Secret | None = field(default=None, repr=False)
     api_plan: ApiPlan = "demo"
-    vs_currency: str = "usd"
+    vs_currency: str | None = None  # None: not chosen (see DEFAULT_VS_CURRENCY)
     top: int = 250
     per_page: int = 250
     rate: float = DEFAULT_RATE["keyless"]
@@ -60,7 +63,7 @@ class Settings:
             raise ConfigError(
                 f"CRYPTOLAKE_API_PLAN must be 'demo' or 'pro', got {self.api_plan!r}."
             )
-        if not re.fullmatch(r"[a-z]{2,10}", self.vs_currency):
+        if self.vs_currency is not None and not re.fullmatch(r"[a-z]{2,10}", self.vs_currency):
             raise ConfigError(
                 f"--vs-currency must be a CoinGecko currency code such as usd or eur, "
                 f"got {self.vs_currency!r}."
@@ -74,6 +77,11 @@ class Settings:
             raise ConfigError(
                 f"--api-url must be an http(s) URL ending in /api/v3, got {self.api_url!r}."
             )
+
+    @property
+    def ingest_currency(self) -> str:
+        """The quote currency ingest asks CoinGecko for."""
+        return self.vs_currency or DEFAULT_VS_CURRENCY
 
     @property
     def api_key_header(self) -> str:

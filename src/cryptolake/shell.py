@@ -14,8 +14,9 @@ EXAMPLE_QUERIES = (
     "select * from gold.crypto_analytics_mart limit 10;",
     "select * from gold.market_segment_analysis;",
     "select day, btc_dominance_pct, advancing_coins, declining_coins from gold.market_daily;",
-    "select coin_id, day, close_price, volatility_7d from gold.coin_daily "
-    "where coin_id = 'bitcoin' order by day desc;",
+    "select coin_id, day, is_complete_day, close_price, daily_return_ratio, volatility_7d_ratio "
+    "from gold.coin_daily where coin_id = 'bitcoin' order by day desc;",
+    "select * from silver.quarantine;",
     "select snapshot_date, count(*) from silver.market_snapshots group by all order by 1;",
 )
 

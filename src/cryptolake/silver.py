@@ -17,17 +17,20 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from .bronze import Manifest, read_manifest, read_manifests, run_manifest_paths
+from .checkdefs import check_defs
 from .duck import connect, quote_literal
 from .errors import LakeError, TransformError
 from .lake import LakePaths, atomic_write
 from .progress import Progress, ProgressCallback, ignore_progress
+from .quarantine import drop_stale, quarantine_batch, write_quarantine
+from .sanitize import Sanitized, sanitize
 from .settings import Settings
 from .sqlfiles import load_sql
 
@@ -80,6 +83,8 @@ class TableResult:
     rows_added: int
     partitions_written: int
     seconds: float
+    sanitized: Sanitized = field(default_factory=Sanitized)
+    quarantined: dict[str, int] = field(default_factory=dict)  # check -> rows set aside
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,32 @@ class SilverResult:
     @property
     def changed(self) -> bool:
         return bool(self.runs)
+
+    @property
+    def sanitized(self) -> Sanitized:
+        return sum((t.sanitized for t in self.tables), Sanitized())
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        """Rows set aside per check, over every table (checks that set none aside left out)."""
+        found: dict[str, int] = {}
+        for t in self.tables:
+            for check, rows in t.quarantined.items():
+                if rows:
+                    found[check] = found.get(check, 0) + rows
+        return found
+
+    def describe_cleaning(self) -> str:
+        """`3 non-finite numbers nulled, 2 rows quarantined (check: 2)`, or empty."""
+        parts = []
+        if self.sanitized.non_finite:
+            parts.append(f"{self.sanitized.non_finite:,} non-finite number(s) nulled")
+        if self.sanitized.nul_chars:
+            parts.append(f"NUL characters removed from {self.sanitized.nul_chars:,} text value(s)")
+        if self.quarantined:
+            detail = ", ".join(f"{c}: {n:,}" for c, n in self.quarantined.items())
+            parts.append(f"{sum(self.quarantined.values()):,} row(s) quarantined ({detail})")
+        return "; ".join(parts)
 
 
 def _state_path(lake: LakePaths) -> Path:
@@ -238,6 +269,9 @@ def _build_table(
     batches = _batches(runs, BATCH_DAYS)
     written: set[str] = set()
     rows_added = 0
+    sanitized = Sanitized()
+    quarantined: dict[str, int] = {}
+    checks = check_defs(on_fail=("quarantine",))
     progress(Progress("silver", table.name, 0, len(batches)))
     for done, batch in enumerate(batches, start=1):
         files = _files_table(lake, batch, table.dataset)
@@ -258,6 +292,12 @@ def _build_table(
         con.unregister("bronze_files_arrow")
         con.execute("set variable bronze_files = (select list(path) from bronze_files)")
         con.execute(f"create or replace temp table batch as {model}")
+        sanitized += sanitize(con, "batch")
+        for check, rows in quarantine_batch(
+            con, table=table.name, key=table.key, checks=checks
+        ).items():
+            quarantined[check] = quarantined.get(check, 0) + rows
+        write_quarantine(con, lake, table=table.name, run_ids=[m.run_id for m in batch])
         dates = [
             str(r[0])
             for r in con.execute(f"select distinct {PARTITION} from batch order by 1").fetchall()
@@ -310,12 +350,15 @@ def _build_table(
             if stale.name.split("=", 1)[1] not in written:
                 shutil.rmtree(stale)
         rows_added = _count_rows(con, list(folder.glob(f"{PARTITION}=*/{PARTITION_FILE}")))
+        drop_stale(lake, table=table.name, keep={m.run_id for m in runs})
     return TableResult(
         table=table.name,
         runs=len(runs),
         rows_added=rows_added,
         partitions_written=len(written),
         seconds=time.perf_counter() - t0,
+        sanitized=sanitized,
+        quarantined=quarantined,
     )
 
 

@@ -43,6 +43,7 @@ class LakeStatus:
     latest_snapshot_at: datetime | None
     freshness_hours: float
     runs: list[RunRecord] = field(default_factory=list)
+    quarantined_rows: int = 0  # rows row-level checks kept out of silver (silver.quarantine)
 
     @property
     def age_hours(self) -> float | None:
@@ -89,6 +90,9 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
             )
             if table.name == "market_snapshots" and parts:
                 latest = _latest_snapshot(con, str(parts[-1]))
+        quarantined = _parquet_rows(
+            con, [str(p) for p in sorted(lake.silver_quarantine.glob("*/*.parquet"))]
+        )
     finally:
         con.close()
 
@@ -111,6 +115,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         latest_snapshot_at=latest,
         freshness_hours=settings.freshness_hours,
         runs=history,
+        quarantined_rows=quarantined,
     )
 
 

@@ -1,4 +1,5 @@
 -- The latest market snapshot is newer than the freshness limit (CRYPTOLAKE_FRESHNESS_HOURS).
+-- on_fail: warn
 with latest as (
     select max(snapshot_at) as latest_snapshot_at from silver.market_snapshots
 )

@@ -1,9 +1,25 @@
--- gold.coin_daily: one row per coin per UTC day, OHLC of the day's snapshot prices.
--- daily_return is close over the previous calendar day's close, minus 1 (a ratio, null after
--- a gap); volatility_7d is the sample stddev of the last 7 daily returns, null until 7 exist.
+-- gold.coin_daily: one row per coin per UTC day: OHLC, daily return and 7-day volatility.
+--
+-- A day is complete once the lake holds a snapshot (of any coin, in this currency) at or
+-- after 00:00 UTC of the next day. Until then its row is provisional: is_complete_day is
+-- false, its close is the latest price so far, and it has no return.
+-- The close of a complete day D is the price at 00:00 UTC of D+1 (CoinGecko's convention),
+-- read from the snapshot nearest that instant: the coin's last of D or its first of D+1,
+-- whichever is closer (close_at says which). The open is read the same way at 00:00 UTC of D,
+-- so a day opens at the previous day's close; high and low span the day's snapshots and both.
+-- daily_return_ratio is the close over the previous day's close, minus 1, only between two
+-- consecutive complete days; volatility_7d_ratio is the sample standard deviation of the last
+-- 7 daily returns, null until all 7 exist. Both are ratios (0.012 = 1.2%), not percents.
+-- market_cap, total_volume and market_cap_rank are the day's last snapshot's.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
+        and current_price is not null
+),
+
+lake_clock as (
+    -- Every day before the day of the lake's latest snapshot is complete.
+    select cast(max(snapshot_at) as date) as latest_day from snapshots
 ),
 
 days as (
@@ -13,29 +29,76 @@ days as (
         arg_max(symbol, snapshot_at) as symbol,
         arg_max(name, snapshot_at) as name,
         any_value(vs_currency) as vs_currency,
-        arg_min(current_price, snapshot_at) as open_price,
-        max(current_price) as high_price,
-        min(current_price) as low_price,
-        arg_max(current_price, snapshot_at) as close_price,
+        arg_max(market_cap_rank, snapshot_at) as market_cap_rank,
         arg_max(market_cap, snapshot_at) as market_cap,
         arg_max(total_volume, snapshot_at) as total_volume,
-        arg_max(market_cap_rank, snapshot_at) as market_cap_rank,
-        count(*) as snapshot_count,
-        max(snapshot_at) as last_snapshot_at
+        min(snapshot_at) as first_at,
+        arg_min(current_price, snapshot_at) as first_price,
+        max(snapshot_at) as last_at,
+        arg_max(current_price, snapshot_at) as last_price,
+        max(current_price) as day_high_price,
+        min(current_price) as day_low_price,
+        count(*) as snapshot_count
     from snapshots
-    where current_price is not null
-    group by all
+    group by coin_id, cast(snapshot_at as date)
+),
+
+neighbours as (
+    select
+        days.*,
+        days.day < lake_clock.latest_day as is_complete_day,
+        cast(days.day as timestamptz) as starts_at,
+        cast(days.day + 1 as timestamptz) as ends_at,
+        -- The coin's last snapshot of the day before and first of the day after, if any.
+        case when lag(days.day) over coin_days = days.day - 1
+            then lag(days.last_at) over coin_days
+        end as previous_last_at,
+        case when lag(days.day) over coin_days = days.day - 1
+            then lag(days.last_price) over coin_days
+        end as previous_last_price,
+        case when lead(days.day) over coin_days = days.day + 1
+            then lead(days.first_at) over coin_days
+        end as next_first_at,
+        case when lead(days.day) over coin_days = days.day + 1
+            then lead(days.first_price) over coin_days
+        end as next_first_price
+    from days
+    cross join lake_clock
+    window coin_days as (partition by days.coin_id order by days.day)
+),
+
+boundaries as (
+    select
+        *,
+        -- Nearest to midnight wins; a tie goes to the snapshot after it. Both rules pick the
+        -- same snapshot for D's close and D+1's open.
+        coalesce(starts_at - previous_last_at < first_at - starts_at, false)
+            as opens_at_previous_close,
+        coalesce(is_complete_day and next_first_at - ends_at <= ends_at - last_at, false)
+            as closes_on_next_day
+    from neighbours
+),
+
+candles as (
+    select
+        *,
+        case when opens_at_previous_close then previous_last_price else first_price end
+            as open_price,
+        case when closes_on_next_day then next_first_price else last_price end as close_price,
+        case when closes_on_next_day then next_first_at else last_at end as close_at
+    from boundaries
 ),
 
 returns as (
     select
         *,
         case
-            when lag(day) over coin_days = day - 1
+            when is_complete_day
+                and lag(day) over coin_days = day - 1
                 and lag(close_price) over coin_days > 0
                 then close_price / lag(close_price) over coin_days - 1
-        end as daily_return
-    from days
+        end as daily_return_ratio
+    from candles
     window coin_days as (partition by coin_id order by day)
 ),
 
@@ -46,20 +109,22 @@ final as (
         symbol,
         name,
         vs_currency,
+        is_complete_day,
         market_cap_rank,
         open_price,
-        high_price,
-        low_price,
+        greatest(day_high_price, open_price, close_price) as high_price,
+        least(day_low_price, open_price, close_price) as low_price,
         close_price,
         market_cap,
         total_volume,
-        daily_return,
+        daily_return_ratio,
         case
-            when count(daily_return) over last_7_days = 7
-                then stddev_samp(daily_return) over last_7_days
-        end as volatility_7d,
+            when count(daily_return_ratio) over last_7_days = 7
+                then stddev_samp(daily_return_ratio) over last_7_days
+        end as volatility_7d_ratio,
         snapshot_count,
-        last_snapshot_at
+        close_at,
+        last_at as last_snapshot_at
     from returns
     window last_7_days as (
         partition by coin_id order by day range between interval 6 days preceding and current row

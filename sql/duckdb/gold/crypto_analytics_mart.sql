@@ -1,5 +1,9 @@
 -- gold.crypto_analytics_mart: the 50 best-ranked coins of the latest snapshot, with the
--- ratios an analyst asks for first. Ratios are unitless; _pct columns are percent.
+-- ratios an analyst asks for first. _ratio columns are unitless ratios, _pct columns percent.
+-- The segment comes from the market cap in USD (bounds are USD amounts), converted at the
+-- snapshot's own rate (vs_currency_per_usd: /global's total market cap in the quote currency
+-- over its total in USD).
+-- volatility_7d_ratio is the coin's in gold.coin_daily on the lake's last complete day.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
@@ -11,14 +15,16 @@ latest as (
 ),
 
 volatility as (
-    select coin_id, arg_max(volatility_7d, day) as volatility_7d
+    select coin_id, volatility_7d_ratio
     from gold.coin_daily
-    where day = (select max(day) from gold.coin_daily)
-    group by coin_id
+    where day = (select max(day) from gold.coin_daily where is_complete_day)
 ),
 
 top_50 as (
-    select * from latest
+    select
+        *,
+        market_cap / vs_currency_per_usd(vs_currency, snapshot_at) as market_cap_usd
+    from latest
     where market_cap_rank is not null
     order by market_cap_rank, coin_id
     limit 50
@@ -31,9 +37,10 @@ final as (
         top_50.name,
         top_50.vs_currency,
         top_50.market_cap_rank,
-        market_cap_category(top_50.market_cap) as market_cap_category,
+        market_cap_category(top_50.market_cap_usd) as market_cap_category,
         top_50.current_price,
         top_50.market_cap,
+        top_50.market_cap_usd,
         top_50.total_volume,
         top_50.price_change_percentage_1h as price_change_1h_pct,
         top_50.price_change_percentage_24h as price_change_24h_pct,
@@ -50,7 +57,7 @@ final as (
         end as price_position_24h,
         (top_50.current_price / nullif(top_50.ath, 0) - 1) * 100 as ath_distance_pct,
         top_50.circulating_supply / nullif(top_50.max_supply, 0) as circulating_supply_ratio,
-        volatility.volatility_7d,
+        volatility.volatility_7d_ratio,
         top_50.snapshot_at,
         top_50.last_updated_at
     from top_50

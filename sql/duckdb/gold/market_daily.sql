@@ -1,6 +1,7 @@
 -- gold.market_daily: one row per UTC day of snapshot_at: market totals and dominance from the
 -- day's last /global snapshot, breadth (advancing vs declining coins over 24h) from the day's
--- last market snapshot.
+-- last market snapshot. A day is complete (is_complete_day) once the lake holds a snapshot of
+-- the next day; until then its figures are the latest so far.
 with markets as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
@@ -43,9 +44,14 @@ global_days as (
     group by all
 ),
 
+lake_clock as (
+    select cast(max(snapshot_at) as date) as latest_day from markets
+),
+
 final as (
     select
         coalesce(breadth.day, global_days.day) as day,
+        coalesce(breadth.day, global_days.day) < lake_clock.latest_day as is_complete_day,
         global_days.total_market_cap,
         global_days.total_volume,
         global_days.btc_dominance_pct,
@@ -59,6 +65,7 @@ final as (
     from breadth
     full outer join global_days
         on breadth.day = global_days.day
+    cross join lake_clock
 )
 
 select * from final

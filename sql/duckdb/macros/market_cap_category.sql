@@ -1,10 +1,16 @@
--- market_cap_category(market_cap): the segment of a coin by market cap in the quote currency.
--- large >= 10e9, mid >= 1e9, small >= 100e6, micro > 0, unknown where null or 0.
-create or replace macro market_cap_category(market_cap) as
+-- market_cap_category(market_cap_usd): the segment of a market cap in USD, from
+-- gold.market_cap_segments (created once that table exists): the segment with the largest
+-- min_market_cap_usd not above it; 'unknown' (min_market_cap_usd null) for none, zero or less.
+create or replace macro market_cap_category(market_cap_usd) as
     case
-        when market_cap >= 10e9 then 'large'
-        when market_cap >= 1e9 then 'mid'
-        when market_cap >= 100e6 then 'small'
-        when market_cap > 0 then 'micro'
-        else 'unknown'
+        when market_cap_usd > 0 then (
+            select arg_max(market_cap_category, min_market_cap_usd)
+            from gold.market_cap_segments
+            where min_market_cap_usd <= market_cap_usd
+        )
+        else (
+            select market_cap_category
+            from gold.market_cap_segments
+            where min_market_cap_usd is null
+        )
     end

@@ -1,8 +1,10 @@
 -- silver.global_snapshots: one row per snapshot, market-wide totals from /global bodies.
 --
 -- Inputs as in market_snapshots.sql. Totals are per quote currency in the API; we keep the
--- run's vs_currency. market_cap_percentage (the coin's share of total market cap, %) is kept
--- whole as a map, and BTC and ETH are pulled out because every dashboard wants them.
+-- run's vs_currency, and the total in USD beside it: their ratio is the snapshot's exchange
+-- rate, which gold needs to apply USD thresholds (market-cap segments) in any currency.
+-- market_cap_percentage (the coin's share of total market cap, %) is kept whole as a map, and
+-- BTC and ETH are pulled out because every dashboard wants them.
 with source as (
     select *
     from read_json(
@@ -29,6 +31,7 @@ renamed as (
         try_cast(source.data ->> 'markets' as integer) as markets,
         try_cast(source.data -> 'total_market_cap' ->> files.vs_currency as double)
             as total_market_cap,
+        try_cast(source.data -> 'total_market_cap' ->> 'usd' as double) as total_market_cap_usd,
         try_cast(source.data -> 'total_volume' ->> files.vs_currency as double) as total_volume,
         try_cast(source.data ->> 'market_cap_change_percentage_24h_usd' as double)
             as market_cap_change_percentage_24h_usd,

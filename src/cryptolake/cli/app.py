@@ -16,7 +16,7 @@ import pyarrow.csv as pa_csv
 import typer
 
 from .. import __version__
-from ..checks import CheckResult, ChecksFailed, run_checks
+from ..checks import CheckResult, ChecksFailed, quarantine_summary, run_checks
 from ..errors import CryptolakeError
 from ..gold import GoldResult, build_gold
 from ..ingest import IngestResult, ingest
@@ -114,8 +114,8 @@ def user_errors() -> Iterator[None]:
     except ChecksFailed as exc:
         render_checks(exc.failures, to=err_console)
         err_console.print(
-            f"[bold red]error:[/] {len(exc.failures)} data-quality check(s) failed; "
-            "nothing was published.",
+            f"[bold red]error:[/] {len(exc.failures)} data-quality check(s) failed; the lake "
+            "keeps its previous gold and nothing was published.",
             highlight=False,
         )
         raise typer.Exit(1) from None
@@ -171,6 +171,11 @@ def warn_sample() -> None:
     )
 
 
+def render_notes(notes: list[str]) -> None:
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 def render_ingest(result: IngestResult) -> None:
     console.print(
         summary_table(
@@ -182,6 +187,7 @@ def render_ingest(result: IngestResult) -> None:
             ],
         )
     )
+    render_notes(result.notes)
 
 
 @app.command("ingest")
@@ -220,16 +226,22 @@ def render_silver(result: SilverResult) -> None:
             ],
         )
     )
+    if cleaning := result.describe_cleaning():
+        render_notes([f"silver: {cleaning} (see silver.quarantine)"])
 
 
 def render_gold(result: GoldResult) -> None:
     console.print(
         summary_table(
-            "gold",
+            f"gold ({result.vs_currency})",
             ["table", "rows", "seconds"],
             [[f"gold.{t.table}", t.rows, round(t.seconds, 2)] for t in result.tables],
         )
     )
+    warned = result.warnings
+    passed = len(result.checks) - len(warned)
+    console.print(f"[green]{passed} data-quality checks passed[/]; gold promoted")
+    render_notes([f"check {c.name} warns: {c.description}" for c in warned])
 
 
 def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
@@ -241,7 +253,11 @@ def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
             [
                 [
                     r.name,
-                    "[green]pass[/]" if r.passed else "[bold red]FAIL[/]",
+                    "[green]pass[/]"
+                    if r.passed
+                    else "[yellow]warn[/]"
+                    if r.on_fail == "warn"
+                    else "[bold red]FAIL[/]",
                     r.failing_rows,
                     r.description,
                 ]
@@ -270,9 +286,16 @@ def transform_cmd(
     stage: Annotated[
         Stage, typer.Option("--stage", help="Build silver, gold, or both (then run checks).")
     ] = Stage.all,
-    vs_currency: VsCurrencyOpt = None,
+    vs_currency: Annotated[
+        str | None,
+        typer.Option(
+            "--vs-currency",
+            help="Build gold for this quote currency. Env: CRYPTOLAKE_VS_CURRENCY. "
+            "Default: the currency of the lake's latest snapshot.",
+        ),
+    ] = None,
 ) -> None:
-    """Build silver Parquet from new bronze runs, then gold tables, then run the checks."""
+    """Build silver from new bronze runs, then gold, audited by the checks before it is live."""
     with user_errors():
         settings = _settings(lake=lake, vs_currency=vs_currency)
         with lake_lock(settings, "transform"), progress_bars() as on_progress:
@@ -281,22 +304,29 @@ def transform_cmd(
                 silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
             if stage in (Stage.gold, Stage.all):
                 gold = build_gold(settings, progress=on_progress)
-                checks = run_checks(settings, progress=on_progress)
         if silver is not None:
             render_silver(silver)
         if gold is not None:
             render_gold(gold)
-            console.print(f"[green]all {len(checks)} data-quality checks passed[/]")
 
 
 @app.command("check")
-def check_cmd(lake: LakeOpt = None, vs_currency: VsCurrencyOpt = None) -> None:
-    """Run the data-quality checks on the lake as it is; exit 1 if any fails."""
+def check_cmd(lake: LakeOpt = None) -> None:
+    """Run the data-quality checks on the lake as it is; exit 1 if a blocking one fails."""
     with user_errors():
-        settings = _settings(lake=lake, vs_currency=vs_currency)
+        settings = _settings(lake=lake)
         results = run_checks(settings, raise_on_failure=False)
         render_checks(results)
-        failed = [r for r in results if not r.passed]
+        quarantined = quarantine_summary(settings)
+        if quarantined:
+            console.print(
+                summary_table(
+                    "quarantined rows (kept out of silver; see silver.quarantine)",
+                    ["table", "check", "rows"],
+                    [list(q) for q in quarantined],
+                )
+            )
+        failed = [r for r in results if r.blocks]
         if failed:
             raise ChecksFailed(failed)
 

@@ -161,7 +161,12 @@ def render_status(status: LakeStatus) -> None:
     )
     console.print(
         summary_table(
-            "silver (Parquet)",
+            "silver (Parquet)"
+            + (
+                f": {status.quarantined_rows:,} row(s) in quarantine (see silver.quarantine)"
+                if status.quarantined_rows
+                else ""
+            ),
             ["table", "partitions", "rows", "bytes"],
             [[f"silver.{s.table}", s.partitions, s.rows, s.bytes] for s in status.silver],
         )
@@ -246,6 +251,7 @@ def status_cmd(
                 for s in status.silver
             },
             "gold": status.gold,
+            "quarantined_rows": status.quarantined_rows,
             "runs": [
                 {
                     "run_id": r.run_id,

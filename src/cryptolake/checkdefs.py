@@ -1,0 +1,75 @@
+"""Data-quality checks as SQL files: what each checks, and what its failure does.
+
+`sql/duckdb/checks/<name>.sql` is a query that must return no rows (dbt's data tests,
+SQLMesh's audits). Its leading comment block says what it checks (the first line) and what a
+failure does (`-- on_fail: ...`). The policy, in the write-audit-publish spirit:
+
+- `block` (the default): checks on gold (keys, shares, totals against `/global`). They run on
+  the new gold before it is promoted; a failure keeps the previous gold, fails the run and
+  publishes nothing. They look at the latest snapshot or at invariants of whole tables, so an
+  old failure cannot block the lake forever: the next good snapshot passes.
+- `quarantine`: row-level checks on one silver table (`select * from silver.<table> where
+  ...`). They gate new data only: each batch's offending rows are moved out of silver into
+  `silver.quarantine` with the check's name, so gold and publish never see them, the run
+  reports them, and later runs are not held up by a row they already set aside.
+- `warn`: reported, never blocking (freshness: an old lake's figures are still right; use
+  `cryptolake status --fail-if-stale` to alert on it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import CryptolakeError
+from .sqlfiles import load_sql, sql_names
+
+OnFail = Literal["block", "quarantine", "warn"]
+_KINDS: dict[str, OnFail] = {"block": "block", "quarantine": "quarantine", "warn": "warn"}
+_DIRECTIVE = re.compile(r"--\s*on_fail:\s*(\w+)\s*$")
+_SILVER_TABLE = re.compile(r"\bfrom\s+silver\.(\w+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDef:
+    name: str
+    description: str
+    on_fail: OnFail
+    sql: str
+    table: str | None = None  # the silver table a quarantine check reads
+
+
+def _parse(name: str, sql: str) -> CheckDef:
+    description = "(no description)"
+    on_fail: str = "block"
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        if directive := _DIRECTIVE.match(line):
+            on_fail = directive[1]
+        elif description == "(no description)":
+            description = line.lstrip("- ").strip()
+    kind = _KINDS.get(on_fail)
+    if kind is None:
+        raise CryptolakeError(
+            f"Check {name}: on_fail must be block, quarantine or warn, got {on_fail!r}."
+        )
+    table = None
+    if kind == "quarantine":
+        tables = set(_SILVER_TABLE.findall(sql))
+        if len(tables) != 1:
+            raise CryptolakeError(
+                f"Check {name} quarantines rows, so it must read exactly one silver table "
+                f"(select * from silver.<table> where ...); it reads {sorted(tables) or 'none'}."
+            )
+        table = tables.pop()
+    return CheckDef(name, description, kind, sql, table)
+
+
+def check_defs(*, on_fail: tuple[OnFail, ...] = ("block", "quarantine", "warn")) -> list[CheckDef]:
+    """Every check in `sql/duckdb/checks/`, by name, restricted to the given kinds."""
+    found = [
+        _parse(name, load_sql(f"duckdb/checks/{name}.sql")) for name in sql_names("duckdb/checks")
+    ]
+    return [c for c in found if c.on_fail in on_fail]

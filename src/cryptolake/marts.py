@@ -1,0 +1,59 @@
+"""Gold's tables in Postgres (the marts): made equal to gold inside the publish transaction.
+
+Marts are emptied with DELETE, never dropped or truncated, so views consumers built on them
+keep working and readers are never blocked. A day-keyed mart (coin_daily) is refreshed from a
+day on when only new snapshots changed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import duckdb
+
+from .duck import quote_literal
+from .pgext import pg_execute
+
+log = logging.getLogger(__name__)
+
+# Marts with one row per day (and coin) that a publish may refresh from a day on.
+DAY_KEYED = {"coin_daily": "day"}
+
+
+def count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+    row = con.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def replace_mart(
+    con: duckdb.DuckDBPyConnection, schema: str, mart: str, *, since: str | None
+) -> tuple[int, int]:
+    """Make the Postgres mart equal to gold's; returns (rows written, rows now).
+
+    A day-keyed mart only needs its rows from `since` on, when the caller knows that nothing
+    before it changed (new snapshots, same models and currency). If the counts then disagree
+    with gold (silver was rebuilt, a day went missing), the whole mart is replaced after all.
+    """
+    gold_rows = count(con, f"select count(*) from lake.gold.{mart}")
+    if since is not None and mart in DAY_KEYED:
+        day = DAY_KEYED[mart]
+        pg_execute(con, f"delete from {schema}.{mart} where {day} >= date {quote_literal(since)}")
+        con.execute(
+            f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart} "
+            f"where {day} >= date {quote_literal(since)}"
+        )
+        written = count(
+            con, f"select count(*) from lake.gold.{mart} where {day} >= date {quote_literal(since)}"
+        )
+        rows_now = count(
+            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{mart}')"
+        )
+        if rows_now == gold_rows:
+            return written, rows_now
+        log.info(
+            "%s: %d rows in Postgres, %d in gold: replacing it whole", mart, rows_now, gold_rows
+        )
+    pg_execute(con, f"delete from {schema}.{mart}")
+    con.execute(f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart}")
+    return gold_rows, gold_rows

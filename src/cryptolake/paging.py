@@ -1,0 +1,177 @@
+"""Paging `/coins/markets`: the top N coins by market cap, each counted once, none lost.
+
+CoinGecko lists about 17-19k coins, `per_page` at a time, ordered by market cap, and says how
+many in the `total` header. Three things go wrong on the real API, and each is handled here:
+
+- **An empty first page** (`[]` with HTTP 200) is a hiccup, never "no coins": retried like a
+  5xx, then a failed ingest.
+- **A short page before the top N** (30 of 50 coins on page 2 of `--top 250`) is the end of
+  the list only if `total` says so; otherwise it is retried like a 5xx, then fails. A small
+  snapshot is never taken for a whole one.
+- **Ranks shifting while paging**: a coin that moves from page k+1 to page k after page k was
+  fetched is on neither page, and the coin it swapped with is on both. A coin seen twice is
+  the sign: page k is fetched again (kept in bronze as `-p000k-r1.json`) to find the coins
+  that moved up, and what happened is reported. The coin count is the number of distinct
+  coins, never pages times page size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .coingecko import BodyProblem, CoinGeckoClient, Fetched
+from .progress import Progress, ProgressCallback
+from .settings import Settings
+
+MARKETS_PATH = "/coins/markets"
+PRICE_CHANGE_WINDOWS = "1h,24h,7d,30d"
+# How many times a page is fetched again to find coins that moved up from the next page.
+REFETCH_ROUNDS = 2
+
+
+class StageBody(Protocol):
+    """Lands one markets body in the run's bronze staging (and checks its contract)."""
+
+    def __call__(
+        self, page: int, fetched: Fetched, *, records: int, trimmed_ids: list[str], refetch: int
+    ) -> None: ...
+
+
+@dataclass
+class PagedMarkets:
+    coins: int = 0  # distinct coins kept: the snapshot's real size
+    bodies: int = 0  # bodies fetched, re-fetches included
+    listed: int | None = None  # coins the API lists (its `total` header), when it says
+    notes: list[str] = field(default_factory=list)
+
+
+def _listed(fetched: Fetched) -> int | None:
+    try:
+        return int(fetched.headers.get("total", ""))
+    except ValueError:
+        return None
+
+
+def _page_check(page: int, per_page: int, top: int) -> Callable[[Fetched], BodyProblem | None]:
+    """The shape a page must have: an array, not empty on page 1, not short before the top N."""
+    needed = min(per_page, top - (page - 1) * per_page)
+
+    def check(fetched: Fetched) -> BodyProblem | None:
+        records = fetched.data
+        if not isinstance(records, list):
+            return BodyProblem(f"expected a JSON array, got {type(records).__name__}")
+        if page == 1 and not records:
+            return BodyProblem(
+                "an empty first page (no coins at all)",
+                transient=True,
+                fix="CoinGecko listed no coins: try again later.",
+            )
+        listed = _listed(fetched)
+        reached = (page - 1) * per_page + len(records)
+        if len(records) < needed and (listed is None or reached < listed):
+            of = f" of the {listed:,} it lists" if listed is not None else ""
+            return BodyProblem(
+                f"a short page {page} ({len(records)} of {per_page} coins) before the top "
+                f"{top:,} were reached{of}",
+                transient=True,
+                fix=f"CoinGecko may be updating its list: try again later, or ask for fewer "
+                f"coins (--top {reached:,}) if the list really ends there.",
+            )
+        return None
+
+    return check
+
+
+def _ids(records: list[Any]) -> list[str]:
+    return [str(r["id"]) for r in records if isinstance(r, dict) and r.get("id") is not None]
+
+
+def fetch_markets(
+    settings: Settings,
+    client: CoinGeckoClient,
+    stage: StageBody,
+    progress: ProgressCallback,
+) -> PagedMarkets:
+    """Fetch pages 1, 2, ... of `/coins/markets` until the top N distinct coins are in."""
+    per_page, top = settings.per_page, settings.top
+    pages = math.ceil(top / per_page)
+    kept: dict[str, None] = {}  # coin ids in the snapshot, in the order first seen
+    seen: set[str] = set()  # every coin id any page of this run carried
+    result = PagedMarkets()
+
+    def fetch(page: int, refetch: int = 0) -> tuple[list[str], list[str]]:
+        """Fetch and stage one page: (its coin ids, those no earlier page carried)."""
+        fetched = client.get(
+            MARKETS_PATH,
+            {
+                "vs_currency": settings.ingest_currency,
+                "order": "market_cap_desc",
+                "per_page": per_page,
+                "page": page,
+                "sparkline": "false",
+                "price_change_percentage": PRICE_CHANGE_WINDOWS,
+            },
+            validate=_page_check(page, per_page, top) if not refetch else None,
+        )
+        if result.listed is None:
+            result.listed = _listed(fetched)
+        records: list[Any] = fetched.data if isinstance(fetched.data, list) else []
+        ids = list(dict.fromkeys(_ids(records)))
+        new = [i for i in ids if i not in kept]
+        room = max(top - len(kept), 0)
+        kept.update(dict.fromkeys(new[:room]))
+        stage(page, fetched, records=len(records), trimmed_ids=new[room:], refetch=refetch)
+        result.bodies += 1
+        unseen = [i for i in ids if i not in seen]
+        seen.update(ids)
+        return ids, unseen
+
+    progress(Progress("ingest", "coins_markets", 0, pages))
+    for page in range(1, pages + 1):
+        ids, unseen = fetch(page)
+        repeated = [i for i in ids if i not in unseen]
+        if repeated:
+            result.notes.append(_recover_shifted(page, repeated, fetch))
+        short = len(ids) < per_page
+        progress(
+            Progress(
+                "ingest",
+                "coins_markets",
+                page,
+                page if short else pages,
+                f"{len(kept):,} coins, {client.requests_per_minute():.0f} req/min",
+            )
+        )
+        if short:
+            break
+    result.coins = len(kept)
+    if result.listed is not None and result.listed < top and result.coins >= result.listed:
+        result.notes.append(
+            f"The API lists {result.listed:,} coins, fewer than --top {top:,}: all of them "
+            "were fetched."
+        )
+    return result
+
+
+def _recover_shifted(
+    page: int, repeated: list[str], fetch: Callable[[int, int], tuple[list[str], list[str]]]
+) -> str:
+    """Page `page` repeats coins of earlier pages, so as many coins moved up past it unseen:
+    fetch the page before again until they are found. Returns what happened, for the notes."""
+    found: list[str] = []
+    for round_ in range(1, REFETCH_ROUNDS + 1):
+        found += fetch(page - 1, round_)[1]
+        if len(found) >= len(repeated):
+            break
+    text = (
+        f"ranks shifted while paging: page {page} repeated {len(repeated)} coin(s) of page "
+        f"{page - 1} ({', '.join(repeated[:5])}); page {page - 1} was fetched again and "
+        f"{len(found)} coin(s) that had moved up were found"
+        + (f" ({', '.join(found[:5])})" if found else "")
+    )
+    if len(found) < len(repeated):
+        text += f"; {len(repeated) - len(found)} coin(s) may be missing from this snapshot"
+    return text + "."

@@ -1,0 +1,99 @@
+"""Reaching Postgres: the target as messages name it, a DSN for DuckDB, the publish lock.
+
+Every message about Postgres names the target (`database "db" on host:port as user`) and
+never the DSN's password; `scrub` removes it from any driver message. DuckDB gets the DSN
+with `client_encoding=UTF8`: its postgres extension sends UTF-8 bytes whatever the session's
+encoding, so a database in LATIN1 would otherwise store names as mojibake without an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import PublishError
+
+# Serialises publishes to one schema across processes (pg_advisory_lock key space).
+ADVISORY_LOCK_NAMESPACE = 0x63727970  # "cryp"
+LOCK_TIMEOUT = "60s"
+
+
+def duckdb_dsn(dsn: str) -> str:
+    """`dsn` as a key=value conninfo with client_encoding=UTF8, for DuckDB's postgres extension."""
+    try:
+        return make_conninfo(dsn, client_encoding="UTF8")
+    except psycopg.ProgrammingError:
+        return dsn  # unparseable: connecting fails first, with a message of its own
+
+
+def describe_target(dsn: str) -> str:
+    """`database "db" on host:port as user` for messages; never includes the password."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the Postgres server in CRYPTOLAKE_POSTGRES_DSN (unparseable DSN)"
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    port = info.get("port") or "5432"
+    user = info.get("user") or "(default user)"
+    db = info.get("dbname") or user
+    return f'database "{db}" on {host}:{port} as {user}'
+
+
+def scrub(message: str, dsn: str) -> str:
+    """Remove the DSN (as given, or as DuckDB got it) and its password from a driver's message."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    message = message.replace(duckdb_dsn(dsn), "<dsn>").replace(dsn, "<dsn>")
+    if password:
+        message = message.replace(str(password), "***")
+    message = re.sub(r"\s+", " ", message).strip()
+    # Callers append a sentence of their own.
+    return message if message.endswith((".", "?", "!")) else message + "."
+
+
+@contextmanager
+def publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that holds the publish lock on `schema` for as long as it is open.
+
+    Taken on a session of its own before the publish transaction starts, because that
+    transaction's snapshot (REPEATABLE READ, as DuckDB opens it) must include what the
+    previous publish committed. Closing the connection releases it, also if the process
+    dies. Connecting first also fails fast, in one line naming host and database, before
+    DuckDB gets the DSN.
+    """
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
+    except psycopg.Error as exc:
+        raise PublishError(
+            f"Cannot connect to Postgres {target}: {scrub(str(exc), dsn)} "
+            "Check --postgres / CRYPTOLAKE_POSTGRES_DSN; the lake was not changed."
+        ) from None
+    with conn:
+        try:
+            conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT}'")
+            # The connection idles for the whole publish; a server's idle_session_timeout
+            # (Postgres 14+) must not end it and with it the lock.
+            conn.execute(
+                "select set_config('idle_session_timeout', '0', false) "
+                "where current_setting('server_version_num')::int >= 140000"
+            )
+            conn.execute(
+                "select pg_advisory_lock(%s, hashtext(%s))", [ADVISORY_LOCK_NAMESPACE, schema]
+            )
+        except psycopg.errors.LockNotAvailable:
+            raise PublishError(
+                f"Another publish to schema {schema} in {target} has held it for over "
+                f"{LOCK_TIMEOUT}; try again once it has finished."
+            ) from None
+        except psycopg.Error as exc:
+            raise PublishError(
+                f"Cannot take the publish lock in Postgres {target}: {scrub(str(exc), dsn)}"
+            ) from None
+        yield conn

@@ -1,0 +1,129 @@
+"""Quarantine: rows of a new silver batch that fail a row-level check are set aside, with why.
+
+A negative volume must not reach gold or Postgres, but neither may it stop every later run:
+row-level checks (`on_fail: quarantine`, see checkdefs) run on each new batch before it is
+merged into silver. The rows they return are removed from the batch and kept, with the
+check's name and the whole row as JSON, one Parquet file per table and run:
+
+    silver/_quarantine/<table>/<run_id>.parquet
+
+written before the batch's partitions are swapped in, so a crash redoes both. The lake
+database shows them all as `silver.quarantine`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+
+import duckdb
+
+from .checkdefs import CheckDef
+from .duck import quote_literal
+from .errors import TransformError
+from .lake import LakePaths
+from .sqlfiles import load_sql
+
+ROWS = "quarantine_rows"  # the temp table a build collects quarantined rows in
+
+
+def quarantine_ddl(table: str, *, temporary: bool = False) -> str:
+    """The statement creating an (empty) quarantine table named `table`."""
+    sql = load_sql("duckdb/meta/quarantine.sql").replace("{{table}}", table)
+    return sql.replace("create table", "create temporary table", 1) if temporary else sql
+
+
+def quarantine_batch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    table: str,
+    key: tuple[str, ...],
+    checks: Iterable[CheckDef],
+    batch: str = "batch",
+) -> dict[str, int]:
+    """Move the rows of temp table `batch` that fail `table`'s checks into `quarantine_rows`.
+
+    Each check is run as written, with `silver.<table>` standing for the batch. Returns the
+    rows each check set aside (a row failing two checks is recorded twice, removed once).
+    """
+    con.execute(quarantine_ddl(ROWS, temporary=True))
+    con.execute(f"delete from {ROWS} where table_name = ?", [table])
+    con.execute("create schema if not exists silver")
+    con.execute(f"create or replace view silver.{table} as select * from {batch}")
+    counts: dict[str, int] = {}
+    try:
+        for check in checks:
+            if check.table != table:
+                continue
+            con.execute(f"create or replace temp table failing as {check.sql}")
+            columns = {r[0] for r in con.execute("describe failing").fetchall()}
+            needed = {*key, "run_id", "snapshot_at"}
+            if not needed <= columns:
+                raise TransformError(
+                    f"Check {check.name} quarantines rows of silver.{table}, so it must select "
+                    f"their key columns ({', '.join(sorted(needed))}); use `select *`."
+                )
+            row = con.execute("select count(*) from failing").fetchone()
+            counts[check.name] = found = int(row[0]) if row else 0
+            if not found:
+                continue
+            row_key = ", ".join(f"{quote_literal(k)}, failing.{k}" for k in key)
+            con.execute(
+                f"insert into {ROWS} select ?, ?, ?, json_object({row_key}), failing.run_id, "
+                "failing.snapshot_at, to_json(failing), now() from failing",
+                [table, check.name, check.description],
+            )
+            matches = " and ".join(f"{batch}.{k} = failing.{k}" for k in key)
+            con.execute(f"delete from {batch} using failing where {matches}")
+    finally:
+        con.execute(f"drop view if exists silver.{table}")
+        con.execute("drop table if exists failing")
+    return counts
+
+
+def write_quarantine(
+    con: duckdb.DuckDBPyConnection, lake: LakePaths, *, table: str, run_ids: Iterable[str]
+) -> None:
+    """Write each run's quarantined rows of `table` to its file; remove a run's stale file."""
+    folder = lake.silver_quarantine / table
+    con.execute(quarantine_ddl(ROWS, temporary=True))
+    per_run = dict(
+        con.execute(
+            f"select run_id, count(*) from {ROWS} where table_name = ? group by run_id", [table]
+        ).fetchall()
+    )
+    for run_id in run_ids:
+        target = folder / f"{run_id}.parquet"
+        if not per_run.get(run_id):
+            target.unlink(missing_ok=True)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / f".{run_id}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            con.execute(
+                f"copy (select * from {ROWS} where table_name = {quote_literal(table)} "
+                f"and run_id = {quote_literal(run_id)} order by check_name, row_key) "
+                f"to {quote_literal(str(staged))} (format parquet, compression zstd)"
+            )
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
+
+
+def drop_stale(lake: LakePaths, *, table: str, keep: set[str]) -> None:
+    """Remove quarantine files of runs no longer in silver (after a full refresh)."""
+    for path in (lake.silver_quarantine / table).glob("*.parquet"):
+        if path.stem not in keep:
+            path.unlink()
+
+
+def load_quarantine(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
+    """`silver.quarantine` in the lake database: every quarantined row (empty if none)."""
+    con.execute(quarantine_ddl("silver.quarantine"))
+    glob = lake.silver_quarantine / "*" / "*.parquet"
+    if any(lake.silver_quarantine.glob("*/*.parquet")):
+        con.execute(
+            "insert into silver.quarantine by name select * from "
+            f"read_parquet({quote_literal(str(glob))}, union_by_name = true)"
+        )

@@ -1,0 +1,154 @@
+"""Hostile values in real bodies: nulled, cleaned or quarantined in silver; gold audited first.
+
+Each test lands the recorded 2023 top 100 with one value changed, the way real clients'
+bug reports saw it, and asserts the value gold and silver end up with.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cryptolake.checks import ChecksFailed, quarantine_summary, run_checks
+from cryptolake.cli import app
+from cryptolake.gold import build_gold
+from cryptolake.lake import LakePaths
+from cryptolake.silver import build_silver
+from cryptolake.status import lake_status
+
+from .conftest import GLOBAL, MARKETS, MARKETS_250, fixture_bytes
+from .lakes import T0, land, rows_of, settings_for, silver_rows
+from .test_gold import gold
+
+RECORDS: list[dict[str, Any]] = json.loads(fixture_bytes(MARKETS))
+
+
+def lake_sql(lake: Path, sql: str) -> list[dict[str, Any]]:
+    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        return rows_of(con, sql)
+    finally:
+        con.close()
+
+
+def changed(**by_coin: dict[str, Any]) -> bytes:
+    """The recorded page with some coins' fields replaced; json writes nan as a bare NaN."""
+    out = []
+    for record in RECORDS:
+        out.append(dict(record, **by_coin.get(record["id"], {})))
+    return json.dumps(out).encode()
+
+
+def test_non_finite_numbers_become_null_and_are_counted(lake: Path) -> None:
+    body = changed(
+        bitcoin={"market_cap": float("nan")},
+        ethereum={"price_change_percentage_24h": float("inf")},
+        tether={"total_volume": float("-inf")},
+    )
+    assert b"NaN" in body and b"-Infinity" in body  # what Python serialisers really send
+    global_body = json.loads(fixture_bytes(GLOBAL))
+    global_body["data"]["market_cap_percentage"]["doge"] = float("nan")
+    land(lake, body, global_body=json.dumps(global_body).encode())
+
+    silver = build_silver(settings_for(lake))
+    assert silver.sanitized.non_finite == 4
+    assert "4 non-finite number(s) nulled" in silver.describe_cleaning()
+    rows = {r["coin_id"]: r for r in silver_rows(lake)}
+    assert rows["bitcoin"]["market_cap"] is None
+    assert rows["ethereum"]["price_change_percentage_24h"] is None
+    assert rows["tether"]["total_volume"] is None
+    (global_row,) = silver_rows(lake, "global_snapshots")
+    assert global_row["market_cap_percentage"]["doge"] is None
+    assert global_row["market_cap_percentage"]["btc"] == pytest.approx(37.94, abs=0.01)
+
+    build_gold(settings_for(lake))
+    # NaN no longer sorts above every number: bitcoin is not "large" by a NaN market cap,
+    # ethereum is not counted as advancing, and the totals stay numbers.
+    segments = {r["market_cap_category"]: r for r in gold(lake, "market_segment_analysis")}
+    assert segments["unknown"]["coin_count"] == 1
+    (day,) = gold(lake, "market_daily")
+    changes = [r["price_change_percentage_24h"] for r in RECORDS if r["id"] != "ethereum"]
+    assert day["advancing_coins"] == sum(1 for c in changes if c > 0)
+    assert day["tracked_market_cap"] == pytest.approx(
+        sum(r["market_cap"] for r in RECORDS if r["id"] != "bitcoin")
+    )
+
+
+def test_nul_characters_are_removed_from_text_and_counted(lake: Path) -> None:
+    land(lake, changed(bitcoin={"name": "Bit\u0000coin", "symbol": "\u0000btc"}))
+    silver = build_silver(settings_for(lake))
+    assert silver.sanitized.nul_chars == 2
+    rows = {r["coin_id"]: r for r in silver_rows(lake)}
+    assert (rows["bitcoin"]["name"], rows["bitcoin"]["symbol"]) == ("Bitcoin", "btc")
+
+
+def test_a_negative_value_is_quarantined_and_does_not_block_later_runs(lake: Path) -> None:
+    land(lake, changed(solana={"total_volume": -1.0}), at=T0)
+    silver = build_silver(settings_for(lake))
+    assert silver.quarantined == {"market_snapshots_non_negative": 1}
+    assert "1 row(s) quarantined (market_snapshots_non_negative: 1)" in silver.describe_cleaning()
+    assert "solana" not in {r["coin_id"] for r in silver_rows(lake)}
+    build_gold(settings_for(lake))  # the bad row never reached gold: every check passes
+    assert "solana" not in {r["coin_id"] for r in gold(lake, "coin_daily")}
+    assert quarantine_summary(settings_for(lake)) == [
+        ("market_snapshots", "market_snapshots_non_negative", 1)
+    ]
+    assert lake_status(settings_for(lake)).quarantined_rows == 1
+    (kept,) = lake_sql(lake, "select * from silver.quarantine")
+    assert (kept["table_name"], kept["check_name"]) == (
+        "market_snapshots",
+        "market_snapshots_non_negative",
+    )
+    assert json.loads(kept["row_key"])["coin_id"] == "solana"
+    assert json.loads(kept["row"])["total_volume"] == -1.0
+
+    # The next snapshot is clean: it lands, and the old row does not hold it up.
+    land(lake, at=T0 + timedelta(hours=6))
+    again = build_silver(settings_for(lake))
+    assert again.quarantined == {}
+    build_gold(settings_for(lake))
+    assert all(r.passed for r in run_checks(settings_for(lake)))
+    assert {r["snapshot_at"] for r in gold(lake, "crypto_analytics_mart")} == {
+        "2026-02-15 21:47:00+00"
+    }
+    # A full refresh sets the same row aside again, once.
+    build_silver(settings_for(lake), full_refresh=True)
+    build_gold(settings_for(lake))
+    assert len(lake_sql(lake, "select * from silver.quarantine")) == 1
+
+
+def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
+    land(lake, at=T0)  # consistent: the 2023 top 100 and its /global
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+    before = gold(lake, "crypto_analytics_mart")
+
+    # The 2026 top 250 beside 2023's /global: the tracked coins come to 281% of the market.
+    land(lake, MARKETS_250, at=T0 + timedelta(hours=6))
+    build_silver(settings_for(lake))
+    with pytest.raises(ChecksFailed) as raised:
+        build_gold(settings_for(lake))
+    (failure,) = raised.value.failures
+    assert failure.name == "tracked_market_cap_within_global"
+    assert dict(zip(failure.columns, failure.sample[0], strict=True))["tracked_pct_of_global"] == (
+        "281.1"
+    )
+    assert gold(lake, "crypto_analytics_mart") == before  # the previous gold, untouched
+    assert not list(lake.glob(".cryptolake.duckdb.building-*"))
+
+    result = CliRunner().invoke(
+        app,
+        ["transform", "--lake", str(lake)],
+        env={"COLUMNS": "200", "CRYPTOLAKE_FRESHNESS_HOURS": "1e9"},
+    )
+    assert result.exit_code == 1
+    assert "tracked_market_cap_within_global" in result.output
+    assert "the lake keeps its previous gold and nothing was published" in result.output
+    assert "Traceback" not in result.output
