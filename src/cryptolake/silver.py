@@ -6,6 +6,10 @@ the partitions they fall in (`snapshot_date=YYYY-MM-DD/data_0.parquet`, one file
 swaps each rewritten file in with an atomic rename. The set of processed runs is written
 last, so a crash at any point leaves readable silver and the next transform redoes the batch;
 the merge de-duplicates on the table's key, so redoing is harmless.
+
+Between the model and the merge, every batch is cleaned the same way whatever its table:
+non-finite numbers become null and NUL characters leave text (sanitize.py), and rows failing a
+row-level check are moved to the quarantine (quarantine.py). Both are counted in the result.
 """
 
 from __future__ import annotations

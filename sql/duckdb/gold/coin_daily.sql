@@ -19,13 +19,14 @@ with snapshots as (
 
 lake_clock as (
     -- Every day before the day of the lake's latest snapshot is complete.
-    select cast(max(snapshot_at) as date) as latest_day from snapshots
+    select max(snapshot_date) as latest_day from snapshots
 ),
 
 days as (
+    -- snapshot_date is silver's partition column: the UTC day of snapshot_at.
     select
         coin_id,
-        cast(snapshot_at as date) as day,
+        snapshot_date as day,
         arg_max(symbol, snapshot_at) as symbol,
         arg_max(name, snapshot_at) as name,
         any_value(vs_currency) as vs_currency,
@@ -40,15 +41,15 @@ days as (
         min(current_price) as day_low_price,
         count(*) as snapshot_count
     from snapshots
-    group by coin_id, cast(snapshot_at as date)
+    group by coin_id, snapshot_date
 ),
 
 neighbours as (
     select
         days.*,
         days.day < lake_clock.latest_day as is_complete_day,
-        cast(days.day as timestamptz) as starts_at,
-        cast(days.day + 1 as timestamptz) as ends_at,
+        -- Midnight at the start of the day, in Unix seconds (no time zone arithmetic).
+        (days.day - date '1970-01-01') * 86400 as starts_s,
         -- The coin's last snapshot of the day before and first of the day after, if any.
         case when lag(days.day) over coin_days = days.day - 1
             then lag(days.last_at) over coin_days
@@ -72,10 +73,14 @@ boundaries as (
         *,
         -- Nearest to midnight wins; a tie goes to the snapshot after it. Both rules pick the
         -- same snapshot for D's close and D+1's open.
-        coalesce(starts_at - previous_last_at < first_at - starts_at, false)
-            as opens_at_previous_close,
-        coalesce(is_complete_day and next_first_at - ends_at <= ends_at - last_at, false)
-            as closes_on_next_day
+        coalesce(
+            starts_s - epoch(previous_last_at) < epoch(first_at) - starts_s, false
+        ) as opens_at_previous_close,
+        coalesce(
+            is_complete_day
+            and epoch(next_first_at) - (starts_s + 86400) <= (starts_s + 86400) - epoch(last_at),
+            false
+        ) as closes_on_next_day
     from neighbours
 ),
 

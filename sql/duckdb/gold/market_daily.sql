@@ -13,7 +13,8 @@ globals as (
 ),
 
 last_market_snapshot as (
-    select cast(snapshot_at as date) as day, max(snapshot_at) as snapshot_at
+    -- snapshot_date is silver's partition column: the UTC day of snapshot_at.
+    select snapshot_date as day, max(snapshot_at) as snapshot_at
     from markets
     group by all
 ),
@@ -34,7 +35,7 @@ breadth as (
 
 global_days as (
     select
-        cast(snapshot_at as date) as day,
+        snapshot_date as day,
         arg_max(total_market_cap, snapshot_at) as total_market_cap,
         arg_max(total_volume, snapshot_at) as total_volume,
         arg_max(btc_market_cap_percentage, snapshot_at) as btc_dominance_pct,
@@ -45,7 +46,7 @@ global_days as (
 ),
 
 lake_clock as (
-    select cast(max(snapshot_at) as date) as latest_day from markets
+    select max(snapshot_date) as latest_day from markets
 ),
 
 final as (
