@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import duckdb
 
 from cryptolake.ingest import IngestResult, ingest
-from cryptolake.lake import LakePaths
+from cryptolake.lake import DATASETS, LakePaths
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 from cryptolake.silver import silver_views_sql
@@ -36,6 +37,7 @@ def land(
     top: int | None = None,
     per_page: int = 250,
     global_body: bytes | None = None,
+    datasets: Sequence[str] = DATASETS,
 ) -> IngestResult:
     """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
     body = fixture_bytes(markets) if isinstance(markets, str) else markets
@@ -58,7 +60,7 @@ def land(
             top=top or len(records),
             per_page=per_page,
         )
-        return ingest(settings, now=lambda: at)
+        return ingest(settings, datasets=datasets, now=lambda: at)
 
 
 def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:

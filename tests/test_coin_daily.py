@@ -133,15 +133,42 @@ def test_a_gap_has_no_return_across_it(lake: Path) -> None:
     land_all(lake, instants)
     days = bitcoin_days(lake)
     assert sorted(days) == ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-06", "2026-03-07"]
-    # 03-04 is complete (the lake went on) but has no next-day snapshot: its last closes it.
+    # 03-04 is complete (the lake went on), but no snapshot is within 12 hours of the next
+    # midnight (its last is 12 h before it, the next 48 h after): it has no close.
     assert days["2026-03-04"]["is_complete_day"] is True
-    assert days["2026-03-04"]["close_price"] == pytest.approx(price(at(2, 12)))
+    assert days["2026-03-04"]["close_price"] is None
+    assert days["2026-03-04"]["close_at"] is None
     assert days["2026-03-06"]["daily_return_ratio"] is None  # no 03-05 to compare with
     assert days["2026-03-06"]["open_price"] == pytest.approx(price(at(4, 0)))
     assert days["2026-03-03"]["daily_return_ratio"] == pytest.approx(
         price(at(2, 0)) / price(at(1, 0)) - 1
     )
     assert days["2026-03-07"]["is_complete_day"] is False
+
+
+def test_no_snapshot_closes_two_days(lake: Path) -> None:
+    # Once a day at 00:30, with the run of the 23rd missing. 00:30 on the 22nd closes the
+    # 21st (30 minutes after its midnight); it cannot also close the 22nd, which is 23.5 h
+    # away: the 22nd has no close and no return, never a made-up 0%.
+    land_all(lake, [at(0, 0, 30), at(1, 0, 30), at(2, 0, 30), at(4, 0, 30)])
+    days = bitcoin_days(lake)
+    assert days["2026-03-03"]["close_price"] == pytest.approx(price(at(2, 0, 30)))
+    assert days["2026-03-03"]["daily_return_ratio"] == pytest.approx(
+        price(at(2, 0, 30)) / price(at(1, 0, 30)) - 1
+    )
+    assert days["2026-03-04"]["is_complete_day"] is True
+    assert (days["2026-03-04"]["close_price"], days["2026-03-04"]["daily_return_ratio"]) == (
+        None,
+        None,
+    )
+    # The 6th opens at 00:30 on the 6th, its own first snapshot and the 5th's missing close.
+    assert days["2026-03-06"]["open_price"] == pytest.approx(price(at(4, 0, 30)))
+    # A lake's first day, starting at 15:47, has no price at its midnight: no open, no fake.
+    land_all(lake.parent / "other", [at(0, 15, 47)])
+    (first,) = bitcoin_days(lake.parent / "other").values()
+    assert first["open_price"] is None and first["close_price"] == pytest.approx(
+        price(at(0, 15, 47))
+    )
 
 
 def test_market_daily_marks_complete_days(lake: Path) -> None:

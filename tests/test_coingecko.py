@@ -484,6 +484,24 @@ CDN_BLOCKED_HTML = (
     b"<!DOCTYPE html><html><head><title>Access denied | api.coingecko.com used Cloudflare to "
     b"restrict access</title></head><body><h1>Error 1020</h1><h2>Access denied</h2></body></html>"
 )
+# The shape of Cloudflare's own error pages: the code in a span, the Ray ID in the footer.
+CDN_PAGE = (
+    b'<!DOCTYPE html>\n<html class="no-js" lang="en-US"><head><title>{title}</title></head>'
+    b'<body><div id="cf-wrapper"><h1><span class="cf-error-type">Error</span>\n'
+    b'<span class="cf-error-code">{code}</span></h1><p>{text}</p>'
+    b'<span class="cf-footer-item">Cloudflare Ray ID: <strong class="font-semibold">'
+    b"8a1b2c3d4e5f6a7b</strong></span></div></body></html>"
+)
+CDN_RATE_LIMITED_HTML = (
+    CDN_PAGE.replace(b"{title}", b"api.coingecko.com | 1015: Rate limited")
+    .replace(b"{code}", b"1015")
+    .replace(b"{text}", b"You are being rate limited.")
+)
+CDN_BLOCKED_PAGE = (
+    CDN_PAGE.replace(b"{title}", b"Attention Required! | Cloudflare")
+    .replace(b"{code}", b"1020")
+    .replace(b"{text}", b"Sorry, you have been blocked.")
+)
 
 
 def test_an_error_body_with_200_that_says_try_again_is_retried(
@@ -518,12 +536,20 @@ def test_an_error_body_with_200_that_is_not_transient_fails_at_once_without_bad_
     assert len(httpserver.log) == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(CDN_RATE_LIMITED, "text/plain"), (CDN_RATE_LIMITED_HTML, "text/html; charset=UTF-8")],
+)
 def test_a_cdn_rate_limit_is_waited_out_for_minutes(
-    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+    httpserver: HTTPServer,
+    api_settings: Settings,
+    fake_time: FakeTime,
+    body: bytes,
+    content_type: str,
 ) -> None:
     for _ in range(2):
         httpserver.expect_ordered_request(MARKETS).respond_with_data(
-            CDN_RATE_LIMITED, status=429, content_type="text/plain"
+            body, status=429, content_type=content_type
         )
     httpserver.expect_ordered_request(MARKETS).respond_with_data(PAGE, content_type=JSON)
     settings = api_settings.with_(max_attempts=1)  # the waits spend no attempt
@@ -566,7 +592,12 @@ def test_a_cdn_rate_limit_that_does_not_clear_is_named(
     [
         (CDN_BLOCKED, "text/plain", "Cloudflare error 1020"),
         (CDN_BLOCKED_HTML, "text/html", "Cloudflare error 1020"),
-        (CLOUDFLARE.replace(b"503", b"403"), "text/html", "an HTML page from Cloudflare"),
+        (CDN_BLOCKED_PAGE, "text/html", "Cloudflare error 1020, Ray ID 8a1b2c3d4e5f6a7b"),
+        (
+            CLOUDFLARE.replace(b"503", b"403"),
+            "text/html",
+            "an HTML page from Cloudflare, Ray ID 8a1b2c3d4e5f6a7b",
+        ),
     ],
 )
 @pytest.mark.parametrize("keyed", [False, True])

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -19,10 +20,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cryptolake.checks import ChecksFailed
 from cryptolake.errors import PublishError
 from cryptolake.gold import build_gold
+from cryptolake.lake import LakePaths
 from cryptolake.publish import STAGING, publish
 from cryptolake.silver import build_silver
 
-from .conftest import MARKETS, MARKETS_250, fixture_bytes
+from .conftest import MARKETS, fixture_bytes
 from .lakes import T0, land, settings_for
 from .published import fetch, rebuild, target
 from .test_currencies import converted
@@ -103,14 +105,21 @@ create table {schema}.coin_daily (
 """
 
 
-def test_an_older_schema_gains_the_new_columns(lake: Path, pg_dsn: str, pg_schema: str) -> None:
+@pytest.mark.parametrize("with_view", [False, True])
+def test_an_older_schema_is_brought_up_to_date(
+    lake: Path, pg_dsn: str, pg_schema: str, with_view: bool
+) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"create schema {pg_schema}")
         conn.execute(OLD_COIN_DAILY.format(schema=pg_schema))
-        conn.execute(f"create view {pg_schema}.my_report as select * from {pg_schema}.coin_daily")
+        if with_view:
+            conn.execute(
+                f"create view {pg_schema}.my_report as "
+                f"select coin_id, day, daily_return from {pg_schema}.coin_daily"
+            )
     land(lake)
     rebuild(lake)
-    publish(target(lake, pg_dsn, pg_schema))
+    result = publish(target(lake, pg_dsn, pg_schema))
     columns = dict(
         fetch(
             pg_dsn,
@@ -118,22 +127,36 @@ def test_an_older_schema_gains_the_new_columns(lake: Path, pg_dsn: str, pg_schem
             f"where table_schema = '{pg_schema}' and table_name = 'coin_daily'",
         )
     )
-    # New columns added, the one no longer written kept (its data stays) but nullable.
     assert {"is_complete_day", "daily_return_ratio", "volatility_7d_ratio", "close_at"} <= set(
         columns
     )
-    assert columns["daily_return"] == "YES"
+    assert "volatility_7d" not in columns  # renamed, read by nobody: dropped
+    if with_view:
+        # A consumer's view reads the old column: it stays (empty) and the publish says so.
+        assert columns["daily_return"] == "YES"
+        assert (
+            f"{pg_schema}.coin_daily.daily_return is no longer written (now "
+            f"daily_return_ratio) and stays empty: {pg_schema}.my_report still read(s) it; "
+            "update them, then drop the column."
+        ) in result.notes
+        assert fetch(pg_dsn, f"select count(*) from {pg_schema}.my_report") == [(100,)]
+    else:
+        assert "daily_return" not in columns
+        assert (
+            f"{pg_schema}.coin_daily.daily_return is no longer written (now daily_return_ratio): "
+            "dropped."
+        ) in result.notes
     assert fetch(
         pg_dsn, f"select count(*), count(is_complete_day) from {pg_schema}.coin_daily"
     ) == [(100, 100)]
-    assert fetch(pg_dsn, f"select count(*) from {pg_schema}.my_report") == [(100,)]
 
 
 def test_publish_ships_only_audited_gold(lake: Path, pg_dsn: str, pg_schema: str) -> None:
-    land(lake, at=T0)
+    land(lake, converted("eur"), at=T0, vs_currency="eur")
     rebuild(lake)
-    # A snapshot whose gold fails its audit: 2026's top 250 beside 2023's /global.
-    land(lake, MARKETS_250, at=T0 + timedelta(hours=6))
+    # A eur snapshot without its /global fails its audit (no rate to USD for the segments).
+    later = T0 + timedelta(hours=6)
+    land(lake, converted("eur"), at=later, vs_currency="eur", datasets=("coins_markets",))
     build_silver(settings_for(lake))
     with pytest.raises(ChecksFailed):
         build_gold(settings_for(lake))
@@ -174,3 +197,37 @@ def test_a_currency_switch_is_published_whole(lake: Path, pg_dsn: str, pg_schema
         pg_dsn, f"select distinct vs_currency from {pg_schema}.market_segment_analysis"
     ) == [("eur",)]
     assert publish(settings).up_to_date
+
+
+def test_coin_daily_in_postgres_equals_gold_after_missed_runs(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(lake, pg_dsn, pg_schema)
+    land(lake, at=T0)
+    land(lake, at=T0 + timedelta(days=1))
+    rebuild(lake)
+    publish(settings)
+    # Two days without a run: the last published day is complete now, which only the lake's
+    # newest day could tell.
+    land(lake, at=T0 + timedelta(days=4))
+    rebuild(lake)
+    publish(settings)
+    sql = (
+        "select coin_id, day, is_complete_day, close_price, daily_return_ratio from {t} "
+        "order by coin_id, day"
+    )
+    gold_rows = duckdb_rows(lake, sql.format(t="gold.coin_daily"))
+    assert fetch(pg_dsn, sql.format(t=f"{pg_schema}.coin_daily")) == gold_rows
+    assert {(str(r[1]), r[2]) for r in gold_rows} == {
+        ("2026-02-15", True),
+        ("2026-02-16", True),
+        ("2026-02-19", False),
+    }
+
+
+def duckdb_rows(lake: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

@@ -22,11 +22,13 @@ from cryptolake.lake import LakePaths
 from cryptolake.silver import build_silver
 from cryptolake.status import lake_status
 
-from .conftest import GLOBAL, MARKETS, MARKETS_250, fixture_bytes
+from .conftest import GLOBAL, MARKETS, fixture_bytes
 from .lakes import T0, land, rows_of, settings_for, silver_rows
+from .test_currencies import converted
 from .test_gold import gold
 
 RECORDS: list[dict[str, Any]] = json.loads(fixture_bytes(MARKETS))
+SIX_H = timedelta(hours=6)
 
 
 def lake_sql(lake: Path, sql: str) -> list[dict[str, Any]]:
@@ -124,24 +126,51 @@ def test_a_negative_value_is_quarantined_and_does_not_block_later_runs(lake: Pat
     assert len(lake_sql(lake, "select * from silver.quarantine")) == 1
 
 
-def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
+def test_a_snapshot_at_odds_with_its_global_is_set_aside_whole(lake: Path) -> None:
     land(lake, at=T0)  # consistent: the 2023 top 100 and its /global
     build_silver(settings_for(lake))
     build_gold(settings_for(lake))
     before = gold(lake, "crypto_analytics_mart")
 
-    # The 2026 top 250 beside 2023's /global: the tracked coins come to 281% of the market.
-    land(lake, MARKETS_250, at=T0 + timedelta(hours=6))
+    # Ethereum's market cap a thousand times too large: the coins come to far more than the
+    # whole market. Every figure built on that snapshot would be wrong.
+    land(lake, changed(ethereum={"market_cap": RECORDS[1]["market_cap"] * 1000}), at=T0 + SIX_H)
+    silver = build_silver(settings_for(lake))
+    assert silver.quarantined == {"market_snapshots_within_global_total": 100}
+    build_gold(settings_for(lake))  # passes: the snapshot is not in silver
+    assert gold(lake, "crypto_analytics_mart") == before
+    # A good snapshot after it goes through; the bad one never reaches gold.
+    land(lake, at=T0 + 2 * SIX_H)
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+    snapshots = {r["snapshot_at"] for r in lake_sql(lake, "select * from meta.snapshots")}
+    assert snapshots == {"2026-02-15 15:47:00+00", "2026-02-16 03:47:00+00"}
+
+
+def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
+    eur = converted("eur")
+    land(lake, eur, at=T0, vs_currency="eur")
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+    before = gold(lake, "crypto_analytics_mart")
+
+    # A eur snapshot without its /global: its market caps cannot be put in USD, so segments
+    # cannot be drawn. The audit stops it; the lake keeps the previous gold.
+    land(lake, eur, at=T0 + SIX_H, vs_currency="eur", datasets=("coins_markets",))
     build_silver(settings_for(lake))
     with pytest.raises(ChecksFailed) as raised:
         build_gold(settings_for(lake))
     (failure,) = raised.value.failures
-    assert failure.name == "tracked_market_cap_within_global"
-    assert dict(zip(failure.columns, failure.sample[0], strict=True))["tracked_pct_of_global"] == (
-        "281.1"
-    )
+    assert failure.name == "crypto_analytics_mart_market_cap_usd_known"
+    assert failure.failing_rows == 50
     assert gold(lake, "crypto_analytics_mart") == before  # the previous gold, untouched
     assert not list(lake.glob(".cryptolake.duckdb.building-*"))
+    # Freshness is that of the gold users see; status and check say silver is ahead of it.
+    status = lake_status(settings_for(lake))
+    assert status.latest_snapshot_at == T0
+    assert status.silver_ahead_at == T0 + SIX_H
+    checked = CliRunner().invoke(app, ["check", "--lake", str(lake)], env={"COLUMNS": "200"})
+    assert "not built from silver's newest snapshot" in checked.output
 
     result = CliRunner().invoke(
         app,
@@ -149,6 +178,35 @@ def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
         env={"COLUMNS": "200", "CRYPTOLAKE_FRESHNESS_HOURS": "1e9"},
     )
     assert result.exit_code == 1
-    assert "tracked_market_cap_within_global" in result.output
+    assert "crypto_analytics_mart_market_cap_usd_known" in result.output
     assert "the lake keeps its previous gold and nothing was published" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_key_that_holds_a_nul_is_set_aside_not_merged_into_another_coin(lake: Path) -> None:
+    # Stripped of its NUL, "bit\u0000coin" would become bitcoin's key: two bitcoins.
+    land(lake, changed(**{"wrapped-bitcoin": {"id": "bit\u0000coin"}}), at=T0)
+    silver = build_silver(settings_for(lake))
+    assert silver.quarantined == {"market_snapshots_key_without_nul": 1}
+    bitcoin = [r for r in silver_rows(lake) if r["coin_id"] == "bitcoin"]
+    assert [r["current_price"] for r in bitcoin] == [RECORDS[0]["current_price"]]
+    build_gold(settings_for(lake))  # keys unique: the audit passes
+    land(lake, at=T0 + SIX_H)  # and so does every later run
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+
+
+def test_a_lone_surrogate_in_a_name_is_repaired_not_a_wedge(lake: Path) -> None:
+    # JSON allows a lone "\ud800" (a name cut inside an emoji); DuckDB's reader refuses it.
+    body = changed(tether={"name": "Teth\ud800er"}, bitcoin={"name": "Bitcoin \U0001f680"})
+    assert b'"Teth\\ud800er"' in body and b'"Bitcoin \\ud83d\\ude80"' in body
+    land(lake, body, at=T0)
+    silver = build_silver(settings_for(lake))
+    assert silver.sanitized.bad_unicode == 1
+    rows = {r["coin_id"]: r for r in silver_rows(lake)}
+    assert rows["tether"]["name"] == "Teth\ufffder"
+    assert rows["bitcoin"]["name"] == "Bitcoin \U0001f680"  # a whole pair is left as it is
+    assert len(rows) == 100
+    assert rows["tether"]["current_price"] == RECORDS[2]["current_price"]
+    land(lake, at=T0 + SIX_H)  # later runs go on
+    assert len(build_silver(settings_for(lake)).runs) == 1

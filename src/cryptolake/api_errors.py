@@ -23,7 +23,12 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 522, 524
 # 1009: the IP or its country is banned; 1010: the client's signature).
 CDN_RATE_LIMIT = 1015
 CDN_BLOCKS = frozenset({1006, 1007, 1008, 1009, 1010, 1012, 1020})
-_CDN_CODE = re.compile(rb"error(?:\s+code)?[\s:]*(10\d\d)\b", re.IGNORECASE)
+# `error code: 1015` (text/plain, to API clients), `Error 1020` or `<span class="cf-error-code">
+# 1015</span>` (its HTML pages), and the Ray ID support asks for.
+_CDN_CODE = re.compile(
+    rb"(?:cf-error-code[^>]*>\s*|error(?:\s+code)?[\s:]*)(10\d\d)\b", re.IGNORECASE
+)
+_RAY_ID = re.compile(rb"Ray ID:?\s*(?:<[^>]*>\s*)*([0-9a-f]{16})\b", re.IGNORECASE)
 # How servers phrase a failure that retrying may cure, in an error body sent with HTTP 200.
 _TRANSIENT_MESSAGE = re.compile(
     r"try again|temporar|internal (?:server )?error|time(?:d)? ?out|unavailable|overload|busy"
@@ -78,11 +83,17 @@ def error_in_body(data: Any) -> tuple[int | None, str] | None:
 
 def cdn_error_code(body: bytes) -> int | None:
     """Cloudflare's error code in a body it sent itself (`error code: 1015`, `Error 1020`)."""
-    head = body[:8192]
+    head = body[:16384]
     if not head.strip() or head.lstrip()[:1] in (b"{", b"["):
         return None
     match = _CDN_CODE.search(head)
     return int(match[1]) if match else None
+
+
+def ray_id(body: bytes) -> str | None:
+    """The Cloudflare Ray ID of a page Cloudflare sent, which CoinGecko support asks for."""
+    match = _RAY_ID.search(body[:16384])
+    return match[1].decode() if match else None
 
 
 def describe_body(body: bytes) -> str:
@@ -112,6 +123,8 @@ def classify(status: int, body: bytes, data: Any, *, parsed: bool) -> Verdict:
         )
     if cdn in CDN_BLOCKS or (status in (401, 403) and not parsed and _is_html(body)):
         label = f"Cloudflare error {cdn}" if cdn else "an HTML page from Cloudflare"
+        if ray := ray_id(body):
+            label += f", Ray ID {ray}"
         return Verdict(
             "blocked", f"HTTP {status}: access blocked by CoinGecko's CDN ({label})", status, cdn
         )

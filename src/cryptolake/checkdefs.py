@@ -8,10 +8,11 @@ failure does (`-- on_fail: ...`). The policy, in the write-audit-publish spirit:
   the new gold before it is promoted; a failure keeps the previous gold, fails the run and
   publishes nothing. They look at the latest snapshot or at invariants of whole tables, so an
   old failure cannot block the lake forever: the next good snapshot passes.
-- `quarantine`: row-level checks on one silver table (`select * from silver.<table> where
-  ...`). They gate new data only: each batch's offending rows are moved out of silver into
-  `silver.quarantine` with the check's name, so gold and publish never see them, the run
-  reports them, and later runs are not held up by a row they already set aside.
+- `quarantine`: row-level checks on a silver table, ending in `select * from silver.<table>
+  where ...` (they may read other silver tables before that, to compare a snapshot's coins
+  with its /global, say). They gate new data only: each batch's offending rows are moved out
+  of silver into `silver.quarantine` with the check's name, so gold and publish never see
+  them, the run reports them, and later runs are not held up by a row already set aside.
 - `warn`: reported, never blocking (freshness: an old lake's figures are still right; use
   `cryptolake status --fail-if-stale` to alert on it).
 """
@@ -57,13 +58,13 @@ def _parse(name: str, sql: str) -> CheckDef:
         )
     table = None
     if kind == "quarantine":
-        tables = set(_SILVER_TABLE.findall(sql))
-        if len(tables) != 1:
+        tables = _SILVER_TABLE.findall(sql)
+        if not tables:
             raise CryptolakeError(
-                f"Check {name} quarantines rows, so it must read exactly one silver table "
-                f"(select * from silver.<table> where ...); it reads {sorted(tables) or 'none'}."
+                f"Check {name} quarantines rows, so it must end in `select * from "
+                "silver.<table> where ...`."
             )
-        table = tables.pop()
+        table = tables[-1]  # the table of its final select: the one rows are taken from
     return CheckDef(name, description, kind, sql, table)
 
 

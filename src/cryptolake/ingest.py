@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,23 +137,16 @@ def _run(
 
     notes: list[str] = []
 
-    def stage(
-        dataset: str,
-        page: int,
-        fetched: Fetched,
-        *,
-        records: int,
-        trimmed_ids: list[str],
-        refetch: int = 0,
-    ) -> None:
-        """Stage one body in the run, after checking it against its dataset's contract."""
+    def stage(dataset: str, page: int, fetched: Fetched, *, records: int, refetch: int = 0) -> int:
+        """Stage one body in the run, after checking it against its dataset's contract;
+        returns its index in the run's files."""
         report = check_body(dataset, fetched.data)
         entry = run.stage(
             dataset,
             page,
             fetched,
             records=records,
-            trimmed_ids=trimmed_ids,
+            trimmed_ids=[],
             refetch=refetch,
             unknown_fields=list(report.unknown),
         )
@@ -164,6 +157,7 @@ def _run(
                 f"landed and nothing was published. The body is kept at "
                 f"{lake.root / run.rejected_path(entry)}."
             )
+        return len(run.files) - 1
 
     try:
         for dataset in DATASETS:
@@ -179,6 +173,8 @@ def _run(
                     progress,
                 )
                 notes.extend(paged.notes)
+                for index, trimmed in paged.trims.items():
+                    run.files[index] = replace(run.files[index], trimmed_ids=trimmed)
                 records = paged.coins
             else:
                 endpoint = "/global" if dataset == "global" else "/coins/categories"
@@ -187,7 +183,7 @@ def _run(
                     endpoint, validate=_expect_global if dataset == "global" else _expect_list
                 )
                 records = len(fetched.data) if isinstance(fetched.data, list) else 1
-                stage(dataset, 1, fetched, records=records, trimmed_ids=[])
+                stage(dataset, 1, fetched, records=records)
                 progress(Progress("ingest", dataset, 1, 1, _rate_detail(client)))
             staged = run.files[before:]
             results.append(

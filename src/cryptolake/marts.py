@@ -8,12 +8,13 @@ day on when only new snapshots changed it.
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
 
 from .duck import quote_literal
-from .pgext import pg_execute
+from .pgext import pg_execute, pg_rows
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,20 @@ DAY_KEYED = {"coin_daily": "day"}
 def count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def refresh_start(con: duckdb.DuckDBPyConnection, schema: str, earliest_new_day: date) -> str:
+    """The first day of a day-keyed mart that new snapshots from `earliest_new_day` on change.
+
+    The day before it (its close is the new day's first price, its completeness may change),
+    or the last day Postgres holds if that is earlier: after a gap in the runs, that day was
+    the lake's newest, is complete now, and has a close and a return it lacked.
+    """
+    start = earliest_new_day - timedelta(days=1)
+    rows = pg_rows(con, f"select max(day)::text from {schema}.coin_daily")
+    if rows and rows[0][0]:
+        start = min(start, date.fromisoformat(str(rows[0][0])))
+    return start.isoformat()
 
 
 def replace_mart(

@@ -33,11 +33,10 @@ REFETCH_ROUNDS = 2
 
 
 class StageBody(Protocol):
-    """Lands one markets body in the run's bronze staging (and checks its contract)."""
+    """Lands one markets body in the run's bronze staging (and checks its contract); returns
+    a handle for it, by which `PagedMarkets.trims` names the body."""
 
-    def __call__(
-        self, page: int, fetched: Fetched, *, records: int, trimmed_ids: list[str], refetch: int
-    ) -> None: ...
+    def __call__(self, page: int, fetched: Fetched, *, records: int, refetch: int) -> int: ...
 
 
 @dataclass
@@ -46,6 +45,9 @@ class PagedMarkets:
     bodies: int = 0  # bodies fetched, re-fetches included
     listed: int | None = None  # coins the API lists (its `total` header), when it says
     notes: list[str] = field(default_factory=list)
+    # Per body (by its stage handle): the coins it carries beyond the top N, which silver
+    # leaves out. Decided once every page is in, by each coin's latest position.
+    trims: dict[int, list[str]] = field(default_factory=dict)
 
 
 def _listed(fetched: Fetched) -> int | None:
@@ -95,11 +97,16 @@ def fetch_markets(
     stage: StageBody,
     progress: ProgressCallback,
 ) -> PagedMarkets:
-    """Fetch pages 1, 2, ... of `/coins/markets` until the top N distinct coins are in."""
+    """Fetch pages 1, 2, ... of `/coins/markets` until the top N distinct coins are in.
+
+    The top N are the N coins with the best positions in the list, each coin at the position
+    its latest fetch showed (so a coin found by a re-fetch takes its place and the coin it
+    overtook drops out, if either is at the edge).
+    """
     per_page, top = settings.per_page, settings.top
     pages = math.ceil(top / per_page)
-    kept: dict[str, None] = {}  # coin ids in the snapshot, in the order first seen
-    seen: set[str] = set()  # every coin id any page of this run carried
+    positions: dict[str, tuple[int, int]] = {}  # coin -> (position in the list, fetch number)
+    bodies: list[tuple[int, list[str]]] = []  # (stage handle, coin ids), per body
     result = PagedMarkets()
 
     def fetch(page: int, refetch: int = 0) -> tuple[list[str], list[str]]:
@@ -120,13 +127,11 @@ def fetch_markets(
             result.listed = _listed(fetched)
         records: list[Any] = fetched.data if isinstance(fetched.data, list) else []
         ids = list(dict.fromkeys(_ids(records)))
-        new = [i for i in ids if i not in kept]
-        room = max(top - len(kept), 0)
-        kept.update(dict.fromkeys(new[:room]))
-        stage(page, fetched, records=len(records), trimmed_ids=new[room:], refetch=refetch)
-        result.bodies += 1
-        unseen = [i for i in ids if i not in seen]
-        seen.update(ids)
+        unseen = [i for i in ids if i not in positions]
+        for offset, coin in enumerate(ids):
+            positions[coin] = ((page - 1) * per_page + offset, len(bodies))
+        handle = stage(page, fetched, records=len(records), refetch=refetch)
+        bodies.append((handle, ids))
         return ids, unseen
 
     progress(Progress("ingest", "coins_markets", 0, pages))
@@ -142,12 +147,16 @@ def fetch_markets(
                 "coins_markets",
                 page,
                 page if short else pages,
-                f"{len(kept):,} coins, {client.requests_per_minute():.0f} req/min",
+                f"{min(len(positions), top):,} coins, {client.requests_per_minute():.0f} req/min",
             )
         )
         if short:
             break
+    ranked = sorted(positions, key=lambda coin: (positions[coin][0], -positions[coin][1]))
+    kept = set(ranked[:top])
     result.coins = len(kept)
+    result.bodies = len(bodies)
+    result.trims = {handle: [i for i in ids if i not in kept] for handle, ids in bodies}
     if result.listed is not None and result.listed < top and result.coins >= result.listed:
         result.notes.append(
             f"The API lists {result.listed:,} coins, fewer than --top {top:,}: all of them "

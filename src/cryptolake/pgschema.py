@@ -2,10 +2,11 @@
 
 Tables are created from their DDL file when missing. When one exists from an older cryptolake,
 its columns are compared with the DDL's (dlt's `_build_schema_update_sql` is the model): a new
-column is added (nullable), a column the lake no longer writes keeps its data but loses NOT
-NULL, so `insert ... by name` works either way and no consumer's schema needs dropping by
-hand. The DDL's column types are read back from Postgres itself (the statement is run once on
-a temporary table), so nothing parses SQL here.
+column is added (nullable); a column the lake no longer writes is dropped from a mart (unless a
+view reads it: then it stays, empty, and a note names the view) and kept, freed of NOT NULL, in
+staging, whose rows are history. `insert ... by name` works either way and no consumer's schema
+needs dropping by hand. The DDL's column types are read back from Postgres itself (the
+statement is run once on a temporary table), so nothing parses SQL here.
 
 A database whose encoding cannot hold the lake's text (LATIN1 and coin names in CJK, say) is
 refused before anything is written, naming a value it cannot hold.
@@ -68,13 +69,40 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[s
     return {str(n): (str(t), bool(nn)) for n, t, nn in rows}
 
 
+# Columns a release renamed, old name -> new: named in the note when an old one is dropped.
+RENAMED = {
+    "daily_return": "daily_return_ratio",
+    "volatility_7d": "volatility_7d_ratio",
+    "market_cap_share_pct": "tracked_market_cap_share_pct",
+}
+
+
+def _dependents(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> list[str]:
+    """Views (and rules) that read `column` of `relation`."""
+    rows = pg_rows(
+        con,
+        "select distinct format('%I.%I', n.nspname, c.relname) "
+        "from pg_depend as d join pg_rewrite as r on r.oid = d.objid "
+        "join pg_class as c on c.oid = r.ev_class "
+        "join pg_namespace as n on n.oid = c.relnamespace "
+        f"join pg_attribute as a on a.attrelid = d.refobjid and a.attnum = d.refobjsubid "
+        f"where d.refobjid = '{relation}'::regclass and a.attname = '{column}' "
+        "and c.oid <> d.refobjid order by 1",
+    )
+    return [str(r[0]) for r in rows]
+
+
 def evolve_table(
-    con: duckdb.DuckDBPyConnection, *, schema: str, name: str, create: str
+    con: duckdb.DuckDBPyConnection, *, schema: str, name: str, create: str, derived: bool
 ) -> list[str]:
-    """Make `schema.name` take every column of its DDL statement `create`; returns the changes.
+    """Give `schema.name` every column of its DDL statement `create`; returns notes for users.
 
     Runs in DuckDB's current Postgres transaction, right after `create` (so the table exists).
-    Raises PublishError for a column whose type changed: that needs a person to decide.
+    New columns are added. A column the lake no longer writes is dropped from a `derived`
+    table (a mart, refilled from gold: the column would only ever be empty), unless a view
+    reads it, in which case it stays, empty, and a note says so; elsewhere (staging, whose
+    rows are history) it keeps its data and loses NOT NULL. Raises PublishError for a column
+    whose type changed: that needs a person to decide.
     """
     probe = f"pg_temp.cryptolake_ddl_{name}"
     pg_execute(con, _CREATE_TABLE.sub(f"create temporary table {probe}", create, count=1))
@@ -82,24 +110,38 @@ def evolve_table(
         wanted = _columns(con, probe)
     finally:
         pg_execute(con, f"drop table {probe}")
-    existing = _columns(con, f"{schema}.{name}")
-    changes = []
+    relation = f"{schema}.{name}"
+    existing = _columns(con, relation)
+    changes, notes = [], []
     for column, (kind, _) in wanted.items():
         if column not in existing:
-            changes.append(f"alter table {schema}.{name} add column {column} {kind}")
+            changes.append(f"alter table {relation} add column {column} {kind}")
         elif existing[column][0] != kind:
             raise PublishError(
-                f"Postgres column {schema}.{name}.{column} is {existing[column][0]}, but this "
+                f"Postgres column {relation}.{column} is {existing[column][0]}, but this "
                 f"cryptolake writes {kind}: rename or drop that column (alter table "
-                f"{schema}.{name} ...) and publish again."
+                f"{relation} ...) and publish again."
             )
     for column, (_, not_null) in existing.items():
-        if column not in wanted and not_null:
-            changes.append(f"alter table {schema}.{name} alter column {column} drop not null")
+        if column in wanted:
+            continue
+        now = f" (now {RENAMED[column]})" if column in RENAMED else ""
+        readers = _dependents(con, relation, column) if derived else []
+        if derived and not readers:
+            changes.append(f"alter table {relation} drop column {column}")
+            notes.append(f"{relation}.{column} is no longer written{now}: dropped.")
+            continue
+        if not_null:
+            changes.append(f"alter table {relation} alter column {column} drop not null")
+        if readers:
+            notes.append(
+                f"{relation}.{column} is no longer written{now} and stays empty: "
+                f"{', '.join(readers)} still read(s) it; update them, then drop the column."
+            )
     if changes:
         pg_execute(con, "; ".join(changes))
-        log.info("evolved %s.%s: %s", schema, name, "; ".join(changes))
-    return changes
+        log.info("evolved %s: %s", relation, "; ".join(changes))
+    return notes
 
 
 def unencodable(values: Iterable[str], server_encoding: str) -> str | None:

@@ -26,7 +26,7 @@ from .ingest import IngestResult, ingest
 from .lake import LakePaths
 from .lock import LakeLock
 from .progress import ProgressCallback, ignore_progress
-from .publish import publish
+from .publish import PublishResult, publish
 from .settings import Settings
 from .silver import build_silver
 
@@ -166,7 +166,7 @@ def run(
 
 def _notes(outcome: object) -> list[str]:
     """What a stage's result has to say beyond its summary line."""
-    if isinstance(outcome, IngestResult):
+    if isinstance(outcome, IngestResult | PublishResult):
         return list(outcome.notes)
     if isinstance(outcome, GoldResult):
         return [
@@ -231,7 +231,7 @@ def _run_stage(
             result.summary = "no Postgres configured"
             result.detail = "set CRYPTOLAKE_POSTGRES_DSN or pass --postgres to publish"
             return None
-        published = publish(settings, progress=progress)
+        published = outcome = publish(settings, progress=progress)
         if published.up_to_date:
             result.summary = "up to date"
             result.detail = f"{published.target} already has this lake"

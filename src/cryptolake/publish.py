@@ -16,8 +16,8 @@ import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -28,7 +28,7 @@ from .duck import connect, quote_literal
 from .errors import ConfigError, LakeError, PublishError
 from .gold import GOLD_MODELS
 from .lake import LakePaths
-from .marts import count, replace_mart
+from .marts import count, refresh_start, replace_mart
 from .pgconnect import LOCK_TIMEOUT, describe_target, duckdb_dsn, publish_lock, scrub
 from .pgext import load_postgres_extension, pg_execute, pg_rows
 from .pgschema import check_encoding, ddl_statements, evolve_table
@@ -83,6 +83,7 @@ class PublishResult:
     tables: list[PublishedTable]
     snapshots_added: int
     up_to_date: bool = False
+    notes: list[str] = field(default_factory=list)  # schema changes users should know of
 
 
 def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -327,6 +328,7 @@ def _publish_in_transaction(
         "set local maintenance_work_mem = '512MB'"
     )
     tables: list[PublishedTable] = []
+    notes: list[str] = []
     # A first publish loads its days on worker connections, which connect now, while this
     # one runs the DDL, and load while it writes the marts (see staging.py); every later
     # publish loads its new days itself, inside its one transaction.
@@ -357,8 +359,14 @@ def _publish_in_transaction(
                     if index is None:
                         _pg(con, statement)
                         if statement.lower().startswith("create table"):
-                            # An older cryptolake's table gains the columns it lacks.
-                            evolve_table(con, schema=schema, name=name, create=statement)
+                            # An older cryptolake's table is brought up to this one's.
+                            notes += evolve_table(
+                                con,
+                                schema=schema,
+                                name=name,
+                                create=statement,
+                                derived=name in MARTS,
+                            )
                     elif name != STAGING:
                         indexes.append(statement)
                     elif not _exists(con, schema, index[1]):
@@ -387,12 +395,11 @@ def _publish_in_transaction(
                 con,
                 f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
             )
-            # Only new snapshots changed gold (same models, same currency): coin_daily changes
-            # from the day before the earliest new snapshot on (that day's close is the new
-            # day's first price); else every mart is replaced whole.
+            # Only new snapshots changed gold (same models, same currency): coin_daily is
+            # rewritten from the first day they change on; else every mart is whole.
             since = None
             if new_snapshots and not force and published.fingerprint == build.fingerprint:
-                since = (date.fromisoformat(new_snapshots[0][:10]) - timedelta(days=1)).isoformat()
+                since = refresh_start(con, schema, date.fromisoformat(new_snapshots[0][:10]))
             for mart in MARTS:
                 t1 = time.perf_counter()
                 rows, mart_rows = replace_mart(con, schema, mart, since=since)
@@ -464,7 +471,7 @@ def _publish_in_transaction(
                 pass  # the connection is gone; Postgres rolls back on its own
             raise
     advance("committed")
-    return PublishResult(publish_id, target, schema, tables, len(new_snapshots))
+    return PublishResult(publish_id, target, schema, tables, len(new_snapshots), notes=notes)
 
 
 def _append_staging(

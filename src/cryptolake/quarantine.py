@@ -34,52 +34,77 @@ def quarantine_ddl(table: str, *, temporary: bool = False) -> str:
     return sql.replace("create table", "create temporary table", 1) if temporary else sql
 
 
-def quarantine_batch(
+def key_check(table: str, key: tuple[str, ...], text_key: tuple[str, ...]) -> CheckDef:
+    """The built-in row check every table gets: no NUL character in a text key column.
+
+    NUL characters are stripped from text (sanitize), so `bit\\u0000coin` would become
+    another row's key; such a row is set aside before that can happen.
+    """
+    condition = " or ".join(f"contains({c}, chr(0))" for c in text_key) or "false"
+    return CheckDef(
+        name=f"{table}_key_without_nul",
+        description=f"silver.{table}'s key ({', '.join(key)}) holds no NUL character.",
+        on_fail="quarantine",
+        sql=f"select * from silver.{table} where {condition}",
+        table=table,
+    )
+
+
+def quarantine_batches(
     con: duckdb.DuckDBPyConnection,
     *,
-    table: str,
-    key: tuple[str, ...],
+    batches: dict[str, tuple[str, tuple[str, ...]]],
     checks: Iterable[CheckDef],
-    batch: str = "batch",
 ) -> dict[str, int]:
-    """Move the rows of temp table `batch` that fail `table`'s checks into `quarantine_rows`.
+    """Move rows that fail a check out of the batch temp tables into `quarantine_rows`.
 
-    Each check is run as written, with `silver.<table>` standing for the batch. Returns the
-    rows each check set aside (a row failing two checks is recorded twice, removed once).
+    `batches` maps each silver table to (its batch's temp table, its key). Each check runs as
+    written, with `silver.<table>` standing for that table's batch, so a check may compare
+    tables (a snapshot's coins against its /global). Returns the rows each check set aside
+    (a row failing two checks is recorded twice, removed once).
     """
     con.execute(quarantine_ddl(ROWS, temporary=True))
-    con.execute(f"delete from {ROWS} where table_name = ?", [table])
+    con.execute(f"delete from {ROWS}")
     con.execute("create schema if not exists silver")
-    con.execute(f"create or replace view silver.{table} as select * from {batch}")
+    for table, (batch, _) in batches.items():
+        con.execute(f"create or replace view silver.{table} as select * from {batch}")
     counts: dict[str, int] = {}
     try:
         for check in checks:
-            if check.table != table:
+            if check.table not in batches:
                 continue
-            con.execute(f"create or replace temp table failing as {check.sql}")
-            columns = {r[0] for r in con.execute("describe failing").fetchall()}
-            needed = {*key, "run_id", "snapshot_at"}
-            if not needed <= columns:
-                raise TransformError(
-                    f"Check {check.name} quarantines rows of silver.{table}, so it must select "
-                    f"their key columns ({', '.join(sorted(needed))}); use `select *`."
-                )
-            row = con.execute("select count(*) from failing").fetchone()
-            counts[check.name] = found = int(row[0]) if row else 0
-            if not found:
-                continue
-            row_key = ", ".join(f"{quote_literal(k)}, failing.{k}" for k in key)
-            con.execute(
-                f"insert into {ROWS} select ?, ?, ?, json_object({row_key}), failing.run_id, "
-                "failing.snapshot_at, to_json(failing), now() from failing",
-                [table, check.name, check.description],
-            )
-            matches = " and ".join(f"{batch}.{k} = failing.{k}" for k in key)
-            con.execute(f"delete from {batch} using failing where {matches}")
+            batch, key = batches[check.table]
+            counts[check.name] = _quarantine_one(con, check, batch=batch, key=key)
     finally:
-        con.execute(f"drop view if exists silver.{table}")
+        for table in batches:
+            con.execute(f"drop view if exists silver.{table}")
         con.execute("drop table if exists failing")
     return counts
+
+
+def _quarantine_one(
+    con: duckdb.DuckDBPyConnection, check: CheckDef, *, batch: str, key: tuple[str, ...]
+) -> int:
+    con.execute(f"create or replace temp table failing as {check.sql}")
+    columns = {r[0] for r in con.execute("describe failing").fetchall()}
+    needed = {*key, "run_id", "snapshot_at"}
+    if not needed <= columns:
+        raise TransformError(
+            f"Check {check.name} quarantines rows of silver.{check.table}, so it must select "
+            f"their key columns ({', '.join(sorted(needed))}); use `select *`."
+        )
+    row = con.execute("select count(*) from failing").fetchone()
+    found = int(row[0]) if row else 0
+    if found:
+        row_key = ", ".join(f"{quote_literal(k)}, failing.{k}" for k in key)
+        con.execute(
+            f"insert into {ROWS} select ?, ?, ?, json_object({row_key}), failing.run_id, "
+            "failing.snapshot_at, to_json(failing), now() from failing",
+            [check.table, check.name, check.description],
+        )
+        matches = " and ".join(f"{batch}.{k} = failing.{k}" for k in key)
+        con.execute(f"delete from {batch} using failing where {matches}")
+    return found
 
 
 def write_quarantine(

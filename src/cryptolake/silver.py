@@ -16,51 +16,45 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from .bronze import Manifest, read_manifest, read_manifests, run_manifest_paths
-from .checkdefs import check_defs
+from .checkdefs import CheckDef, check_defs
 from .duck import connect, quote_literal
 from .errors import LakeError, TransformError
 from .lake import LakePaths, atomic_write
 from .progress import Progress, ProgressCallback, ignore_progress
-from .quarantine import drop_stale, quarantine_batch, write_quarantine
-from .sanitize import Sanitized, sanitize
+from .quarantine import drop_stale, key_check, quarantine_batches, write_quarantine
+from .sanitize import Sanitized, null_non_finite, strip_nul
 from .settings import Settings
-from .sqlfiles import load_sql
+from .silver_io import PARTITION, PARTITION_FILE, SilverTable, count_rows, load_batch, merge_batch
+
+__all__ = [
+    "PARTITION",
+    "PARTITION_FILE",
+    "TABLES",
+    "SilverResult",
+    "SilverTable",
+    "TableResult",
+    "build_silver",
+    "pending_runs",
+    "processed_runs",
+    "silver_views_sql",
+]
 
 log = logging.getLogger(__name__)
 
-PARTITION = "snapshot_date"
-PARTITION_FILE = "data_0.parquet"
 # Every transform (a full refresh, or the first one over a year of bronze) reads bronze a few
 # weeks at a time: memory stays bounded on any lake size, and each COPY writes few partitions.
 # DuckDB splits a partition into data_0, data_1, ... once a COPY has more than
 # `partitioned_write_max_open_files` (100) partitions open, so keep this well below that.
 BATCH_DAYS = 14
-
-
-@dataclass(frozen=True, slots=True)
-class SilverTable:
-    name: str
-    dataset: str
-    key: tuple[str, ...]
-    sort: str
-
-    def folder(self, lake: LakePaths) -> Path:
-        return lake.silver / self.name
-
-    def glob(self, lake: LakePaths) -> str:
-        return str(self.folder(lake) / f"{PARTITION}=*" / "*.parquet")
 
 
 TABLES: tuple[SilverTable, ...] = (
@@ -193,13 +187,9 @@ def build_silver(
             progress(Progress("silver", table.name, 0, 0, "up to date"))
         return SilverResult(runs=[], tables=[], full_refresh=False)
 
-    results: list[TableResult] = []
     con = connect(settings)
     try:
-        for table in TABLES:
-            results.append(
-                _build_table(con, lake, table, runs, full_refresh=full_refresh, progress=progress)
-            )
+        results = _build_tables(con, lake, runs, full_refresh=full_refresh, progress=progress)
     except duckdb.Error as exc:
         raise TransformError(
             f"Building silver failed: {exc}. Silver keeps its previous content; fix the cause "
@@ -211,6 +201,109 @@ def build_silver(
     done = set() if full_refresh else processed_runs(lake)
     _write_state(lake, done | {m.run_id for m in runs})
     return SilverResult(runs=[m.run_id for m in runs], tables=results, full_refresh=full_refresh)
+
+
+def _row_checks() -> list[CheckDef]:
+    """The quarantine checks: each table's built-in key check, then the SQL ones."""
+    built_in = [
+        key_check(t.name, t.key, tuple(k for k in t.key if k != "snapshot_at"))
+        for t in TABLES
+        if any(k != "snapshot_at" for k in t.key)
+    ]
+    return built_in + check_defs(on_fail=("quarantine",))
+
+
+@dataclass
+class _Tally:
+    """What a build did to one table, summed over its batches."""
+
+    rows_added: int = 0
+    written: set[str] = field(default_factory=set)
+    sanitized: Sanitized = field(default_factory=Sanitized)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _build_tables(
+    con: duckdb.DuckDBPyConnection,
+    lake: LakePaths,
+    runs: Sequence[Manifest],
+    *,
+    full_refresh: bool,
+    progress: ProgressCallback,
+) -> list[TableResult]:
+    """Every table, a batch of runs at a time: load, clean, quarantine, merge.
+
+    All tables' rows of a batch are loaded before any check runs, so a check may compare
+    them (a snapshot's coins against its /global); the quarantine files are written before
+    the partitions they concern are swapped in.
+    """
+    batches = _batches(runs, BATCH_DAYS)
+    checks = _row_checks()
+    tally = {t.name: _Tally() for t in TABLES}
+    for table in TABLES:
+        progress(Progress("silver", table.name, 0, len(batches)))
+    for done, batch in enumerate(batches, start=1):
+        for table in TABLES:
+            t0 = time.perf_counter()
+            repaired = load_batch(con, lake, table, batch, into=f"batch_{table.name}")
+            non_finite = null_non_finite(con, f"batch_{table.name}")
+            tally[table.name].sanitized += Sanitized(non_finite=non_finite, bad_unicode=repaired)
+            tally[table.name].seconds += time.perf_counter() - t0
+        set_aside = quarantine_batches(
+            con, batches={t.name: (f"batch_{t.name}", t.key) for t in TABLES}, checks=checks
+        )
+        for table in TABLES:
+            t0 = time.perf_counter()
+            mine = tally[table.name]
+            for check in checks:
+                if check.table == table.name and set_aside.get(check.name):
+                    mine.quarantined[check.name] = (
+                        mine.quarantined.get(check.name, 0) + set_aside[check.name]
+                    )
+            mine.sanitized += Sanitized(nul_chars=strip_nul(con, f"batch_{table.name}"))
+            write_quarantine(con, lake, table=table.name, run_ids=[m.run_id for m in batch])
+            added, dates = merge_batch(
+                con, lake, table, rows=f"batch_{table.name}", full_refresh=full_refresh
+            )
+            mine.rows_added += added
+            mine.written.update(dates)
+            mine.seconds += time.perf_counter() - t0
+            progress(
+                Progress(
+                    "silver", table.name, done, len(batches), f"{len(mine.written)} partitions"
+                )
+            )
+    results = []
+    for table in TABLES:
+        mine = tally[table.name]
+        if full_refresh:
+            _drop_stale_partitions(lake, table, mine.written)
+            mine.rows_added = count_rows(
+                con, list(table.folder(lake).glob(f"{PARTITION}=*/{PARTITION_FILE}"))
+            )
+            drop_stale(lake, table=table.name, keep={m.run_id for m in runs})
+        results.append(
+            TableResult(
+                table=table.name,
+                runs=len(runs),
+                rows_added=mine.rows_added,
+                partitions_written=len(mine.written),
+                seconds=mine.seconds,
+                sanitized=mine.sanitized,
+                quarantined=mine.quarantined,
+            )
+        )
+    return results
+
+
+def _drop_stale_partitions(lake: LakePaths, table: SilverTable, written: set[str]) -> None:
+    """After a full refresh: partitions no complete run is behind any more (bronze removed)."""
+    folder = table.folder(lake)
+    if folder.exists():
+        for stale in folder.glob(f"{PARTITION}=*"):
+            if stale.name.split("=", 1)[1] not in written:
+                shutil.rmtree(stale)
 
 
 def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:
@@ -225,175 +318,6 @@ def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:
             dates = set()
         dates.add(run.ingest_date)
     return batches
-
-
-def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.Table:
-    rows: dict[str, list[object]] = {
-        "path": [],
-        "run_id": [],
-        "snapshot_at": [],
-        "vs_currency": [],
-        "page": [],
-        "trimmed_ids": [],
-    }
-    for run in runs:
-        for entry in run.files:
-            if entry.dataset != dataset:
-                continue
-            rows["path"].append(str(lake.root / entry.path))
-            rows["run_id"].append(run.run_id)
-            rows["snapshot_at"].append(run.started_at)
-            rows["vs_currency"].append(run.vs_currency)
-            rows["page"].append(entry.page)
-            rows["trimmed_ids"].append(entry.trimmed_ids)
-    return pa.table(
-        {
-            "path": pa.array(rows["path"], pa.string()),
-            "run_id": pa.array(rows["run_id"], pa.string()),
-            "snapshot_at": pa.array(rows["snapshot_at"], pa.string()),
-            "vs_currency": pa.array(rows["vs_currency"], pa.string()),
-            "page": pa.array(rows["page"], pa.int32()),
-            "trimmed_ids": pa.array(rows["trimmed_ids"], pa.list_(pa.string())),
-        }
-    )
-
-
-def _build_table(
-    con: duckdb.DuckDBPyConnection,
-    lake: LakePaths,
-    table: SilverTable,
-    runs: Sequence[Manifest],
-    *,
-    full_refresh: bool,
-    progress: ProgressCallback,
-) -> TableResult:
-    t0 = time.perf_counter()
-    model = load_sql(f"duckdb/silver/{table.name}.sql")
-    folder = table.folder(lake)
-    batches = _batches(runs, BATCH_DAYS)
-    written: set[str] = set()
-    rows_added = 0
-    sanitized = Sanitized()
-    quarantined: dict[str, int] = {}
-    checks = check_defs(on_fail=("quarantine",))
-    progress(Progress("silver", table.name, 0, len(batches)))
-    for done, batch in enumerate(batches, start=1):
-        files = _files_table(lake, batch, table.dataset)
-        if files.num_rows == 0:
-            continue
-        missing = [p for p in files.column("path").to_pylist() if not os.path.exists(p)]
-        if missing:
-            raise LakeError(
-                f"Bronze file {missing[0]} is listed in its run manifest but missing; "
-                "bronze is immutable, so restore it or move that run's manifest aside."
-            )
-        con.register("bronze_files_arrow", files)
-        con.execute(
-            "create or replace temp table bronze_files as select path, run_id, "
-            "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, trimmed_ids "
-            "from bronze_files_arrow"
-        )
-        con.unregister("bronze_files_arrow")
-        con.execute("set variable bronze_files = (select list(path) from bronze_files)")
-        con.execute(f"create or replace temp table batch as {model}")
-        sanitized += sanitize(con, "batch")
-        for check, rows in quarantine_batch(
-            con, table=table.name, key=table.key, checks=checks
-        ).items():
-            quarantined[check] = quarantined.get(check, 0) + rows
-        write_quarantine(con, lake, table=table.name, run_ids=[m.run_id for m in batch])
-        dates = [
-            str(r[0])
-            for r in con.execute(f"select distinct {PARTITION} from batch order by 1").fetchall()
-        ]
-        staged = lake.silver_staging / f"{table.name}-{uuid.uuid4().hex}"
-        lake.silver_staging.mkdir(parents=True, exist_ok=True)
-        existing = [
-            folder / f"{PARTITION}={d}" / PARTITION_FILE
-            for d in dates
-            if not full_refresh and (folder / f"{PARTITION}={d}" / PARTITION_FILE).exists()
-        ]
-        before = _count_rows(con, existing)
-        merged = _merge_sql(table, existing)
-        con.execute(
-            f"copy ({merged} order by {PARTITION}, {table.sort}) to {quote_literal(str(staged))} "
-            f"(format parquet, compression zstd, partition_by ({PARTITION}), "
-            "filename_pattern 'data_{i}', write_partition_columns false)"
-        )
-        for date in dates:
-            part = f"{PARTITION}={date}"
-            names = sorted(p.name for p in (staged / part).glob("*"))
-            if names != [PARTITION_FILE]:
-                # Only data_0 is swapped in: any other file would be rows silently lost.
-                raise TransformError(
-                    f"DuckDB wrote {names or 'no file'} for {table.name}/{part}, expected "
-                    f"{PARTITION_FILE} alone; that batch was not swapped in."
-                )
-        after = 0
-        for date in dates:
-            part = f"{PARTITION}={date}"
-            new_file = staged / part / PARTITION_FILE
-            after += _count_rows(con, [new_file])
-            target = folder / part / PARTITION_FILE
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(new_file, target)  # atomic: readers see the old or the new file
-            written.add(date)
-        rows_added += after - before
-        log.info(
-            "silver.%s: batch of %d run(s) -> %d partition(s), %+d rows",
-            table.name,
-            len(batch),
-            len(dates),
-            after - before,
-        )
-        shutil.rmtree(staged, ignore_errors=True)
-        progress(Progress("silver", table.name, done, len(batches), f"{len(written)} partitions"))
-    if full_refresh and folder.exists():
-        # Partitions with no complete run behind them any more (their bronze was removed).
-        for stale in folder.glob(f"{PARTITION}=*"):
-            if stale.name.split("=", 1)[1] not in written:
-                shutil.rmtree(stale)
-        rows_added = _count_rows(con, list(folder.glob(f"{PARTITION}=*/{PARTITION_FILE}")))
-        drop_stale(lake, table=table.name, keep={m.run_id for m in runs})
-    return TableResult(
-        table=table.name,
-        runs=len(runs),
-        rows_added=rows_added,
-        partitions_written=len(written),
-        seconds=time.perf_counter() - t0,
-        sanitized=sanitized,
-        quarantined=quarantined,
-    )
-
-
-def _count_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> int:
-    if not files:
-        return 0
-    listed = ", ".join(quote_literal(str(f)) for f in files)
-    # Parquet footers hold the row counts: no data is read.
-    row = con.execute(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata([{listed}])"
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _merge_sql(table: SilverTable, existing: Sequence[Path]) -> str:
-    """The batch's rows plus the rows already in the partitions it touches, one row per key."""
-    if not existing:
-        return "select * from batch"
-    listed = ", ".join(quote_literal(str(f)) for f in existing)
-    key = ", ".join(table.key)
-    # New rows win over stored ones with the same key: stored rows whose key is in the batch
-    # are left out. An anti join suffices, as both sides are already one row per key; the
-    # window it replaces ran as a group-by over every column (~0.5 s a 75k-row partition).
-    # A column added to the model since the stored file was written reads as null there
-    # (union by name).
-    return (
-        "select * from batch "
-        "union all by name "
-        f"select * from read_parquet([{listed}], hive_partitioning = true) as stored "
-        f"anti join batch using ({key})"
-    )
 
 
 def silver_views_sql(lake: LakePaths) -> dict[str, str]:

@@ -40,10 +40,13 @@ class LakeStatus:
     bronze: list[BronzeDataset]
     silver: list[SilverTableStatus]
     gold: dict[str, int]
-    latest_snapshot_at: datetime | None
+    latest_snapshot_at: datetime | None  # the newest snapshot gold is built from (or silver's)
     freshness_hours: float
     runs: list[RunRecord] = field(default_factory=list)
     quarantined_rows: int = 0  # rows row-level checks kept out of silver (silver.quarantine)
+    # Silver's newest snapshot when gold is not built from it (its audit failed, or no
+    # transform since): what `transform` would add.
+    silver_ahead_at: datetime | None = None
 
     @property
     def age_hours(self) -> float | None:
@@ -98,12 +101,15 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
 
     gold: dict[str, int] = {}
     history: list[RunRecord] = []
+    silver_latest = latest
     if lake.database.exists():
         try:
-            gold = _gold_counts(settings, lake)
+            gold, gold_latest = _gold_counts(settings, lake)
             history = recent_runs(settings, limit=runs)
         except duckdb.Error:
             pass  # another process holds the database for writing; show the rest
+        else:
+            latest = gold_latest or latest
     return LakeStatus(
         lake=str(lake.root),
         complete_runs=len(complete),
@@ -116,6 +122,9 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         freshness_hours=settings.freshness_hours,
         runs=history,
         quarantined_rows=quarantined,
+        silver_ahead_at=silver_latest
+        if silver_latest and latest and silver_latest > latest
+        else None,
     )
 
 
@@ -142,7 +151,9 @@ def _latest_snapshot(con: duckdb.DuckDBPyConnection, newest_partition: str) -> d
     return value if isinstance(value, datetime) else None
 
 
-def _gold_counts(settings: Settings, lake: LakePaths) -> dict[str, int]:
+def _gold_counts(settings: Settings, lake: LakePaths) -> tuple[dict[str, int], datetime | None]:
+    """Rows per gold table, and the newest snapshot gold is built from (None before builds
+    recorded it)."""
     con = connect(settings, lake.database, read_only=True)
     try:
         existing = {
@@ -156,6 +167,15 @@ def _gold_counts(settings: Settings, lake: LakePaths) -> dict[str, int]:
             if name in existing:
                 row = con.execute(f"select count(*) from gold.{name}").fetchone()
                 counts[name] = int(row[0]) if row else 0
-        return counts
+        try:
+            rows = (
+                con.execute("select max(snapshot_at) as latest from meta.snapshots")
+                .to_arrow_table()
+                .to_pylist()
+            )
+        except duckdb.CatalogException:
+            rows = []
+        value = rows[0]["latest"] if rows else None
+        return counts, value if isinstance(value, datetime) else None
     finally:
         con.close()

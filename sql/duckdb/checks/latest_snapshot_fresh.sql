@@ -1,7 +1,9 @@
--- The latest market snapshot is newer than the freshness limit (CRYPTOLAKE_FRESHNESS_HOURS).
+-- The latest snapshot gold is built from is newer than the limit (CRYPTOLAKE_FRESHNESS_HOURS).
 -- on_fail: warn
+-- meta.snapshots lists the snapshots the lake database's gold was built from: a snapshot in
+-- silver whose gold failed its audit does not make the lake fresh.
 with latest as (
-    select max(snapshot_at) as latest_snapshot_at from silver.market_snapshots
+    select max(snapshot_at) as latest_snapshot_at from meta.snapshots
 )
 
 select

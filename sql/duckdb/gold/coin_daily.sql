@@ -4,9 +4,10 @@
 -- after 00:00 UTC of the next day. Until then its row is provisional: is_complete_day is
 -- false, its close is the latest price so far, and it has no return.
 -- The close of a complete day D is the price at 00:00 UTC of D+1 (CoinGecko's convention),
--- read from the snapshot nearest that instant: the coin's last of D or its first of D+1,
--- whichever is closer (close_at says which). The open is read the same way at 00:00 UTC of D,
--- so a day opens at the previous day's close; high and low span the day's snapshots and both.
+-- read from the snapshot nearest that instant, if one is within 12 hours of it: the coin's
+-- last of D or its first of D+1 (close_at says which); with none that near, D has no close.
+-- The open is read the same way at 00:00 UTC of D, so a day opens at the previous day's
+-- close; high and low span the day's snapshots and both.
 -- daily_return_ratio is the close over the previous day's close, minus 1, only between two
 -- consecutive complete days; volatility_7d_ratio is the sample standard deviation of the last
 -- 7 daily returns, null until all 7 exist. Both are ratios (0.012 = 1.2%), not percents.
@@ -69,29 +70,51 @@ neighbours as (
 ),
 
 boundaries as (
+    -- How far each candidate for the price at a midnight is from it, in seconds.
     select
         *,
-        -- Nearest to midnight wins; a tie goes to the snapshot after it. Both rules pick the
-        -- same snapshot for D's close and D+1's open.
+        starts_s - epoch(previous_last_at) as open_before_s,
+        epoch(first_at) - starts_s as open_after_s,
+        starts_s + 86400 - epoch(last_at) as close_before_s,
+        epoch(next_first_at) - (starts_s + 86400) as close_after_s
+    from neighbours
+),
+
+choices as (
+    -- The nearer candidate within 12 hours wins, a tie going to the one after midnight; the
+    -- same rule closes a day and opens the next, and no snapshot closes two days.
+    select
+        *,
         coalesce(
-            starts_s - epoch(previous_last_at) < epoch(first_at) - starts_s, false
+            open_before_s < 43200 and (open_after_s > 43200 or open_before_s < open_after_s),
+            false
         ) as opens_at_previous_close,
         coalesce(
-            is_complete_day
-            and epoch(next_first_at) - (starts_s + 86400) <= (starts_s + 86400) - epoch(last_at),
+            close_after_s <= 43200
+            and (close_before_s >= 43200 or close_after_s <= close_before_s),
             false
         ) as closes_on_next_day
-    from neighbours
+    from boundaries
 ),
 
 candles as (
     select
         *,
-        case when opens_at_previous_close then previous_last_price else first_price end
-            as open_price,
-        case when closes_on_next_day then next_first_price else last_price end as close_price,
-        case when closes_on_next_day then next_first_at else last_at end as close_at
-    from boundaries
+        case
+            when opens_at_previous_close then previous_last_price
+            when open_after_s <= 43200 then first_price
+        end as open_price,
+        case
+            when not is_complete_day then last_price  -- provisional: the latest so far
+            when closes_on_next_day then next_first_price
+            when close_before_s < 43200 then last_price
+        end as close_price,
+        case
+            when not is_complete_day then last_at
+            when closes_on_next_day then next_first_at
+            when close_before_s < 43200 then last_at
+        end as close_at
+    from choices
 ),
 
 returns as (

@@ -27,6 +27,7 @@ from ..publish import PublishResult, publish
 from ..settings import Settings
 from ..shell import EXAMPLE_QUERIES, shell_argv
 from ..silver import SilverResult, build_silver
+from ..status import lake_status
 from .render import console, err_console, progress_bars, setup_logging, summary_table
 
 app = typer.Typer(
@@ -326,6 +327,15 @@ def check_cmd(lake: LakeOpt = None) -> None:
                     [list(q) for q in quarantined],
                 )
             )
+        ahead = lake_status(settings, runs=0).silver_ahead_at
+        if ahead is not None:
+            render_notes(
+                [
+                    f"these checks ran on the lake's gold, which is not built from silver's "
+                    f"newest snapshot ({ahead:%Y-%m-%d %H:%M %Z}): the last transform failed "
+                    "its checks or has not run since; run `cryptolake transform`."
+                ]
+            )
         failed = [r for r in results if r.blocks]
         if failed:
             raise ChecksFailed(failed)
@@ -411,6 +421,7 @@ def render_publish(result: PublishResult) -> None:
             [[t.table, t.rows_written, t.rows_now, round(t.seconds, 2)] for t in result.tables],
         )
     )
+    render_notes(result.notes)
 
 
 @app.command("publish")

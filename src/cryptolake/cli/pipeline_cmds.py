@@ -151,6 +151,14 @@ def render_status(status: LakeStatus) -> None:
             f"latest snapshot {latest} ({_age(status.age_hours)} old, limit "
             f"{status.freshness_hours:g} h): {fresh}"
         )
+    if status.silver_ahead_at is not None:
+        console.print(
+            f"[yellow]silver holds a newer snapshot "
+            f"({status.silver_ahead_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}) than gold is built "
+            "from[/]: the last transform failed its checks or has not run; `cryptolake "
+            "transform` says which.",
+            highlight=False,
+        )
     console.print(
         summary_table(
             f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
@@ -235,6 +243,9 @@ def status_cmd(
             "lake": status.lake,
             "latest_snapshot_at": status.latest_snapshot_at.isoformat()
             if status.latest_snapshot_at
+            else None,
+            "silver_ahead_at": status.silver_ahead_at.isoformat()
+            if status.silver_ahead_at
             else None,
             "age_hours": status.age_hours,
             "is_fresh": status.is_fresh,
