@@ -8,14 +8,16 @@ fields converted at those totals' ratio: the figures CoinGecko's own conversion 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cryptolake.checks import run_checks
 from cryptolake.errors import LakeError
 from cryptolake.gold import build_gold
 from cryptolake.silver import build_silver
+from cryptolake.status import lake_status
 
 from .conftest import GLOBAL, MARKETS, fixture_bytes
 from .lakes import T0, land, settings_for
@@ -108,3 +110,18 @@ def test_a_lake_of_two_currencies_builds_the_latest_or_the_one_asked_for(lake: P
     assert (
         usd.lake_version.split("-")[0] != build_gold(settings_for(lake)).lake_version.split("-")[0]
     )
+
+
+def test_freshness_is_that_of_the_currency_gold_is_built_for(lake: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    land(lake, MARKETS, at=now - timedelta(hours=72), vs_currency="usd")
+    land(lake, converted("eur"), at=now - timedelta(hours=1), vs_currency="eur")
+    build_silver(settings_for(lake))
+    day = settings_for(lake).with_(freshness_hours=24.0)
+    build_gold(day.with_(vs_currency="usd"))  # gold from a 72-hour-old snapshot
+    status = lake_status(day)
+    assert status.latest_snapshot_at == now - timedelta(hours=72)
+    assert not status.is_fresh
+    assert status.silver_ahead_at is None  # silver holds nothing newer in usd
+    (fresh,) = [r for r in run_checks(day) if r.name == "latest_snapshot_fresh"]
+    assert not fresh.passed

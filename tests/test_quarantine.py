@@ -136,15 +136,60 @@ def test_a_snapshot_at_odds_with_its_global_is_set_aside_whole(lake: Path) -> No
     # whole market. Every figure built on that snapshot would be wrong.
     land(lake, changed(ethereum={"market_cap": RECORDS[1]["market_cap"] * 1000}), at=T0 + SIX_H)
     silver = build_silver(settings_for(lake))
-    assert silver.quarantined == {"market_snapshots_within_global_total": 100}
+    # Every table's rows of that snapshot: its coins, its /global, its categories.
+    assert silver.quarantined == {"market_snapshots_within_global_total": 100 + 1 + 90}
+    assert {t.table: t.quarantined for t in silver.tables} == {
+        "market_snapshots": {"market_snapshots_within_global_total": 100},
+        "global_snapshots": {"market_snapshots_within_global_total": 1},
+        "category_snapshots": {"market_snapshots_within_global_total": 90},
+    }
     build_gold(settings_for(lake))  # passes: the snapshot is not in silver
     assert gold(lake, "crypto_analytics_mart") == before
+    (day,) = gold(lake, "market_daily")  # the day's figures are the good snapshot's, all of them
+    assert day["last_snapshot_at"] == "2026-02-15 15:47:00+00"
     # A good snapshot after it goes through; the bad one never reaches gold.
     land(lake, at=T0 + 2 * SIX_H)
     build_silver(settings_for(lake))
     build_gold(settings_for(lake))
     snapshots = {r["snapshot_at"] for r in lake_sql(lake, "select * from meta.snapshots")}
     assert snapshots == {"2026-02-15 15:47:00+00", "2026-02-16 03:47:00+00"}
+
+
+def test_a_snapshot_whose_global_is_wrong_is_set_aside_whole(lake: Path) -> None:
+    land(lake, at=T0)
+    body = json.loads(fixture_bytes(GLOBAL))
+    body["data"]["total_market_cap"]["usd"] /= 10  # the /global is the wrong one this time
+    land(lake, at=T0 + SIX_H, global_body=json.dumps(body).encode())
+    silver = build_silver(settings_for(lake))
+    assert silver.quarantined == {"market_snapshots_within_global_total": 191}
+    build_gold(settings_for(lake))
+    (day,) = gold(lake, "market_daily")
+    assert (
+        day["total_market_cap"]
+        == json.loads(fixture_bytes(GLOBAL))["data"]["total_market_cap"]["usd"]
+    )
+    assert {r["snapshot_at"] for r in gold(lake, "category_leaderboard")} == {
+        "2026-02-15 15:47:00+00"
+    }
+
+
+def test_silver_of_an_older_cryptolake_is_rebuilt_from_bronze(lake: Path) -> None:
+    land(lake, changed(ethereum={"market_cap": RECORDS[1]["market_cap"] * 1000}), at=T0)
+    build_silver(settings_for(lake))
+    # As an older cryptolake left it: its rows in silver (it had no such check), and a state
+    # file without a format.
+    state = lake / "silver" / "_state" / "processed_runs.json"
+    state.write_text(json.dumps({"runs": json.loads(state.read_text())["runs"]}))
+    land(lake, at=T0 + SIX_H)
+    silver = build_silver(settings_for(lake))
+    assert silver.full_refresh and len(silver.runs) == 2
+    assert silver.notes == [
+        "silver was built by an older cryptolake: rebuilt from bronze (a full refresh) so that "
+        "every row is cleaned and checked as new rows are."
+    ]
+    assert silver.quarantined == {"market_snapshots_within_global_total": 191}
+    assert json.loads(state.read_text())["format"] == 2
+    assert not build_silver(settings_for(lake)).changed  # and then incremental again
 
 
 def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
@@ -187,7 +232,7 @@ def test_a_key_that_holds_a_nul_is_set_aside_not_merged_into_another_coin(lake: 
     # Stripped of its NUL, "bit\u0000coin" would become bitcoin's key: two bitcoins.
     land(lake, changed(**{"wrapped-bitcoin": {"id": "bit\u0000coin"}}), at=T0)
     silver = build_silver(settings_for(lake))
-    assert silver.quarantined == {"market_snapshots_key_without_nul": 1}
+    assert silver.quarantined == {"market_snapshots_key_clean": 1}
     bitcoin = [r for r in silver_rows(lake) if r["coin_id"] == "bitcoin"]
     assert [r["current_price"] for r in bitcoin] == [RECORDS[0]["current_price"]]
     build_gold(settings_for(lake))  # keys unique: the audit passes
@@ -208,5 +253,15 @@ def test_a_lone_surrogate_in_a_name_is_repaired_not_a_wedge(lake: Path) -> None:
     assert rows["bitcoin"]["name"] == "Bitcoin \U0001f680"  # a whole pair is left as it is
     assert len(rows) == 100
     assert rows["tether"]["current_price"] == RECORDS[2]["current_price"]
+    assert "1 text value(s) with invalid Unicode repaired" in silver.describe_cleaning()
     land(lake, at=T0 + SIX_H)  # later runs go on
     assert len(build_silver(settings_for(lake)).runs) == 1
+
+
+def test_ids_that_only_differ_in_invalid_unicode_never_merge(lake: Path) -> None:
+    # Both become "coin\ufffdx" once repaired: neither may pose as the other.
+    land(lake, changed(ripple={"id": "coin\ud800x"}, cardano={"id": "coin\udc00x"}), at=T0)
+    silver = build_silver(settings_for(lake))
+    assert silver.quarantined == {"market_snapshots_key_clean": 1}
+    coins = {r["coin_id"] for r in silver_rows(lake)}
+    assert len(coins) == 98 and not any("\ufffd" in c for c in coins)

@@ -23,11 +23,9 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 522, 524
 # 1009: the IP or its country is banned; 1010: the client's signature).
 CDN_RATE_LIMIT = 1015
 CDN_BLOCKS = frozenset({1006, 1007, 1008, 1009, 1010, 1012, 1020})
-# `error code: 1015` (text/plain, to API clients), `Error 1020` or `<span class="cf-error-code">
-# 1015</span>` (its HTML pages), and the Ray ID support asks for.
-_CDN_CODE = re.compile(
-    rb"(?:cf-error-code[^>]*>\s*|error(?:\s+code)?[\s:]*)(10\d\d)\b", re.IGNORECASE
-)
+# `error code: 1015` (text/plain, to API clients) and its HTML pages' `Error</span> <span>1015`,
+# `cf-error-code">1020` or `errorCode:1015`; then the Ray ID support asks for.
+_CDN_CODE = re.compile(rb"error(?:[\s_:\"'=>-]|code|<[^>]*>)*(10\d\d)\b", re.IGNORECASE)
 _RAY_ID = re.compile(rb"Ray ID:?\s*(?:<[^>]*>\s*)*([0-9a-f]{16})\b", re.IGNORECASE)
 # How servers phrase a failure that retrying may cure, in an error body sent with HTTP 200.
 _TRANSIENT_MESSAGE = re.compile(

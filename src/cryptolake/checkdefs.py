@@ -28,7 +28,7 @@ from .sqlfiles import load_sql, sql_names
 
 OnFail = Literal["block", "quarantine", "warn"]
 _KINDS: dict[str, OnFail] = {"block": "block", "quarantine": "quarantine", "warn": "warn"}
-_DIRECTIVE = re.compile(r"--\s*on_fail:\s*(\w+)\s*$")
+_DIRECTIVE = re.compile(r"--\s*on_fail:\s*(\w+)(\s+whole\s+snapshot)?\s*$")
 _SILVER_TABLE = re.compile(r"\bfrom\s+silver\.(\w+)", re.IGNORECASE)
 
 
@@ -39,16 +39,20 @@ class CheckDef:
     on_fail: OnFail
     sql: str
     table: str | None = None  # the silver table a quarantine check reads
+    # A quarantine check whose rows condemn their whole snapshot: every table's rows of it
+    # go (`-- on_fail: quarantine whole snapshot`).
+    whole_snapshot: bool = False
 
 
 def _parse(name: str, sql: str) -> CheckDef:
     description = "(no description)"
     on_fail: str = "block"
+    whole_snapshot = False
     for line in sql.splitlines():
         if not line.startswith("--"):
             break
         if directive := _DIRECTIVE.match(line):
-            on_fail = directive[1]
+            on_fail, whole_snapshot = directive[1], bool(directive[2])
         elif description == "(no description)":
             description = line.lstrip("- ").strip()
     kind = _KINDS.get(on_fail)
@@ -65,7 +69,9 @@ def _parse(name: str, sql: str) -> CheckDef:
                 "silver.<table> where ...`."
             )
         table = tables[-1]  # the table of its final select: the one rows are taken from
-    return CheckDef(name, description, kind, sql, table)
+    if whole_snapshot and kind != "quarantine":
+        raise CryptolakeError(f"Check {name}: only a quarantine check takes 'whole snapshot'.")
+    return CheckDef(name, description, kind, sql, table, whole_snapshot)
 
 
 def check_defs(*, on_fail: tuple[OnFail, ...] = ("block", "quarantine", "warn")) -> list[CheckDef]:

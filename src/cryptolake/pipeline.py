@@ -129,7 +129,12 @@ def run(
                 t0 = time.perf_counter()
                 try:
                     outcome = _run_stage(
-                        settings, result, sample=sample, progress=progress, audited=audited
+                        settings,
+                        result,
+                        sample=sample,
+                        progress=progress,
+                        audited=audited,
+                        notes=notes,
                     )
                     if isinstance(outcome, GoldResult):
                         audited = outcome.checks
@@ -183,8 +188,9 @@ def _run_stage(
     sample: bool,
     progress: ProgressCallback,
     audited: list[CheckResult] | None,
+    notes: list[str],
 ) -> object:
-    """Run one stage into `result`; returns the stage's own result object."""
+    """Run one stage into `result`; returns the stage's own result object; adds to `notes`."""
     outcome: object = None
     if result.stage == "ingest":
         ingested = outcome = ingest(settings, sample=sample, progress=progress)
@@ -194,6 +200,7 @@ def _run_stage(
     elif result.stage == "transform":
         silver = build_silver(settings, progress=progress)
         gold = outcome = build_gold(settings, progress=progress)
+        notes.extend(silver.notes)
         result.rows = {f"silver.{t.table}": t.rows_added for t in silver.tables}
         result.rows |= {f"gold.{t.table}": t.rows for t in gold.tables}
         result.rows |= {f"quarantined.{c}": n for c, n in silver.quarantined.items()}
@@ -201,6 +208,8 @@ def _run_stage(
             result.rows["non_finite_nulled"] = silver.sanitized.non_finite
         if silver.sanitized.nul_chars:
             result.rows["nul_chars_removed"] = silver.sanitized.nul_chars
+        if silver.sanitized.bad_unicode:
+            result.rows["invalid_unicode_repaired"] = silver.sanitized.bad_unicode
         added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
         result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
         result.detail = (

@@ -35,15 +35,20 @@ def quarantine_ddl(table: str, *, temporary: bool = False) -> str:
 
 
 def key_check(table: str, key: tuple[str, ...], text_key: tuple[str, ...]) -> CheckDef:
-    """The built-in row check every table gets: no NUL character in a text key column.
+    """The built-in row check every table gets: a text key column is clean text.
 
     NUL characters are stripped from text (sanitize), so `bit\\u0000coin` would become
-    another row's key; such a row is set aside before that can happen.
+    another row's key; a key with U+FFFD had a lone surrogate replaced (silver_io), so two
+    different ids may have become one. Such a row is set aside before it can merge.
     """
-    condition = " or ".join(f"contains({c}, chr(0))" for c in text_key) or "false"
+    condition = (
+        " or ".join(f"contains({c}, chr(0)) or contains({c}, '\ufffd')" for c in text_key)
+        or "false"
+    )
     return CheckDef(
-        name=f"{table}_key_without_nul",
-        description=f"silver.{table}'s key ({', '.join(key)}) holds no NUL character.",
+        name=f"{table}_key_clean",
+        description=f"silver.{table}'s key ({', '.join(key)}) holds no NUL character and no "
+        "replaced invalid Unicode.",
         on_fail="quarantine",
         sql=f"select * from silver.{table} where {condition}",
         table=table,
@@ -55,42 +60,70 @@ def quarantine_batches(
     *,
     batches: dict[str, tuple[str, tuple[str, ...]]],
     checks: Iterable[CheckDef],
-) -> dict[str, int]:
+) -> dict[tuple[str, str], int]:
     """Move rows that fail a check out of the batch temp tables into `quarantine_rows`.
 
     `batches` maps each silver table to (its batch's temp table, its key). Each check runs as
     written, with `silver.<table>` standing for that table's batch, so a check may compare
-    tables (a snapshot's coins against its /global). Returns the rows each check set aside
-    (a row failing two checks is recorded twice, removed once).
+    tables (a snapshot's coins against its /global). A check that sets aside whole snapshots
+    takes every table's rows of them. Returns the rows set aside per (table, check) (a row
+    failing two checks is recorded twice, removed once).
     """
     con.execute(quarantine_ddl(ROWS, temporary=True))
     con.execute(f"delete from {ROWS}")
     con.execute("create schema if not exists silver")
     for table, (batch, _) in batches.items():
         con.execute(f"create or replace view silver.{table} as select * from {batch}")
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
     try:
         for check in checks:
             if check.table not in batches:
                 continue
             batch, key = batches[check.table]
-            counts[check.name] = _quarantine_one(con, check, batch=batch, key=key)
+            counts[(check.table, check.name)] = _set_aside(
+                con, check, check.table, check.sql, batch=batch, key=key
+            )
+            if not (check.whole_snapshot and counts[(check.table, check.name)]):
+                continue
+            con.execute(
+                "create or replace temp table failed_snapshots as "
+                "select distinct snapshot_at from failing"
+            )
+            for table, (other, other_key) in batches.items():
+                if table != check.table:
+                    counts[(table, check.name)] = _set_aside(
+                        con,
+                        check,
+                        table,
+                        f"select * from {other} "
+                        "where snapshot_at in (select snapshot_at from failed_snapshots)",
+                        batch=other,
+                        key=other_key,
+                    )
     finally:
         for table in batches:
             con.execute(f"drop view if exists silver.{table}")
         con.execute("drop table if exists failing")
+        con.execute("drop table if exists failed_snapshots")
     return counts
 
 
-def _quarantine_one(
-    con: duckdb.DuckDBPyConnection, check: CheckDef, *, batch: str, key: tuple[str, ...]
+def _set_aside(
+    con: duckdb.DuckDBPyConnection,
+    check: CheckDef,
+    table: str,
+    sql: str,
+    *,
+    batch: str,
+    key: tuple[str, ...],
 ) -> int:
-    con.execute(f"create or replace temp table failing as {check.sql}")
+    """Move the rows `sql` returns from temp table `batch` (of silver `table`) to quarantine."""
+    con.execute(f"create or replace temp table failing as {sql}")
     columns = {r[0] for r in con.execute("describe failing").fetchall()}
     needed = {*key, "run_id", "snapshot_at"}
     if not needed <= columns:
         raise TransformError(
-            f"Check {check.name} quarantines rows of silver.{check.table}, so it must select "
+            f"Check {check.name} quarantines rows of silver.{table}, so it must select "
             f"their key columns ({', '.join(sorted(needed))}); use `select *`."
         )
     row = con.execute("select count(*) from failing").fetchone()
@@ -100,7 +133,7 @@ def _quarantine_one(
         con.execute(
             f"insert into {ROWS} select ?, ?, ?, json_object({row_key}), failing.run_id, "
             "failing.snapshot_at, to_json(failing), now() from failing",
-            [check.table, check.name, check.description],
+            [table, check.name, check.description],
         )
         matches = " and ".join(f"{batch}.{k} = failing.{k}" for k in key)
         con.execute(f"delete from {batch} using failing where {matches}")

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 # DuckDB splits a partition into data_0, data_1, ... once a COPY has more than
 # `partitioned_write_max_open_files` (100) partitions open, so keep this well below that.
 BATCH_DAYS = 14
+# What silver's files hold and how they were checked. A lake whose state records an older
+# format is rebuilt from bronze by its next transform. 2: rows cleaned, row checks and the
+# quarantine, total_market_cap_usd in global_snapshots.
+SILVER_FORMAT = 2
 
 
 TABLES: tuple[SilverTable, ...] = (
@@ -90,6 +94,7 @@ class SilverResult:
     runs: list[str]
     tables: list[TableResult]
     full_refresh: bool
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -116,6 +121,10 @@ class SilverResult:
             parts.append(f"{self.sanitized.non_finite:,} non-finite number(s) nulled")
         if self.sanitized.nul_chars:
             parts.append(f"NUL characters removed from {self.sanitized.nul_chars:,} text value(s)")
+        if self.sanitized.bad_unicode:
+            parts.append(
+                f"{self.sanitized.bad_unicode:,} text value(s) with invalid Unicode repaired"
+            )
         if self.quarantined:
             detail = ", ".join(f"{c}: {n:,}" for c, n in self.quarantined.items())
             parts.append(f"{sum(self.quarantined.values()):,} row(s) quarantined ({detail})")
@@ -126,13 +135,14 @@ def _state_path(lake: LakePaths) -> Path:
     return lake.silver_state / "processed_runs.json"
 
 
-def processed_runs(lake: LakePaths) -> set[str]:
-    """Run ids already in silver (recorded after their partitions were swapped in)."""
+def _read_state(lake: LakePaths) -> tuple[set[str], int]:
+    """(run ids already in silver, the silver format that built them); none before any."""
     path = _state_path(lake)
     if not path.exists():
-        return set()
+        return set(), SILVER_FORMAT
     try:
-        return set(json.loads(path.read_bytes())["runs"])
+        state = json.loads(path.read_bytes())
+        return set(state["runs"]), int(state.get("format", 1))
     except (ValueError, KeyError, TypeError) as exc:
         raise LakeError(
             f"Silver state {path} is unreadable ({exc}); run `cryptolake transform "
@@ -140,8 +150,14 @@ def processed_runs(lake: LakePaths) -> set[str]:
         ) from None
 
 
+def processed_runs(lake: LakePaths) -> set[str]:
+    """Run ids already in silver (recorded after their partitions were swapped in)."""
+    return _read_state(lake)[0]
+
+
 def _write_state(lake: LakePaths, runs: Iterable[str]) -> None:
-    atomic_write(_state_path(lake), json.dumps({"runs": sorted(runs)}, indent=0).encode())
+    state = {"format": SILVER_FORMAT, "runs": sorted(runs)}
+    atomic_write(_state_path(lake), json.dumps(state, indent=0).encode())
 
 
 def pending_runs(lake: LakePaths) -> list[Manifest]:
@@ -178,6 +194,16 @@ def build_silver(
             f"No bronze folder at {lake.bronze}; run `cryptolake ingest` (or --sample) first."
         )
     shutil.rmtree(lake.silver_staging, ignore_errors=True)  # leftovers of a crashed build
+    notes = []
+    if not full_refresh and _read_state(lake)[1] < SILVER_FORMAT:
+        # Built by an older cryptolake: its rows were never cleaned or checked as today's
+        # are (a snapshot held back by a check then would be published now). Bronze is the
+        # source of truth: rebuild from it.
+        full_refresh = True
+        notes.append(
+            "silver was built by an older cryptolake: rebuilt from bronze (a full refresh) "
+            "so that every row is cleaned and checked as new rows are."
+        )
     if full_refresh:
         runs = read_manifests(lake)
     else:
@@ -200,7 +226,9 @@ def build_silver(
         shutil.rmtree(lake.silver_staging, ignore_errors=True)
     done = set() if full_refresh else processed_runs(lake)
     _write_state(lake, done | {m.run_id for m in runs})
-    return SilverResult(runs=[m.run_id for m in runs], tables=results, full_refresh=full_refresh)
+    return SilverResult(
+        runs=[m.run_id for m in runs], tables=results, full_refresh=full_refresh, notes=notes
+    )
 
 
 def _row_checks() -> list[CheckDef]:
@@ -256,11 +284,9 @@ def _build_tables(
         for table in TABLES:
             t0 = time.perf_counter()
             mine = tally[table.name]
-            for check in checks:
-                if check.table == table.name and set_aside.get(check.name):
-                    mine.quarantined[check.name] = (
-                        mine.quarantined.get(check.name, 0) + set_aside[check.name]
-                    )
+            for (where, check_name), rows in set_aside.items():
+                if where == table.name and rows:
+                    mine.quarantined[check_name] = mine.quarantined.get(check_name, 0) + rows
             mine.sanitized += Sanitized(nul_chars=strip_nul(con, f"batch_{table.name}"))
             write_quarantine(con, lake, table=table.name, run_ids=[m.run_id for m in batch])
             added, dates = merge_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
@@ -92,7 +93,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
                 )
             )
             if table.name == "market_snapshots" and parts:
-                latest = _latest_snapshot(con, str(parts[-1]))
+                latest = _latest_snapshot(con, parts, _gold_currency(settings, lake))
         quarantined = _parquet_rows(
             con, [str(p) for p in sorted(lake.silver_quarantine.glob("*/*.parquet"))]
         )
@@ -138,17 +139,41 @@ def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
-def _latest_snapshot(con: duckdb.DuckDBPyConnection, newest_partition: str) -> datetime | None:
-    rows = (
-        con.execute(
-            "select max(snapshot_at) as latest "
-            f"from read_parquet({quote_literal(newest_partition)})"
+def _gold_currency(settings: Settings, lake: LakePaths) -> str | None:
+    """The currency the lake database's gold is built for, if it says."""
+    if not lake.database.exists():
+        return None
+    try:
+        con = connect(settings, lake.database, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute("select vs_currency from meta.build").fetchone()
+        return str(row[0]) if row else None
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _latest_snapshot(
+    con: duckdb.DuckDBPyConnection, partitions: list[Path], currency: str | None
+) -> datetime | None:
+    """Silver's newest snapshot (in `currency`, if given), newest partitions first."""
+    where = f"where vs_currency = {quote_literal(currency)}" if currency else ""
+    for partition in reversed(partitions):
+        rows = (
+            con.execute(
+                "select max(snapshot_at) as latest "
+                f"from read_parquet({quote_literal(str(partition))}) {where}"
+            )
+            .to_arrow_table()
+            .to_pylist()
         )
-        .to_arrow_table()
-        .to_pylist()
-    )
-    value = rows[0]["latest"] if rows else None
-    return value if isinstance(value, datetime) else None
+        value = rows[0]["latest"] if rows else None
+        if isinstance(value, datetime):
+            return value
+    return None
 
 
 def _gold_counts(settings: Settings, lake: LakePaths) -> tuple[dict[str, int], datetime | None]:
@@ -169,7 +194,10 @@ def _gold_counts(settings: Settings, lake: LakePaths) -> tuple[dict[str, int], d
                 counts[name] = int(row[0]) if row else 0
         try:
             rows = (
-                con.execute("select max(snapshot_at) as latest from meta.snapshots")
+                con.execute(
+                    "select max(snapshot_at) as latest from meta.snapshots "
+                    "where vs_currency = (select vs_currency from meta.build)"
+                )
                 .to_arrow_table()
                 .to_pylist()
             )

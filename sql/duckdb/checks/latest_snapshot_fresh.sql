@@ -1,9 +1,12 @@
 -- The latest snapshot gold is built from is newer than the limit (CRYPTOLAKE_FRESHNESS_HOURS).
 -- on_fail: warn
 -- meta.snapshots lists the snapshots the lake database's gold was built from: a snapshot in
--- silver whose gold failed its audit does not make the lake fresh.
+-- silver whose gold failed its audit, or of another currency than gold's, does not make the
+-- lake fresh.
 with latest as (
-    select max(snapshot_at) as latest_snapshot_at from meta.snapshots
+    select max(snapshot_at) as latest_snapshot_at
+    from meta.snapshots
+    where vs_currency = (select vs_currency from meta.build)
 )
 
 select

@@ -213,6 +213,7 @@ def ingest_cmd(
 
 
 def render_silver(result: SilverResult) -> None:
+    render_notes(result.notes)
     if not result.changed:
         console.print("silver is up to date: no new complete bronze runs.")
         return
