@@ -86,7 +86,7 @@ def test_environment_settings_apply_and_flags_win(replay: ReplayServer, lake: Pa
     [
         (["--top", "many"], 2, "Invalid value for '--top'"),
         (["--per-page", "500"], 1, "error: --per-page must be between 1 and 250, got 500."),
-        (["--api-plan", "gold"], 1, "error: CRYPTOLAKE_API_PLAN must be 'demo' or 'pro'"),
+        (["--api-plan", "gold"], 1, "error: --api-plan must be 'demo' or 'pro', got 'gold'."),
         (["--vs-currency", "US Dollar"], 1, "error: --vs-currency must be a CoinGecko currency"),
     ],
 )

@@ -49,7 +49,8 @@ def test_schedule_runs_now_then_waits_and_stops_cleanly_on_sigterm(lake: Path) -
     assert proc.returncode == 0, err
     assert "every 1d" in out
     assert "next run at" in out and "00:00 UTC" in out
-    assert "schedule stopped: 0 run(s), 0 failed" in out
+    assert "run 1 started (now, as asked)" in out
+    assert "schedule stopped: 1 run(s), 0 failed" in out  # the --now run counts
     assert "SAMPLE DATA" in err
     (record,) = recent_runs(settings_for(lake))
     assert (record.status, record.trigger) == ("success", "schedule")

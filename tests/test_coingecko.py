@@ -319,25 +319,56 @@ def closed_port() -> int:
     return port
 
 
-def test_an_unreachable_api_is_retried_then_reported(lake: Path, fake_time: FakeTime) -> None:
+def test_an_unreachable_api_fails_within_seconds_naming_the_host(
+    lake: Path, fake_time: FakeTime
+) -> None:
+    port = closed_port()
     settings = Settings.resolve(
-        env={}, lake=lake, api_url=f"http://127.0.0.1:{closed_port()}/api/v3", max_attempts=3
+        env={"CRYPTOLAKE_API_KEY": KEY}, lake=lake, api_url=f"http://127.0.0.1:{port}/api/v3"
     )
 
     with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
         client.get("/ping")
 
-    assert "failed after 3 attempts; last: ConnectionError" in str(raised.value)
-    assert raised.value.transient is True
-    assert client.stats.requests == 3
-    # The keyless rate (10/min) still spaces retries: each backoff (under 6 s) is topped up
-    # by the throttle to the 6 s interval.
-    backoff_1, top_up_1, backoff_2, top_up_2 = fake_time.sleeps
-    assert backoff_bounds(1)[0] <= backoff_1 <= backoff_bounds(1)[1]
-    assert backoff_bounds(2)[0] <= backoff_2 <= backoff_bounds(2)[1]
-    assert backoff_1 + top_up_1 == pytest.approx(6.0)
-    assert backoff_2 + top_up_2 == pytest.approx(6.0)
-    assert fake_time.elapsed == pytest.approx(12.0)
+    assert str(raised.value) == (
+        f"Cannot reach CoinGecko at 127.0.0.1:{port}: connection refused (nothing listens "
+        "there). Check the network and --api-url; offline, `--sample` runs everything on "
+        "recorded data."
+    )
+    # Two tries a second apart (plus the throttle's spacing), not a minute of backoff; and
+    # no word of rate limits or keys, which have nothing to do with it.
+    assert client.stats.requests == 2
+    assert fake_time.elapsed < 10
+    assert "rate" not in str(raised.value) and "KEY" not in str(raised.value)
+
+
+def test_a_host_name_that_does_not_resolve_is_named(lake: Path, fake_time: FakeTime) -> None:
+    settings = Settings.resolve(env={}, lake=lake, api_url="http://no-such-host.invalid/api/v3")
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/ping")
+
+    assert str(raised.value).startswith(
+        "Cannot reach CoinGecko at no-such-host.invalid:80: host name not found (DNS)."
+    )
+
+
+def test_server_text_never_carries_the_key(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    # A server (or a proxy) that echoes the key back in its error.
+    httpserver.expect_request(MARKETS).respond_with_data(
+        json.dumps({"error": f"bad request for key {KEY}"}).encode(),
+        status=400,
+        content_type=JSON,
+    )
+    settings = api_settings.with_(api_key=Secret(KEY))
+
+    with fake_time.client(settings) as client, pytest.raises(ApiError) as raised:
+        client.get("/coins/markets", PARAMS)
+
+    assert KEY not in str(raised.value)
+    assert "bad request for key ***" in str(raised.value)
 
 
 class RawServer:

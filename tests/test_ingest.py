@@ -18,7 +18,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from cryptolake.bronze import BronzeFile, Manifest, read_manifests
-from cryptolake.errors import ApiError, ConfigError
+from cryptolake.errors import ApiError, ConfigError, LakeError
 from cryptolake.ingest import IngestResult, ingest, sweep_incoming
 from cryptolake.lake import LakePaths
 from cryptolake.progress import Progress
@@ -377,7 +377,7 @@ def test_an_interrupt_during_the_second_dataset_lands_nothing(
 
     assert visible_bodies(lake) == []
     manifest = only_manifest(lake)
-    assert (manifest.status, manifest.error) == ("failed", "KeyboardInterrupt: ")
+    assert (manifest.status, manifest.error) == ("failed", "interrupted (Ctrl-C)")
     assert len(lake_files(lake)) == 1
 
 
@@ -397,12 +397,16 @@ def test_a_crash_mid_write_leaves_no_partial_file(
 
     monkeypatch.setattr(os, "fsync", fsync_failing_once)
 
-    with pytest.raises(OSError, match="Input/output error"):
+    with pytest.raises(LakeError) as raised:
         run_ingest(settings.with_(top=150, per_page=50), fake_time)
 
+    assert str(raised.value) == (
+        f"Cannot write bronze in {lake}: input/output error (a failing disk?). "
+        "Check the disk (dmesg)."
+    )
     manifest = only_manifest(lake)
     assert manifest.status == "failed"
-    assert manifest.error == "OSError: [Errno 5] Input/output error"
+    assert manifest.error == str(raised.value)
     assert [p.name for p in lake_files(lake)] == [f"{manifest.run_id}.json"]
     assert list((lake / "bronze").glob("*/*/*.json")) == [
         LakePaths.at(lake).runs / f"ingest_date={RUN_DATE}" / f"{manifest.run_id}.json"
@@ -436,7 +440,9 @@ def test_sample_ingests_offline_through_the_same_code_path(lake: Path) -> None:
     ]
     # The sample is the three bodies recorded together: its list ends at 100 coins.
     assert result.notes == [
-        "The API lists 100 coins, fewer than --top 250: all of them were fetched."
+        f"--sample wins over --api-url: the bundled recorded responses were replayed; "
+        f"{settings.api_url} was not asked.",
+        "The API lists 100 coins, fewer than --top 250: all of them were fetched.",
     ]
     manifest = Manifest.from_json(result.manifest_path.read_bytes())
     assert (manifest.source, manifest.api_url) == ("sample", "sample (bundled recorded responses)")

@@ -282,7 +282,7 @@ def test_status_reports_inventory_freshness_and_runs(lake: Path, api: ReplayServ
     assert status.gold["crypto_analytics_mart"] == 50
     assert status.is_fresh and status.age_hours is not None and status.age_hours < 1
     assert [r.status for r in status.runs] == ["failed", "success"]
-    assert status.last_publish is None
+    assert status.publish is None and not status.publishing
 
     shown = CliRunner().invoke(app, ["status", "--lake", str(lake)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0
@@ -307,7 +307,11 @@ def test_stage_commands_respect_the_lake_lock(lake: Path, api: ReplayServer) -> 
     run(make_settings(lake, api))
     runner = CliRunner()
     with LakeLock(LakePaths.at(lake), run_id="20260101T000000Z-bbbbbb"):
-        for args in (["transform"], ["ingest", "--sample"], ["publish", "--postgres", "x"]):
+        for args in (
+            ["transform"],
+            ["ingest", "--sample"],
+            ["publish", "--postgres", "postgresql://u@127.0.0.1:1/x"],
+        ):
             result = runner.invoke(app, [*args, "--lake", str(lake)], env={"COLUMNS": "200"})
             assert result.exit_code == 1, args
             assert "busy" in result.output and "20260101T000000Z-bbbbbb" in result.output

@@ -19,7 +19,7 @@ from cryptolake.checks import ChecksFailed, quarantine_summary, run_checks
 from cryptolake.cli import app
 from cryptolake.gold import build_gold
 from cryptolake.lake import LakePaths
-from cryptolake.silver import build_silver
+from cryptolake.silver import SILVER_FORMAT, build_silver
 from cryptolake.status import lake_status
 
 from .conftest import GLOBAL, MARKETS, fixture_bytes
@@ -188,7 +188,7 @@ def test_silver_of_an_older_cryptolake_is_rebuilt_from_bronze(lake: Path) -> Non
         "every row is cleaned and checked as new rows are."
     ]
     assert silver.quarantined == {"market_snapshots_within_global_total": 191}
-    assert json.loads(state.read_text())["format"] == 2
+    assert json.loads(state.read_text())["format"] == SILVER_FORMAT
     assert not build_silver(settings_for(lake)).changed  # and then incremental again
 
 

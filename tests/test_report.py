@@ -273,7 +273,9 @@ def test_a_lake_without_gold_is_a_clear_error(lake: Path) -> None:
     assert not (lake / "report.html").exists()
 
 
-def test_cli_writes_the_report(one_day: Path, tmp_path: Path) -> None:
+def test_cli_writes_the_report(
+    one_day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out.html"
     result = invoke("report", "--lake", str(one_day), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -281,9 +283,12 @@ def test_cli_writes_the_report(one_day: Path, tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0]
 
+    # As the README says: report.html in the current folder (the lake may be read-only).
+    monkeypatch.chdir(tmp_path)
     default = invoke("report", "--lake", str(one_day))
     assert default.exit_code == 0, default.output
-    assert (one_day / "report.html").is_file()
+    assert (tmp_path / "report.html").is_file()
+    assert not (one_day / "report.html").exists()
 
 
 def test_cli_without_gold_exits_1_with_one_line(lake: Path) -> None:

@@ -108,7 +108,7 @@ def test_invalid_environment_is_a_config_error_naming_the_variable(
         ({"vs_currency": "US Dollar"}, "--vs-currency must be a CoinGecko currency code"),
         ({"pg_schema": "Market-Data"}, "--pg-schema must be a lowercase SQL identifier"),
         ({"api_url": "api.coingecko.com/api/v3"}, "--api-url must be an http(s) URL"),
-        ({"api_plan": "gold"}, "CRYPTOLAKE_API_PLAN must be 'demo' or 'pro'"),
+        ({"api_plan": "gold"}, "--api-plan must be 'demo' or 'pro'"),
     ],
 )
 def test_invalid_flags_are_config_errors(flags: dict[str, Any], expected: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cryptolake.bronze import read_manifests
-from cryptolake.errors import TransformError
+from cryptolake.errors import LakeError, TransformError
 from cryptolake.ingest import IngestResult, ingest
 from cryptolake.lake import LakePaths
 from cryptolake.replay import ReplayData, ReplayServer
@@ -245,7 +245,7 @@ def test_crash_mid_write_keeps_silver_readable_and_next_run_repairs(
         real_replace(src, dst)
 
     monkeypatch.setattr("cryptolake.silver_io.os.replace", crash_on_second)
-    with pytest.raises(OSError, match="disk pulled out"):
+    with pytest.raises(LakeError, match="disk pulled out"):
         build_silver(settings_for(lake))
     monkeypatch.undo()
 

@@ -20,7 +20,8 @@ create table if not exists {{schema}}.crypto_analytics_mart (
     circulating_supply_ratio double precision,
     volatility_7d_ratio double precision,
     snapshot_at timestamptz not null,
-    last_updated_at timestamptz
+    last_updated_at timestamptz,
+    is_sample boolean
 );
 
 create unique index if not exists crypto_analytics_mart_coin_key

@@ -11,7 +11,8 @@ create table if not exists {{schema}}.market_daily (
     advancing_coins bigint,
     declining_coins bigint,
     tracked_market_cap double precision,
-    last_snapshot_at timestamptz
+    last_snapshot_at timestamptz,
+    is_sample boolean
 );
 
 create unique index if not exists market_daily_day_key

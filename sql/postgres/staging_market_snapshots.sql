@@ -39,6 +39,7 @@ create table if not exists {{schema}}.staging_market_snapshots (
     roi_percentage double precision,
     last_updated_at timestamptz,
     run_id text not null,
+    is_sample boolean,
     snapshot_date date not null
 ) partition by range (snapshot_at);
 

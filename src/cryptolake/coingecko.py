@@ -14,12 +14,13 @@ import email.utils
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -32,6 +33,8 @@ from .throttle import Throttle
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 2.0
+# Tries of a host that refuses connections or has no address, a second apart.
+UNREACHABLE_ATTEMPTS = 2
 BACKOFF_CAP_S = 60.0
 # Waits for a Cloudflare rate-limit block (error 1015) to clear: it lasts minutes, not seconds.
 CDN_BLOCK_WAITS_S = (60.0, 120.0, 240.0)
@@ -149,6 +152,11 @@ class CoinGeckoClient:
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
         return delay / 2 + self._rng.uniform(0, delay / 2)
 
+    def _scrub(self, text: str) -> str:
+        """`text` (which may quote the server) without the API key: some servers echo it."""
+        key = self.settings.api_key.reveal() if self.settings.api_key else ""
+        return text.replace(key, "***") if key else text
+
     def _wait(self, seconds: float, why: str) -> None:
         self.stats.retries += 1
         self.stats.waited_s += seconds
@@ -215,6 +223,7 @@ class CoinGeckoClient:
         fix = UNAVAILABLE_FIX
         attempt = 0
         cdn_waits = 0
+        unreachable = 0  # attempts the host refused or could not be found
         while attempt < self.settings.max_attempts:
             attempt += 1
             self.stats.waited_s += self.throttle.wait()
@@ -232,10 +241,33 @@ class CoinGeckoClient:
             ) as exc:
                 # A connection dropped mid-body (fewer bytes than content-length, or a chunked
                 # body cut short) raises ChunkedEncodingError, not ConnectionError.
+                reach = unreachable_host(exc)
+                if reach is not None:
+                    # A host that refuses or does not resolve will not in a minute either:
+                    # one quick second try, then say so.
+                    unreachable += 1
+                    if unreachable >= UNREACHABLE_ATTEMPTS:
+                        raise ApiError(
+                            f"Cannot reach CoinGecko at {host_of(url)}: {reach}. Check the "
+                            "network and --api-url; offline, `--sample` runs everything on "
+                            "recorded data.",
+                            transient=True,
+                        ) from None
+                    log.warning("GET %s: %s; trying once more in 1s", path, reach)
+                    self._sleep(1.0)
+                    attempt -= 1
+                    continue
                 last_problem = f"{type(exc).__name__}: the connection failed or timed out"
                 fix = UNAVAILABLE_FIX
             else:
                 status = response.status_code
+                log.info(
+                    "GET %s -> %d, %d bytes, %.0f ms",
+                    shown_url,
+                    status,
+                    len(body),
+                    1000 * (self._clock() - started),
+                )
                 retry_after = retry_after_seconds(response.headers.get("retry-after"), self._now())
                 try:
                     data = json.loads(body)
@@ -243,6 +275,7 @@ class CoinGeckoClient:
                 except ValueError:
                     data, parsed = None, False
                 verdict = classify(status, body, data, parsed=parsed)
+                verdict = replace(verdict, what=self._scrub(verdict.what))
                 if verdict.kind == "ok":
                     fetched = Fetched(
                         path=path,
@@ -306,3 +339,32 @@ class CoinGeckoClient:
             f"{last_problem}. {fix}",
             transient=True,
         )
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def unreachable_host(exc: BaseException) -> str | None:
+    """'connection refused' or 'host name not found' when that is why `exc` was raised."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(current, socket.gaierror):
+            return "host name not found (DNS)"
+        text = str(current)
+        if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+            return "host name not found (DNS)"
+        if "Connection refused" in text:
+            return "connection refused (nothing listens there)"
+        stack += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        stack += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+    return None

@@ -58,5 +58,9 @@ class PublishError(CryptolakeError):
     """Publishing to Postgres failed; Postgres keeps its previous state."""
 
 
+class RunStopped(CryptolakeError):
+    """A stop was asked for (SIGTERM, a schedule winding down) while a stage was waiting."""
+
+
 class LockError(CryptolakeError):
     """Another cryptolake run holds the lake."""

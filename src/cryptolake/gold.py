@@ -27,6 +27,7 @@ from . import __version__
 from .checkdefs import check_defs
 from .checks import CheckResult, ChecksFailed, evaluate
 from .errors import LakeError, TransformError
+from .fserrors import duckdb_io_error, on_lake
 from .lake import LakePaths, fsync_dir
 from .lakedb import open_lake_db, refresh_meta_views, refresh_silver_views
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -109,6 +110,7 @@ def resolve_currency(con: duckdb.DuckDBPyConnection, asked: str | None) -> str:
     return asked
 
 
+@on_lake("build gold")
 def build_gold(settings: Settings, *, progress: ProgressCallback = ignore_progress) -> GoldResult:
     """Build, audit and promote a new `<lake>/cryptolake.duckdb`; returns its tables and checks.
 
@@ -162,6 +164,8 @@ def _build_model(con: duckdb.DuckDBPyConnection, name: str) -> GoldTable:
     try:
         con.execute(f"create table gold.{name} as {sql}")
     except duckdb.Error as exc:
+        if (translated := duckdb_io_error(exc, doing="build gold")) is not None:
+            raise translated from exc
         raise TransformError(
             f"Building gold.{name} failed: {exc}. The lake database keeps its previous gold."
         ) from exc

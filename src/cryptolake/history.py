@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .errors import LakeError
+from .fserrors import on_lake
 from .lake import LakePaths, atomic_write
 from .settings import Settings
 
@@ -67,6 +68,7 @@ def _read(path: Path) -> RunRecord:
         raise LakeError(f"Run record {path} is unreadable ({exc}); move it aside.") from None
 
 
+@on_lake("record the run")
 def record_start(
     settings: Settings, *, run_id: str, started_at: datetime, trigger: str, sample: bool
 ) -> int:
@@ -88,6 +90,7 @@ def record_start(
     return killed
 
 
+@on_lake("record the run")
 def record_finish(
     settings: Settings,
     *,

@@ -12,7 +12,8 @@ from pathlib import Path
 from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .contracts import check_body, describe_missing
-from .errors import ConfigError, ContractError, CryptolakeError
+from .errors import ConfigError, ContractError, CryptolakeError, LakeError, RunStopped
+from .fserrors import on_lake, os_error
 from .lake import DATASETS, LakePaths
 from .paging import fetch_markets
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -57,6 +58,7 @@ def _expect_global(fetched: Fetched) -> BodyProblem | None:
     return BodyProblem("expected an object with a 'data' object")
 
 
+@on_lake("write bronze")
 def ingest(
     settings: Settings,
     *,
@@ -65,23 +67,34 @@ def ingest(
     progress: ProgressCallback = ignore_progress,
     client: CoinGeckoClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> IngestResult:
     """Fetch `datasets` from CoinGecko (or the bundled sample) into bronze as one run.
 
     Returns what landed. On failure the run is recorded as failed in its manifest, nothing
-    becomes visible in bronze, and the error is raised again.
+    becomes visible in bronze, and the error is raised again. `should_stop` is polled while
+    waiting (a backoff, a rate limit): once true, the run stops with RunStopped.
     """
     unknown = set(datasets) - set(DATASETS)
     if unknown or not datasets:
         raise ConfigError(
             f"Unknown dataset(s) {sorted(unknown)}; choose from {', '.join(DATASETS)}."
         )
+    _refuse_mixing(LakePaths.at(settings.lake), "sample" if sample else "api")
     if sample:
         if settings.ingest_currency != "usd":
-            raise ConfigError("The bundled sample holds usd prices only; drop --vs-currency.")
+            raise ConfigError(
+                f"The bundled sample holds usd prices only; drop {settings.named('vs_currency')}."
+            )
         with ReplayServer(sample_data()) as server:
             # Same code path as a live run, against a loopback server: no key, no throttle.
             replay_settings = settings.with_(api_url=server.api_url, api_key=None, rate=60_000.0)
+            notes = []
+            if "api_url" in settings.origins:
+                notes.append(
+                    f"--sample wins over {settings.named('api_url')}: the bundled recorded "
+                    f"responses were replayed; {settings.api_url} was not asked."
+                )
             with CoinGeckoClient(replay_settings) as replay_client:
                 return _run(
                     replay_settings,
@@ -90,10 +103,16 @@ def ingest(
                     progress=progress,
                     now=now,
                     source="sample",
+                    notes=notes,
                 )
+    if settings.api_plan == "pro" and not settings.api_key:
+        raise ConfigError(
+            f"{settings.named('api_plan')} is pro, but CRYPTOLAKE_API_KEY is not set: a pro "
+            "plan needs its key. Set it, or use the demo plan (keyless works too)."
+        )
     if client is not None:
         return _run(settings, client, datasets=datasets, progress=progress, now=now, source="api")
-    with CoinGeckoClient(settings) as own_client:
+    with CoinGeckoClient(settings, sleep=stoppable_sleep(should_stop)) as own_client:
         return _run(
             settings, own_client, datasets=datasets, progress=progress, now=now, source="api"
         )
@@ -107,6 +126,7 @@ def _run(
     progress: ProgressCallback,
     now: Callable[[], datetime],
     source: str,
+    notes: list[str] | None = None,
 ) -> IngestResult:
     lake = LakePaths.at(settings.lake)
     sweep_incoming(lake)
@@ -135,7 +155,7 @@ def _run(
             notes=list(notes),
         )
 
-    notes: list[str] = []
+    notes = list(notes or [])
 
     def stage(dataset: str, page: int, fetched: Fetched, *, records: int, refetch: int = 0) -> int:
         """Stage one body in the run, after checking it against its dataset's contract;
@@ -202,8 +222,15 @@ def _run(
     except CryptolakeError as exc:
         run.abandon(manifest("failed", str(exc), notes))
         raise
+    except KeyboardInterrupt:
+        run.abandon(manifest("failed", "interrupted (Ctrl-C)", notes))
+        raise
+    except OSError as exc:
+        error = os_error(exc, doing=f"write bronze in {lake.root}")
+        run.abandon(manifest("failed", str(error), notes))
+        raise error from exc
     except BaseException as exc:
-        # A bug or Ctrl-C: still record the run as failed, then let it propagate as it is.
+        # A bug: still record the run as failed, then let it propagate as it is.
         run.abandon(manifest("failed", f"{type(exc).__name__}: {exc}", notes))
         raise
     path = run.commit(manifest("complete", None, notes))
@@ -242,6 +269,38 @@ def _new_fields(lake: LakePaths, files: Sequence[BronzeFile]) -> list[str]:
                 f"{', '.join(added)} (kept in bronze; silver ignores them)."
             )
     return notes
+
+
+def stoppable_sleep(should_stop: Callable[[], bool]) -> Callable[[float], None]:
+    """A sleep that gives up, raising RunStopped, as soon as `should_stop()` is true."""
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if should_stop():
+                raise RunStopped(
+                    "The run was stopped while it waited to ask CoinGecko again; the next run "
+                    "fetches what this one did not."
+                )
+            time.sleep(min(left, 0.25))
+
+    return sleep
+
+
+def _refuse_mixing(lake: LakePaths, source: str) -> None:
+    """Sample data never mixes with live data in one lake, either way round."""
+    latest = latest_manifest(lake)
+    if latest is None or latest.source == source:
+        return
+    if source == "sample":
+        raise LakeError(
+            f"The lake {lake.root} holds live CoinGecko data; --sample would mix recorded 2023 "
+            "prices into it. Give the sample a lake of its own: --lake lake-sample."
+        )
+    raise LakeError(
+        f"The lake {lake.root} holds the bundled sample data; live data would mix with it. "
+        "Use another lake for live runs (--lake), or delete this one."
+    )
 
 
 def sweep_incoming(lake: LakePaths, *, older_than_s: float = 3600.0) -> int:

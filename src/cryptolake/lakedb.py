@@ -10,7 +10,8 @@ import duckdb
 import pyarrow as pa
 
 from .duck import connect, quote_literal
-from .errors import LakeError, TransformError
+from .errors import ConfigError, LakeError, TransformError
+from .fserrors import duckdb_io_error, lake_io
 from .history import runs_folder
 from .lake import LakePaths
 from .settings import Settings
@@ -34,14 +35,20 @@ def open_lake_db(
         raise LakeError(
             f"No lake database at {database}; run `cryptolake run` (or `transform`) first."
         )
-    lake.root.mkdir(parents=True, exist_ok=True)
+    if not read_only:
+        with lake_io("create the lake folder"):
+            lake.root.mkdir(parents=True, exist_ok=True)
     try:
         con = connect(settings, database, read_only=read_only)
-    except duckdb.IOException as exc:
-        raise LakeError(
-            f"Cannot open {database}: {exc}. Close the other program that has it open for "
-            "writing (cryptolake itself only ever opens it read-only or builds a new file)."
-        ) from None
+    except duckdb.Error as exc:
+        if (translated := duckdb_io_error(exc, doing=f"open {database}")) is not None:
+            raise translated from None
+        if "lock" in str(exc).lower():
+            raise LakeError(
+                f"Cannot open {database}: another program has it open for writing. Close it "
+                "(cryptolake itself only ever opens it read-only or builds a new file)."
+            ) from None
+        raise LakeError(f"Cannot open {database}: {exc}") from None
     try:
         if not read_only:
             for schema in SCHEMAS:
@@ -76,10 +83,51 @@ def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
         con.execute(load_sql("duckdb/meta/runs.sql").replace("{{runs_glob}}", glob))
 
 
+JSON_METADATA = b"cryptolake.json"  # on an Arrow field: its text is JSON
+# Statements `query` runs: those that read. (show, describe, summarize and pragma show_* are
+# SELECTs to DuckDB.)
+READING_STATEMENTS = frozenset(
+    {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.CALL}
+)
+
+
 def query(settings: Settings, sql: str) -> pa.Table:
-    """Run one read-only query on the lake database and return the result as Arrow."""
+    """Run one read-only statement on the lake database and return its rows as Arrow.
+
+    Raises ConfigError for SQL that is empty, holds several statements, or would change
+    something (set, copy ... to, create ...): the lake is opened read-only here.
+    """
     with open_lake_db(settings, read_only=True) as con:
         try:
-            return con.sql(sql).to_arrow_table()
+            statements = con.extract_statements(sql)
         except duckdb.Error as exc:
             raise TransformError(f"Query failed: {exc}") from None
+        if not statements:
+            raise ConfigError("Nothing to run: the SQL is empty (or only comments).")
+        if len(statements) > 1:
+            raise ConfigError(
+                f"`cryptolake query` runs one statement, this SQL holds {len(statements)}; "
+                'run them one at a time, or use `cryptolake shell -c "..."`.'
+            )
+        kind = statements[0].type
+        if kind not in READING_STATEMENTS:
+            raise ConfigError(
+                f"`cryptolake query` only reads the lake, and this is a {kind.name} statement "
+                "(the lake database is open read-only here). To export rows, use --format csv "
+                "or json and redirect the output; for a session, use `cryptolake shell`."
+            )
+        try:
+            relation = con.sql(sql)
+            if relation is None:  # a CALL that returns nothing
+                return pa.table({})
+            table = relation.to_arrow_table()
+            types = [str(t) for t in relation.types]
+        except duckdb.Error as exc:
+            raise TransformError(f"Query failed: {exc}") from None
+    # Arrow has no JSON type: say which text columns hold JSON (meta.runs.stages, say), so
+    # that a JSON rendering can nest them rather than quote them.
+    fields = [
+        f.with_metadata({JSON_METADATA: b"1"}) if kind == "JSON" else f
+        for f, kind in zip(table.schema, types, strict=True)
+    ]
+    return table.cast(pa.schema(fields))

@@ -8,6 +8,7 @@ caller is told so (its run is then marked as killed in the run history).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import LockError
+from .fserrors import os_error
 from .lake import LakePaths
 
 
@@ -35,15 +37,23 @@ class Holder:
 class LakeLock:
     """Context manager holding the lake's lock; `.taken_over` names a killed previous holder."""
 
-    def __init__(self, lake: LakePaths, *, run_id: str) -> None:
+    def __init__(self, lake: LakePaths, *, run_id: str, readers_only: bool = False) -> None:
+        """`readers_only`: the holder only reads the lake, so on a lake it cannot write
+        (read-only mount or permissions), where no run can write either, it goes unlocked."""
         self.path = lake.lock
         self.run_id = run_id
+        self.readers_only = readers_only
         self.taken_over: Holder | None = None
         self._fd: int | None = None
 
     def __enter__(self) -> LakeLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if self.readers_only and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return self  # nothing can write this lake: nothing to keep out
+            raise os_error(exc, doing="take the lake's lock") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -61,9 +71,13 @@ class LakeLock:
             run_id=self.run_id,
             since=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_asdict(me)).encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(_asdict(me)).encode(), 0)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, doing="take the lake's lock") from None
         self._fd = fd
         return self
 

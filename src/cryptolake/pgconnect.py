@@ -9,7 +9,7 @@ encoding, so a database in LATIN1 would otherwise store names as mojibake withou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -97,3 +97,48 @@ def publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connect
                 f"Cannot take the publish lock in Postgres {target}: {scrub(str(exc), dsn)}"
             ) from None
         yield conn
+
+
+def check_privileges(conn: psycopg.Connection[Any], schema: str, tables: Iterable[str]) -> None:
+    """Refuse, in one line naming role, object and privilege, a publish the role cannot do.
+
+    A publish creates the schema if missing (CREATE on the database), creates tables and day
+    partitions in it (USAGE and CREATE on the schema), and alters, indexes and analyzes its
+    tables (which takes owning them). Checked before anything is written, so a missing grant
+    is one clear line rather than a Postgres error after pages of DDL.
+    """
+    role, database = conn.execute("select current_user, current_database()").fetchone() or ("", "")
+    row = conn.execute("select to_regnamespace(%s) is not null", [schema]).fetchone()
+    if not (row and row[0]):
+        (allowed,) = conn.execute(
+            "select has_database_privilege(current_database(), 'CREATE')"
+        ).fetchone() or (False,)
+        if not allowed:
+            raise PublishError(
+                f"Postgres role {role} may not create schema {schema} in database {database} "
+                f"(it needs CREATE on the database): as the database's owner or a superuser, "
+                f"GRANT CREATE ON DATABASE {database} TO {role}, or create the schema for it: "
+                f"CREATE SCHEMA {schema} AUTHORIZATION {role}."
+            )
+        return
+    usage, create = conn.execute(
+        "select has_schema_privilege(%s, 'USAGE'), has_schema_privilege(%s, 'CREATE')",
+        [schema, schema],
+    ).fetchone() or (False, False)
+    if not (usage and create):
+        raise PublishError(
+            f"Postgres role {role} may not create tables in schema {schema} of database "
+            f"{database} (it needs USAGE and CREATE on the schema): GRANT USAGE, CREATE ON "
+            f"SCHEMA {schema} TO {role}."
+        )
+    for table, owner in conn.execute(
+        "select c.relname::text, pg_get_userbyid(c.relowner)::text from pg_class as c "
+        "where c.relnamespace = to_regnamespace(%s) and c.relname = any(%s) "
+        "and not pg_has_role(current_user, c.relowner, 'USAGE')",
+        [schema, list(tables)],
+    ).fetchall():
+        raise PublishError(
+            f"Postgres role {role} does not own {schema}.{table} (owner {owner}), and a publish "
+            f"alters, indexes and analyzes its tables: publish as {owner}, or ALTER TABLE "
+            f"{schema}.{table} OWNER TO {role}."
+        )

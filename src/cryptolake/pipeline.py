@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from .bronze import new_run_id
 from .checks import CheckResult, ChecksFailed, run_checks
-from .errors import ConfigError, CryptolakeError
+from .errors import ConfigError, CryptolakeError, RunStopped
+from .fserrors import lake_io
 from .gold import GoldResult, build_gold
 from .history import record_finish, record_start
 from .ingest import IngestResult, ingest
@@ -31,8 +32,17 @@ from .settings import Settings
 from .silver import build_silver
 
 STAGES = ("ingest", "transform", "check", "publish")
-StageStatus = Literal["ok", "skipped", "failed", "not_run"]
-RunStatus = Literal["success", "failed", "stopped"]
+StageStatus = Literal["ok", "skipped", "failed", "stopped", "interrupted", "not_run"]
+RunStatus = Literal["success", "failed", "stopped", "interrupted"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run; the run is recorded as `interrupted` under `run_id`."""
+
+    def __init__(self, run_id: str, stage: str | None) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.stage = stage
 
 
 @dataclass(slots=True)
@@ -101,7 +111,9 @@ def run(
     """Run the selected stages in order under the lake lock and record the run.
 
     `should_stop` is checked between stages (the scheduler sets it on SIGTERM/SIGINT): the
-    current stage finishes, the rest are `not_run`, and the run ends as `stopped`.
+    current stage finishes, the rest are `not_run`, and the run ends as `stopped`; a stage
+    waiting to retry the API (a backoff) stops waiting at once. Ctrl-C outside a schedule
+    raises RunInterrupted, with the run recorded as `interrupted`.
     """
     selected = parse_stages(stages)
     lake = LakePaths.at(settings.lake)
@@ -111,7 +123,8 @@ def run(
     notes: list[str] = []
     status: RunStatus = "success"
     error: str | None = None
-    lake.root.mkdir(parents=True, exist_ok=True)
+    with lake_io("create the lake folder"):
+        lake.root.mkdir(parents=True, exist_ok=True)
     with LakeLock(lake, run_id=run_id) as lock:
         if lock.taken_over is not None:
             notes.append(f"took over the lock left by killed {lock.taken_over.describe()}")
@@ -135,10 +148,15 @@ def run(
                         progress=progress,
                         audited=audited,
                         notes=notes,
+                        should_stop=should_stop,
                     )
                     if isinstance(outcome, GoldResult):
                         audited = outcome.checks
                     notes.extend(_notes(outcome))
+                except RunStopped as exc:
+                    result.status, result.detail = "stopped", str(exc)
+                    status = "stopped"
+                    break
                 except CryptolakeError as exc:
                     result.status = "failed"
                     result.detail = str(exc).splitlines()[0]
@@ -146,8 +164,22 @@ def run(
                     break
                 finally:
                     result.seconds = time.perf_counter() - t0
+        except KeyboardInterrupt:
+            # Ctrl-C: the stage that was running is `interrupted`; the run says so too.
+            running = next((r for r in results if r.status == "not_run"), None)
+            if running is not None:
+                running.status = "interrupted"
+            record_finish(
+                settings,
+                run_id=run_id,
+                status="interrupted",
+                finished_at=now(),
+                stages=[asdict(r) for r in results],
+                error="interrupted (Ctrl-C)",
+            )
+            raise RunInterrupted(run_id, running.stage if running else None) from None
         except BaseException as exc:
-            # A bug or Ctrl-C: record what happened, then let it propagate unchanged.
+            # A bug: record what happened, then let it propagate unchanged.
             record_finish(
                 settings,
                 run_id=run_id,
@@ -189,11 +221,14 @@ def _run_stage(
     progress: ProgressCallback,
     audited: list[CheckResult] | None,
     notes: list[str],
+    should_stop: Callable[[], bool],
 ) -> object:
     """Run one stage into `result`; returns the stage's own result object; adds to `notes`."""
     outcome: object = None
     if result.stage == "ingest":
-        ingested = outcome = ingest(settings, sample=sample, progress=progress)
+        ingested = outcome = ingest(
+            settings, sample=sample, progress=progress, should_stop=should_stop
+        )
         result.rows = {d.dataset: d.records for d in ingested.datasets}
         result.summary = f"{result.rows.get('coins_markets', 0):,} coins"
         result.detail = f"bronze run {ingested.run_id}" + (" (sample data)" if sample else "")

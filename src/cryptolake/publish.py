@@ -26,10 +26,18 @@ import psycopg
 from . import __version__
 from .duck import connect, quote_literal
 from .errors import ConfigError, LakeError, PublishError
+from .fserrors import on_lake
 from .gold import GOLD_MODELS
 from .lake import LakePaths
 from .marts import count, refresh_start, replace_mart
-from .pgconnect import LOCK_TIMEOUT, describe_target, duckdb_dsn, publish_lock, scrub
+from .pgconnect import (
+    LOCK_TIMEOUT,
+    check_privileges,
+    describe_target,
+    duckdb_dsn,
+    publish_lock,
+    scrub,
+)
 from .pgext import load_postgres_extension, pg_execute, pg_rows
 from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -97,6 +105,7 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, relation: str) -> bool:
     return bool(rows and rows[0][0])
 
 
+@on_lake("read the lake to publish it")
 def publish(
     settings: Settings,
     *,
@@ -134,6 +143,7 @@ def publish(
         build = _gold_build(con, lake)
         with publish_lock(dsn, settings.pg_schema, target) as lock:
             try:
+                check_privileges(lock, settings.pg_schema, [*DDL, STAGING])
                 published = _read_published(lock, settings.pg_schema)
                 row = lock.execute("show server_encoding").fetchone()
                 server_encoding = str(row[0]) if row else "UTF8"

@@ -30,6 +30,7 @@ from .formatting import (
     format_timestamp,
     format_volatility,
 )
+from .fserrors import on_lake
 from .lake import LakePaths, atomic_write
 from .lakedb import open_lake_db
 from .settings import Settings
@@ -122,6 +123,17 @@ class ReportData:
     @property
     def last_day(self) -> Row | None:
         return self.daily[-1] if self.daily else None
+
+    @property
+    def is_sample(self) -> bool:
+        """The snapshot is cryptolake's bundled sample: recorded prices, not live ones."""
+        return bool(self.latest.get("is_sample"))
+
+    @property
+    def recorded_at(self) -> datetime:
+        """When CoinGecko last updated the snapshot's quotes (for the sample: its date)."""
+        stamps = [r["last_updated_at"] for r in self.mart if r.get("last_updated_at")]
+        return max(stamps) if stamps else self.snapshot_at
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[Row]:
@@ -249,7 +261,9 @@ def _kpis(data: ReportData, now: datetime, settings: Settings) -> str:
     age = now - data.snapshot_at
     stale = age > timedelta(hours=settings.freshness_hours)
     badge = (
-        '<span class="badge stale">stale</span>'
+        '<span class="badge sample">sample</span>'
+        if data.is_sample
+        else '<span class="badge stale">stale</span>'
         if stale
         else '<span class="badge fresh">fresh</span>'
     )
@@ -272,9 +286,12 @@ def _kpis(data: ReportData, now: datetime, settings: Settings) -> str:
         ),
         (
             "Latest snapshot",
-            f"{format_age(age)} ago",
+            f"sample data from {data.recorded_at:%Y-%m-%d}"
+            if data.is_sample
+            else f"{format_age(age)} ago",
             f"{data.snapshots:,} snapshot{'s' if data.snapshots != 1 else ''} · "
-            f"{days:,} day{'s' if days != 1 else ''}",
+            f"{days:,} day{'s' if days != 1 else ''}"
+            + (" · recorded prices bundled with cryptolake" if data.is_sample else ""),
         ),
     ]
     html = []
@@ -495,7 +512,12 @@ def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
     snapshot = data.snapshot_at.astimezone(UTC)
     title = f"Crypto market report, {_day(snapshot)}, {snapshot.year}"
     subtitle = (
-        f"Snapshot {format_timestamp(data.snapshot_at)} · prices in "
+        (
+            f"Sample data recorded {format_timestamp(data.recorded_at)} (not live prices) · "
+            if data.is_sample
+            else ""
+        )
+        + f"Snapshot {format_timestamp(data.snapshot_at)} · prices in "
         f"{data.vs_currency.upper()} · top {len(data.mart)} of {data.tracked_coins:,} tracked "
         f"coins · generated {format_timestamp(now)}"
     )
@@ -521,6 +543,7 @@ def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
     )
 
 
+@on_lake("write the report")
 def build_report(
     settings: Settings, *, out: Path | None = None, now: datetime | None = None
 ) -> ReportResult:

@@ -346,10 +346,12 @@ def run_schedule(
     wait: Callable[[float], object] | None = None,
     on_event: ScheduleCallback = ignore_events,
     max_runs: int | None = None,
+    run_now: bool = False,
 ) -> ScheduleSummary:
     """Run `job` at each time of `schedule` until `stop` is set (or `max_runs` runs are done).
 
-    The first run is the first slot after start-up, not start-up itself. Before each wait an
+    The first run is the first slot after start-up, not start-up itself; with `run_now`, a
+    run at start-up comes first (counted like any other). Before each wait an
     event `next` gives the run time. `wait(seconds)` defaults to `stop.wait`, so setting `stop`
     ends a wait at once and the loop returns without running again; `stop` set during a run
     ends the loop after `job` returns (the job itself decides how to wind down).
@@ -382,13 +384,20 @@ def run_schedule(
 
     slot = schedule.next_after(clock())
     reason = "stop requested"
+    now_first = run_now
     while not stop.is_set():
-        emit("next", f"next run at {format_time(slot)} ({schedule.describe()})", slot)
-        if not waited_until(slot):
-            break
-        runs += 1
-        started = _as_utc(clock())
-        emit("started", f"run {runs} started (slot {format_time(slot)})")
+        if now_first:
+            now_first = False
+            runs += 1
+            started = _as_utc(clock())
+            emit("started", f"run {runs} started (now, as asked)")
+        else:
+            emit("next", f"next run at {format_time(slot)} ({schedule.describe()})", slot)
+            if not waited_until(slot):
+                break
+            runs += 1
+            started = _as_utc(clock())
+            emit("started", f"run {runs} started (slot {format_time(slot)})")
         try:
             job()
         except CryptolakeError as exc:
@@ -410,7 +419,10 @@ def run_schedule(
             break
         # A slot that began while the job ran is missed; one starting just now still runs.
         now = _as_utc(clock())
-        slot, missed = schedule.next_after(slot), 0
+        # After the start-up run, the first slot is still the next one (unless it overran).
+        if not (runs == 1 and run_now):
+            slot = schedule.next_after(slot)
+        missed = 0
         while slot < now:
             slot, missed = schedule.next_after(slot), missed + 1
         if missed:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from .errors import ConfigError
 from .secret import Secret, redact_dsn
 
@@ -26,11 +29,43 @@ PRO_API_URL = "https://pro-api.coingecko.com/api/v3"
 DEFAULT_RATE = {"keyless": 10.0, "demo": 30.0, "pro": 250.0}
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# What DuckDB's memory_limit takes: a number and a unit (1000- or 1024-based).
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|bytes|[kmgt]i?b)$", re.IGNORECASE)
+
+# Where a setting can come from, for messages that must name the one the user set.
+FLAGS = {
+    "lake": "--lake",
+    "api_url": "--api-url",
+    "api_plan": "--api-plan",
+    "vs_currency": "--vs-currency",
+    "top": "--top",
+    "per_page": "--per-page",
+    "rate": "--rate",
+    "postgres_dsn": "--postgres",
+    "pg_schema": "--pg-schema",
+}
+ENV_VARS = {
+    "lake": "CRYPTOLAKE_LAKE",
+    "api_url": "CRYPTOLAKE_API_URL",
+    "api_plan": "CRYPTOLAKE_API_PLAN",
+    "vs_currency": "CRYPTOLAKE_VS_CURRENCY",
+    "top": "CRYPTOLAKE_TOP",
+    "rate": "CRYPTOLAKE_RATE",
+    "pg_schema": "CRYPTOLAKE_PG_SCHEMA",
+    "freshness_hours": "CRYPTOLAKE_FRESHNESS_HOURS",
+    "memory_limit": "CRYPTOLAKE_MEMORY_LIMIT",
+    "api_key": "CRYPTOLAKE_API_KEY",
+    "postgres_dsn": "CRYPTOLAKE_POSTGRES_DSN",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything a stage needs to know, passed explicitly; secrets never show in repr."""
+    """Everything a stage needs to know, passed explicitly; secrets never show in repr.
+
+    `origins` records where each setting given came from (`--top`, `CRYPTOLAKE_TOP`), so an
+    error names what the user actually set.
+    """
 
     lake: Path = Path("lake")
     api_url: str = PUBLIC_API_URL
@@ -49,34 +84,57 @@ class Settings:
     freshness_hours: float = 36.0
     memory_limit: str = "2GB"
     threads: int | None = None
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def named(self, name: str) -> str:
+        """How to name setting `name` to the user: as they set it, else its flag or variable."""
+        return self.origins.get(name) or FLAGS.get(name) or ENV_VARS.get(name) or name
 
     def __post_init__(self) -> None:
+        n = self.named
         if not 1 <= self.per_page <= 250:
-            raise ConfigError(f"--per-page must be between 1 and 250, got {self.per_page}.")
+            raise ConfigError(f"{n('per_page')} must be between 1 and 250, got {self.per_page}.")
         if self.top < 1:
-            raise ConfigError(f"--top must be at least 1, got {self.top}.")
+            raise ConfigError(f"{n('top')} must be at least 1, got {self.top}.")
         if not self.rate > 0:  # also rejects nan, which would disable the throttle
             raise ConfigError(
-                f"--rate must be a positive number of requests a minute, got {self.rate}."
+                f"{n('rate')} must be a positive number of requests a minute, got {self.rate}."
             )
         if self.api_plan not in ("demo", "pro"):
-            raise ConfigError(
-                f"CRYPTOLAKE_API_PLAN must be 'demo' or 'pro', got {self.api_plan!r}."
-            )
+            raise ConfigError(f"{n('api_plan')} must be 'demo' or 'pro', got {self.api_plan!r}.")
         if self.vs_currency is not None and not re.fullmatch(r"[a-z]{2,10}", self.vs_currency):
             raise ConfigError(
-                f"--vs-currency must be a CoinGecko currency code such as usd or eur, "
+                f"{n('vs_currency')} must be a CoinGecko currency code such as usd or eur, "
                 f"got {self.vs_currency!r}."
             )
         if not _IDENTIFIER.match(self.pg_schema):
             raise ConfigError(
-                f"--pg-schema must be a lowercase SQL identifier (letters, digits, _), "
+                f"{n('pg_schema')} must be a lowercase SQL identifier (letters, digits, _), "
                 f"got {self.pg_schema!r}."
             )
         if not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"--api-url must be an http(s) URL ending in /api/v3, got {self.api_url!r}."
+                f"{n('api_url')} must be an http(s) URL ending in /api/v3, got {self.api_url!r}."
             )
+        if not _MEMORY.match(self.memory_limit.strip()):
+            raise ConfigError(
+                f"{n('memory_limit')} must be an amount of memory such as 2GB or 512MiB, "
+                f"got {self.memory_limit!r}."
+            )
+        if not self.freshness_hours > 0:
+            raise ConfigError(
+                f"{n('freshness_hours')} must be a positive number of hours, "
+                f"got {self.freshness_hours}."
+            )
+        if self.postgres_dsn is not None:
+            try:
+                conninfo_to_dict(self.postgres_dsn.reveal())
+            except psycopg.ProgrammingError:
+                # Never echo it: it may hold a password.
+                raise ConfigError(
+                    f"{n('postgres_dsn')} is not a Postgres connection string: use a URI "
+                    "(postgresql://user@host:5432/db) or key=value pairs (host=... dbname=...)."
+                ) from None
 
     @property
     def ingest_currency(self) -> str:
@@ -104,6 +162,7 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+        origins = {k: FLAGS[k] for k in values if k in FLAGS}
 
         def from_env(name: str, var: str, convert: Any = str) -> None:
             raw = env.get(var)
@@ -115,6 +174,7 @@ class Settings:
                 raise ConfigError(
                     f"{var}={raw!r} is not a valid {name.replace('_', ' ')}."
                 ) from None
+            origins[name] = var
 
         from_env("lake", "CRYPTOLAKE_LAKE", Path)
         from_env("api_url", "CRYPTOLAKE_API_URL")
@@ -142,4 +202,4 @@ class Settings:
             values["rate"] = DEFAULT_RATE[tier]
         if "lake" in values:
             values["lake"] = Path(values["lake"]).expanduser()
-        return cls(**values)
+        return cls(**values, origins=origins)

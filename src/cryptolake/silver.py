@@ -28,6 +28,7 @@ from .bronze import Manifest, read_manifest, read_manifests, run_manifest_paths
 from .checkdefs import CheckDef, check_defs
 from .duck import connect, quote_literal
 from .errors import LakeError, TransformError
+from .fserrors import duckdb_io_error, on_lake
 from .lake import LakePaths, atomic_write
 from .progress import Progress, ProgressCallback, ignore_progress
 from .quarantine import drop_stale, key_check, quarantine_batches, write_quarantine
@@ -38,6 +39,7 @@ from .silver_io import PARTITION, PARTITION_FILE, SilverTable, count_rows, load_
 __all__ = [
     "PARTITION",
     "PARTITION_FILE",
+    "SILVER_FORMAT",
     "TABLES",
     "SilverResult",
     "SilverTable",
@@ -57,8 +59,8 @@ log = logging.getLogger(__name__)
 BATCH_DAYS = 14
 # What silver's files hold and how they were checked. A lake whose state records an older
 # format is rebuilt from bronze by its next transform. 2: rows cleaned, row checks and the
-# quarantine, total_market_cap_usd in global_snapshots.
-SILVER_FORMAT = 2
+# quarantine, total_market_cap_usd in global_snapshots. 3: is_sample in every table.
+SILVER_FORMAT = 3
 
 
 TABLES: tuple[SilverTable, ...] = (
@@ -177,6 +179,7 @@ def pending_runs(lake: LakePaths) -> list[Manifest]:
     return found
 
 
+@on_lake("build silver")
 def build_silver(
     settings: Settings,
     *,
@@ -217,6 +220,8 @@ def build_silver(
     try:
         results = _build_tables(con, lake, runs, full_refresh=full_refresh, progress=progress)
     except duckdb.Error as exc:
+        if (translated := duckdb_io_error(exc, doing="build silver")) is not None:
+            raise translated from exc
         raise TransformError(
             f"Building silver failed: {exc}. Silver keeps its previous content; fix the cause "
             "and run `cryptolake transform` again."

@@ -57,6 +57,7 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
         "vs_currency": [],
         "page": [],
         "trimmed_ids": [],
+        "is_sample": [],
     }
     for run in runs:
         for entry in run.files:
@@ -68,6 +69,7 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
             rows["vs_currency"].append(run.vs_currency)
             rows["page"].append(entry.page)
             rows["trimmed_ids"].append(entry.trimmed_ids)
+            rows["is_sample"].append(run.source == "sample")
     return pa.table(
         {
             "path": pa.array(rows["path"], pa.string()),
@@ -76,6 +78,7 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
             "vs_currency": pa.array(rows["vs_currency"], pa.string()),
             "page": pa.array(rows["page"], pa.int32()),
             "trimmed_ids": pa.array(rows["trimmed_ids"], pa.list_(pa.string())),
+            "is_sample": pa.array(rows["is_sample"], pa.bool_()),
         }
     )
 
@@ -147,8 +150,8 @@ def load_batch(
         con.register("bronze_files_arrow", files)
         con.execute(
             "create or replace temp table bronze_files as select path, run_id, "
-            "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, trimmed_ids "
-            "from bronze_files_arrow"
+            "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, trimmed_ids, "
+            "is_sample from bronze_files_arrow"
         )
         con.unregister("bronze_files_arrow")
         if files.num_rows == 0:

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import psycopg
 
 from .bronze import read_manifests
 from .duck import connect, quote_literal
+from .errors import LakeError
+from .fserrors import on_lake
 from .gold import GOLD_MODELS
 from .history import RunRecord, recent_runs
 from .lake import DATASETS, LakePaths
+from .pgconnect import describe_target, scrub
 from .settings import Settings
 from .silver import PARTITION, TABLES, processed_runs
 
@@ -33,6 +37,18 @@ class SilverTableStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishRecord:
+    """The last row of Postgres' `publish_log`: the real record of the last publish."""
+
+    target: str
+    schema: str
+    publish_id: str
+    finished_at: datetime
+    latest_snapshot_at: datetime | None
+    lake_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class LakeStatus:
     lake: str
     complete_runs: int
@@ -48,6 +64,12 @@ class LakeStatus:
     # Silver's newest snapshot when gold is not built from it (its audit failed, or no
     # transform since): what `transform` would add.
     silver_ahead_at: datetime | None = None
+    # Postgres' own record of the last publish (with a DSN configured); None: never published.
+    publish: PublishRecord | None = None
+    # Sections that could not be read, each as one line saying why: shown, never dropped.
+    problems: list[str] = field(default_factory=list)
+    sample: bool = False  # the lake holds the bundled sample (recorded prices), not live data
+    publishing: bool = False  # a Postgres DSN is configured
 
     @property
     def age_hours(self) -> float | None:
@@ -60,18 +82,16 @@ class LakeStatus:
         age = self.age_hours
         return age is not None and age <= self.freshness_hours
 
-    @property
-    def last_publish(self) -> RunRecord | None:
-        for record in self.runs:
-            for stage in record.stages:
-                if stage.get("stage") == "publish" and stage.get("status") == "ok":
-                    return record
-        return None
 
-
+@on_lake("read the lake")
 def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
     """Inventory of the lake, read from files and Parquet footers (no data is scanned)."""
     lake = LakePaths.at(settings.lake)
+    if lake.root.exists() and not lake.root.is_dir():
+        raise LakeError(
+            f"Cannot read the lake: {lake.root} is a file, not a folder. Point --lake (or "
+            "CRYPTOLAKE_LAKE) at the lake folder."
+        )
     manifests = read_manifests(lake, status=None)
     complete = [m for m in manifests if m.status == "complete"]
     done = processed_runs(lake)
@@ -102,15 +122,22 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
 
     gold: dict[str, int] = {}
     history: list[RunRecord] = []
+    problems: list[str] = []
     silver_latest = latest
     if lake.database.exists():
         try:
             gold, gold_latest = _gold_counts(settings, lake)
-            history = recent_runs(settings, limit=runs)
-        except duckdb.Error:
-            pass  # another process holds the database for writing; show the rest
+        except duckdb.Error as exc:
+            problems.append(f"gold: cannot read {lake.database}: {str(exc).splitlines()[0]}")
         else:
             latest = gold_latest or latest
+    try:
+        history = recent_runs(settings, limit=runs)
+    except LakeError as exc:
+        problems.append(f"runs: {exc}")
+    publish, publish_problem = _last_publish(settings)
+    if publish_problem:
+        problems.append(publish_problem)
     return LakeStatus(
         lake=str(lake.root),
         complete_runs=len(complete),
@@ -126,7 +153,34 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         silver_ahead_at=silver_latest
         if silver_latest and latest and silver_latest > latest
         else None,
+        publish=publish,
+        problems=problems,
+        sample=bool(complete) and complete[-1].source == "sample",
+        publishing=settings.postgres_dsn is not None,
     )
+
+
+def _last_publish(settings: Settings) -> tuple[PublishRecord | None, str | None]:
+    """(Postgres' last publish_log row, None) or (None, why it could not be read)."""
+    if settings.postgres_dsn is None:
+        return None, None
+    dsn = settings.postgres_dsn.reveal()
+    target = describe_target(dsn)
+    schema = settings.pg_schema
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            exists = conn.execute("select to_regclass(%s)", [f"{schema}.publish_log"]).fetchone()
+            if not exists or exists[0] is None:
+                return None, None
+            row = conn.execute(
+                "select publish_id, finished_at, latest_snapshot_at, lake_version "
+                f"from {schema}.publish_log order by finished_at desc limit 1"
+            ).fetchone()
+    except psycopg.Error as exc:
+        return None, f"last publish: cannot read Postgres {target}: {scrub(str(exc), dsn)}"
+    if row is None:
+        return None, None
+    return PublishRecord(target, schema, str(row[0]), row[1], row[2], str(row[3])), None
 
 
 def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:

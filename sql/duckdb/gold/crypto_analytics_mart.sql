@@ -4,6 +4,7 @@
 -- snapshot's own rate (vs_currency_per_usd: /global's total market cap in the quote currency
 -- over its total in USD).
 -- volatility_7d_ratio is the coin's in gold.coin_daily on the lake's last complete day.
+-- is_sample: the snapshot is the bundled sample's (recorded prices), not a live one.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
@@ -59,7 +60,8 @@ final as (
         top_50.circulating_supply / nullif(top_50.max_supply, 0) as circulating_supply_ratio,
         volatility.volatility_7d_ratio,
         top_50.snapshot_at,
-        top_50.last_updated_at
+        top_50.last_updated_at,
+        top_50.is_sample
     from top_50
     left join volatility
         on top_50.coin_id = volatility.coin_id

@@ -26,7 +26,8 @@ breadth as (
         count(*) as coins_tracked,
         count(*) filter (where markets.price_change_percentage_24h > 0) as advancing_coins,
         count(*) filter (where markets.price_change_percentage_24h < 0) as declining_coins,
-        sum(markets.market_cap) as tracked_market_cap
+        sum(markets.market_cap) as tracked_market_cap,
+        bool_or(markets.is_sample) as is_sample
     from last_market_snapshot
     inner join markets
         on last_market_snapshot.snapshot_at = markets.snapshot_at
@@ -62,7 +63,8 @@ final as (
         breadth.advancing_coins,
         breadth.declining_coins,
         breadth.tracked_market_cap,
-        breadth.snapshot_at as last_snapshot_at
+        breadth.snapshot_at as last_snapshot_at,
+        breadth.is_sample
     from breadth
     full outer join global_days
         on breadth.day = global_days.day

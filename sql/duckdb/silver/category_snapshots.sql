@@ -36,6 +36,7 @@ renamed as (
         nullif(source.content, '') as description,
         try_cast(source.updated_at as timestamptz) as updated_at,
         files.run_id,
+        files.is_sample,
         files.page,
         cast(files.snapshot_at as date) as snapshot_date
     from source

@@ -44,6 +44,7 @@ renamed as (
         -- updated_at is Unix seconds in the API.
         to_timestamp(try_cast(source.data ->> 'updated_at' as bigint)) as updated_at,
         files.run_id,
+        files.is_sample,
         files.page,
         cast(files.snapshot_at as date) as snapshot_date
     from source

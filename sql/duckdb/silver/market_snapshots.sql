@@ -3,7 +3,8 @@
 -- Inputs, set by cryptolake.silver before this runs:
 --   getvariable('bronze_files')  the body files of the runs being transformed
 --   bronze_files (temp table)    their metadata from the run manifests: path, run_id,
---                                snapshot_at, vs_currency, page, trimmed_ids
+--                                snapshot_at, vs_currency, page, trimmed_ids, is_sample
+--                                (the run replayed the bundled sample, not the live API)
 --
 -- Fields are read by name. Every field is read as text and cast here, so a body from the
 -- 2018 schema (numbers as strings) reads like a current one. Fields missing from a body
@@ -106,6 +107,7 @@ renamed as (
         end as roi_percentage,
         try_cast(source.last_updated as timestamptz) as last_updated_at,
         files.run_id,
+        files.is_sample,
         files.page,
         cast(files.snapshot_at as date) as snapshot_date
     from source

@@ -1,4 +1,4 @@
-"""`run` and `status`: the commands users live in."""
+"""`run`, `status` and `schedule`: the commands users live in."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,9 +14,11 @@ from ..errors import ConfigError, CryptolakeError
 from ..pipeline import STAGES, RunResult, parse_stages, run
 from ..schedule import ScheduleEvent, parse_schedule, run_schedule, stop_on_signals
 from ..status import LakeStatus, lake_status
-from .app import (
+from .app import command, interrupted_message, user_errors, verbose_after_command
+from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
+    JsonOpt,
     LakeOpt,
     PerPageOpt,
     PgSchemaOpt,
@@ -24,14 +26,12 @@ from .app import (
     RateOpt,
     SampleOpt,
     TopOpt,
+    VerboseOpt,
     VsCurrencyOpt,
-    _settings,
-    app,
     settings_from,
-    user_errors,
-    warn_sample,
 )
-from .render import console, err_console, progress_bars, summary_table
+from .render import console, print_error, progress_bars
+from .views import age, render_run, render_status, warn_sample
 
 ALL_STAGES = ",".join(STAGES)
 StagesOpt = Annotated[
@@ -41,54 +41,33 @@ StagesOpt = Annotated[
         help=f"Comma-separated subset of {','.join(STAGES)} to run, in pipeline order.",
     ),
 ]
-JsonOpt = Annotated[
-    bool,
-    typer.Option("--json", help="Print one JSON document on stdout (and nothing else there)."),
-]
 QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress bars or tables; errors only.")
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bars or tables; errors only.", metavar=""),
 ]
 
-STATUS_STYLE = {
-    "ok": "green",
-    "success": "green",
-    "skipped": "yellow",
-    "stopped": "yellow",
-    "failed": "bold red",
-    "killed": "bold red",
-    "running": "cyan",
-    "not_run": "dim",
-}
+
+def _print_json(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
-def styled(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def _failed_before_running(error: str, status: str = "failed") -> dict[str, Any]:
+    """`run --json`'s document when no run could start (bad settings, a busy lake)."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "run_id": None,
+        "status": status,
+        "sample": False,
+        "started_at": now,
+        "finished_at": now,
+        "seconds": 0.0,
+        "stages": [],
+        "error": error,
+        "notes": [],
+    }
 
 
-def render_run(result: RunResult) -> None:
-    rows = []
-    for stage in result.stages:
-        rows.append(
-            [
-                stage.stage,
-                styled(stage.status),
-                round(stage.seconds, 2),
-                stage.summary,
-                stage.detail,
-            ]
-        )
-    console.print(
-        summary_table(
-            f"run {result.run_id}: {styled(result.status)} in {result.seconds:.1f}s",
-            ["stage", "status", "seconds", "result", "detail"],
-            rows,
-        )
-    )
-    for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-
-
-@app.command("run")
+@command("run")
 def run_cmd(
     lake: LakeOpt = None,
     api_url: ApiUrlOpt = None,
@@ -103,120 +82,107 @@ def run_cmd(
     pg_schema: PgSchemaOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline: ingest -> transform (silver, gold) -> checks -> publish."""
+    verbose_after_command(verbose)
+    if as_json:
+        _run_json(locals())
+        return
     with user_errors():
         settings = settings_from(locals())
         selected = parse_stages(stages)
         if sample and "ingest" not in selected:
             raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
-        if sample and not (as_json or quiet):
+        if sample and not quiet:
             warn_sample()
-        with progress_bars(enabled=not (as_json or quiet)) as on_progress:
+        with progress_bars(enabled=not quiet) as on_progress:
             result = run(settings, stages=selected, sample=sample, progress=on_progress)
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    elif not quiet:
+    if not quiet:
         render_run(result)
     if result.status != "success":
-        if not as_json:
-            err_console.print(
-                f"[bold red]error:[/] {result.error or result.status}", highlight=False
-            )
+        print_error(result.error or f"the run {result.status}")
         raise typer.Exit(1)
 
 
-def _age(hours: float | None) -> str:
-    if hours is None:
-        return "no snapshot yet"
-    if hours < 1:
-        return f"{hours * 60:.0f} min"
-    if hours < 48:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} days"
+def _run_json(params: dict[str, Any]) -> None:
+    """`run --json`: one JSON document on stdout whatever happens, nothing else there."""
+    try:
+        settings = settings_from(params)
+        selected = parse_stages(params["stages"])
+        if params["sample"] and "ingest" not in selected:
+            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
+        result = run(settings, stages=selected, sample=params["sample"])
+    except CryptolakeError as exc:
+        _print_json(_failed_before_running(str(exc)))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:
+        document = _failed_before_running(interrupted_message(exc), status="interrupted")
+        document["run_id"] = getattr(exc, "run_id", None)
+        _print_json(document)
+        raise typer.Exit(130) from None
+    _print_json(result.to_dict())
+    if result.status != "success":
+        raise typer.Exit(1)
 
 
-def render_status(status: LakeStatus) -> None:
-    fresh = "[green]fresh[/]" if status.is_fresh else "[bold red]stale[/]"
-    latest = (
-        status.latest_snapshot_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        if status.latest_snapshot_at
-        else "—"
-    )
-    console.print(f"[bold]lake[/] {status.lake}")
-    if status.latest_snapshot_at is None:
-        console.print(f"no snapshot yet: {fresh} (run `cryptolake run --sample` to try it)")
-    else:
-        console.print(
-            f"latest snapshot {latest} ({_age(status.age_hours)} old, limit "
-            f"{status.freshness_hours:g} h): {fresh}"
-        )
-    if status.silver_ahead_at is not None:
-        console.print(
-            f"[yellow]silver holds a newer snapshot "
-            f"({status.silver_ahead_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}) than gold is built "
-            "from[/]: the last transform failed its checks or has not run; `cryptolake "
-            "transform` says which.",
-            highlight=False,
-        )
-    console.print(
-        summary_table(
-            f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
-            f"{status.pending_runs} not yet in silver",
-            ["dataset", "files", "bytes"],
-            [[b.dataset, b.files, b.bytes] for b in status.bronze],
-        )
-    )
-    console.print(
-        summary_table(
-            "silver (Parquet)"
-            + (
-                f": {status.quarantined_rows:,} row(s) in quarantine (see silver.quarantine)"
-                if status.quarantined_rows
-                else ""
-            ),
-            ["table", "partitions", "rows", "bytes"],
-            [[f"silver.{s.table}", s.partitions, s.rows, s.bytes] for s in status.silver],
-        )
-    )
-    if status.gold:
-        console.print(
-            summary_table(
-                "gold", ["table", "rows"], [[f"gold.{t}", n] for t, n in status.gold.items()]
-            )
-        )
-    last_publish = status.last_publish
-    console.print(
-        "last publish: "
-        + (
-            f"{last_publish.started_at:%Y-%m-%d %H:%M UTC} (run {last_publish.run_id})"
-            if last_publish
-            else "never (set CRYPTOLAKE_POSTGRES_DSN to publish)"
-        )
-    )
-    if status.runs:
-        console.print(
-            summary_table(
-                "last runs",
-                ["run", "trigger", "status", "started", "seconds", "error"],
-                [
-                    [
-                        r.run_id,
-                        r.trigger,
-                        styled(r.status),
-                        f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-                        None if r.seconds is None else round(r.seconds, 1),
-                        (r.error or "").splitlines()[0] if r.error else "",
-                    ]
-                    for r in status.runs
-                ],
-            )
-        )
+def status_document(status: LakeStatus) -> dict[str, Any]:
+    """`status --json`: everything `status` shows, timestamps in ISO 8601."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    publish = status.publish
+    return {
+        "lake": status.lake,
+        "latest_snapshot_at": iso(status.latest_snapshot_at),
+        "sample": status.sample,
+        "silver_ahead_at": iso(status.silver_ahead_at),
+        "age_hours": status.age_hours,
+        "is_fresh": status.is_fresh,
+        "bronze": {
+            "complete_runs": status.complete_runs,
+            "failed_runs": status.failed_runs,
+            "pending_runs": status.pending_runs,
+            "datasets": {b.dataset: {"files": b.files, "bytes": b.bytes} for b in status.bronze},
+        },
+        "silver": {
+            s.table: {"partitions": s.partitions, "rows": s.rows, "bytes": s.bytes}
+            for s in status.silver
+        },
+        "gold": status.gold,
+        "quarantined_rows": status.quarantined_rows,
+        "last_publish": None
+        if publish is None
+        else {
+            "publish_id": publish.publish_id,
+            "finished_at": iso(publish.finished_at),
+            "latest_snapshot_at": iso(publish.latest_snapshot_at),
+            "lake_version": publish.lake_version,
+            "target": publish.target,
+            "schema": publish.schema,
+        },
+        "runs": [
+            {
+                "run_id": r.run_id,
+                "status": r.status,
+                "trigger": r.trigger,
+                "started_at": r.started_at.isoformat(),
+                "seconds": r.seconds,
+                "error": r.error,
+            }
+            for r in status.runs
+        ],
+        "problems": status.problems,
+        "generated_at": datetime.now(UTC).isoformat(),
+    }
 
 
-@app.command("status")
+@command("status")
 def status_cmd(
     lake: LakeOpt = None,
+    postgres: PostgresOpt = None,
+    pg_schema: PgSchemaOpt = None,
     as_json: JsonOpt = False,
     fail_if_stale: Annotated[
         bool,
@@ -224,59 +190,25 @@ def status_cmd(
             "--fail-if-stale",
             help="Exit 1 when the latest snapshot is older than CRYPTOLAKE_FRESHNESS_HOURS "
             "(for health checks and monitoring).",
+            metavar="",
         ),
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Show the lake's inventory, freshness, last publish and last runs."""
+    """Show the lake's inventory, freshness, last publish (from Postgres) and last runs."""
+    verbose_after_command(verbose)
     with user_errors():
-        status = lake_status(_settings(lake=lake))
+        status = lake_status(settings_from(locals()))
     if fail_if_stale and not status.is_fresh:
         # Printed before the report so a health check's log shows the reason first.
         reason = (
-            f"latest snapshot {_age(status.age_hours)} old, limit {status.freshness_hours:g} h"
+            f"latest snapshot {age(status.age_hours)} old, limit {status.freshness_hours:g} h"
             if status.latest_snapshot_at
             else "it has no snapshot yet; run `cryptolake run`"
         )
-        err_console.print(f"[bold red]error:[/] the lake is stale: {reason}.", highlight=False)
+        print_error(f"the lake is stale: {reason}.")
     if as_json:
-        document = {
-            "lake": status.lake,
-            "latest_snapshot_at": status.latest_snapshot_at.isoformat()
-            if status.latest_snapshot_at
-            else None,
-            "silver_ahead_at": status.silver_ahead_at.isoformat()
-            if status.silver_ahead_at
-            else None,
-            "age_hours": status.age_hours,
-            "is_fresh": status.is_fresh,
-            "bronze": {
-                "complete_runs": status.complete_runs,
-                "failed_runs": status.failed_runs,
-                "pending_runs": status.pending_runs,
-                "datasets": {
-                    b.dataset: {"files": b.files, "bytes": b.bytes} for b in status.bronze
-                },
-            },
-            "silver": {
-                s.table: {"partitions": s.partitions, "rows": s.rows, "bytes": s.bytes}
-                for s in status.silver
-            },
-            "gold": status.gold,
-            "quarantined_rows": status.quarantined_rows,
-            "runs": [
-                {
-                    "run_id": r.run_id,
-                    "status": r.status,
-                    "trigger": r.trigger,
-                    "started_at": r.started_at.isoformat(),
-                    "seconds": r.seconds,
-                    "error": r.error,
-                }
-                for r in status.runs
-            ],
-            "generated_at": datetime.now(UTC).isoformat(),
-        }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _print_json(status_document(status))
     else:
         render_status(status)
     if fail_if_stale and not status.is_fresh:
@@ -287,7 +219,7 @@ class RunFailed(CryptolakeError):
     """A scheduled run ended as failed; the schedule counts it and goes on."""
 
 
-@app.command("schedule")
+@command("schedule")
 def schedule_cmd(
     every: Annotated[
         str | None,
@@ -301,7 +233,10 @@ def schedule_cmd(
         str | None, typer.Option("--daily", help="Run once a day at HH:MM UTC, e.g. 00:30.")
     ] = None,
     now: Annotated[
-        bool, typer.Option("--now", help="Also run once right away, then follow the schedule.")
+        bool,
+        typer.Option(
+            "--now", help="Also run once right away, then follow the schedule.", metavar=""
+        ),
     ] = False,
     lake: LakeOpt = None,
     api_url: ApiUrlOpt = None,
@@ -314,8 +249,10 @@ def schedule_cmd(
     stages: StagesOpt = ALL_STAGES,
     postgres: PostgresOpt = None,
     pg_schema: PgSchemaOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline on a schedule in the foreground; SIGTERM/Ctrl-C stop it cleanly."""
+    verbose_after_command(verbose)
     with user_errors():
         schedule = parse_schedule(every=every, cron=cron, daily=daily)
         settings = settings_from(locals())
@@ -324,7 +261,8 @@ def schedule_cmd(
         warn_sample()
 
     def job(stop: threading.Event) -> RunResult:
-        # The current stage always finishes; a stop request skips the stages after it.
+        # The current stage finishes (a wait to retry the API ends at once); a stop request
+        # skips the stages after it.
         result = run(
             settings,
             stages=selected,
@@ -341,18 +279,16 @@ def schedule_cmd(
         style = {"failed": "bold red", "skipped": "yellow", "next": "cyan"}.get(event.kind, "")
         stamp = f"{event.at:%Y-%m-%d %H:%M:%S} UTC"
         text = f"[{style}]{event.detail}[/]" if style else event.detail
-        console.print(f"[dim]{stamp}[/] {text}", highlight=False)
+        console.print(f"[dim]{stamp}[/] {text}", highlight=False, soft_wrap=True)
 
-    console.print(f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake}")
+    console.print(
+        f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake}",
+        soft_wrap=True,
+    )
     with stop_on_signals(threading.Event()) as stop:
-        if now:
-            try:
-                job(stop)
-            except RunFailed as exc:
-                err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
-        if stop.is_set():
-            return
-        summary = run_schedule(schedule, job=lambda: job(stop), stop=stop, on_event=on_event)
+        summary = run_schedule(
+            schedule, job=lambda: job(stop), stop=stop, on_event=on_event, run_now=now
+        )
     console.print(
         f"schedule stopped: {summary.runs} run(s), {summary.failures} failed, "
         f"{summary.skipped} slot(s) skipped"

@@ -1,0 +1,236 @@
+"""How each stage's result looks in a terminal: tables, notes and status lines."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from ..checks import CheckResult
+from ..gold import GoldResult
+from ..ingest import IngestResult
+from ..pipeline import RunResult
+from ..publish import PublishResult
+from ..silver import SilverResult
+from ..status import LakeStatus
+from .render import console, err_console, print_notes, summary_table
+
+STATUS_STYLE = {
+    "ok": "green",
+    "success": "green",
+    "skipped": "yellow",
+    "stopped": "yellow",
+    "interrupted": "yellow",
+    "failed": "bold red",
+    "killed": "bold red",
+    "running": "cyan",
+    "not_run": "dim",
+}
+
+
+def styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def warn_sample() -> None:
+    err_console.print(
+        "[bold yellow]SAMPLE DATA[/]: replaying recorded CoinGecko responses bundled with "
+        "cryptolake, not live prices.",
+        soft_wrap=True,
+    )
+
+
+def render_ingest(result: IngestResult) -> None:
+    console.print(
+        summary_table(
+            f"ingest run {result.run_id} ({result.requests} requests, {result.retries} retries)",
+            ["dataset", "pages", "records", "bytes", "seconds"],
+            [
+                [d.dataset, d.pages, d.records, d.bytes, round(d.seconds, 2)]
+                for d in result.datasets
+            ],
+        )
+    )
+    print_notes(result.notes)
+
+
+def render_silver(result: SilverResult) -> None:
+    print_notes(result.notes)
+    if not result.changed:
+        console.print("silver is up to date: no new complete bronze runs.")
+        return
+    kind = "full refresh" if result.full_refresh else "incremental"
+    console.print(
+        summary_table(
+            f"silver ({kind}, {len(result.runs)} runs)",
+            ["table", "rows added", "partitions written", "seconds"],
+            [
+                [t.table, t.rows_added, t.partitions_written, round(t.seconds, 2)]
+                for t in result.tables
+            ],
+        )
+    )
+    if cleaning := result.describe_cleaning():
+        print_notes([f"silver: {cleaning} (see silver.quarantine)"])
+
+
+def render_gold(result: GoldResult) -> None:
+    console.print(
+        summary_table(
+            f"gold ({result.vs_currency})",
+            ["table", "rows", "seconds"],
+            [[f"gold.{t.table}", t.rows, round(t.seconds, 2)] for t in result.tables],
+        )
+    )
+    warned = result.warnings
+    passed = len(result.checks) - len(warned)
+    console.print(f"[green]{passed} data-quality checks passed[/]; gold promoted")
+    print_notes([f"check {c.name} warns: {c.description}" for c in warned])
+
+
+def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
+    out = to or console
+    out.print(
+        summary_table(
+            "data-quality checks",
+            ["check", "result", "offending rows", "description"],
+            [
+                [
+                    r.name,
+                    "[green]pass[/]"
+                    if r.passed
+                    else "[yellow]warn[/]"
+                    if r.on_fail == "warn"
+                    else "[bold red]FAIL[/]",
+                    r.failing_rows,
+                    r.description,
+                ]
+                for r in results
+            ],
+        )
+    )
+    for r in results:
+        if r.sample:
+            out.print(summary_table(f"{r.name}: first offending rows", r.columns, r.sample))
+
+
+def render_publish(result: PublishResult) -> None:
+    if result.up_to_date:
+        console.print(
+            f"Postgres {result.target} schema {result.schema} is up to date: nothing to publish.",
+            soft_wrap=True,
+        )
+        return
+    console.print(
+        summary_table(
+            f"published to {result.target}, schema {result.schema} (publish {result.publish_id})",
+            ["table", "rows written", "rows now", "seconds"],
+            [[t.table, t.rows_written, t.rows_now, round(t.seconds, 2)] for t in result.tables],
+        )
+    )
+    print_notes(result.notes)
+
+
+def render_run(result: RunResult) -> None:
+    rows = [
+        [stage.stage, styled(stage.status), round(stage.seconds, 2), stage.summary, stage.detail]
+        for stage in result.stages
+    ]
+    console.print(
+        summary_table(
+            f"run {result.run_id}: {styled(result.status)} in {result.seconds:.1f}s",
+            ["stage", "status", "seconds", "result", "detail"],
+            rows,
+        )
+    )
+    print_notes(result.notes)
+
+
+def age(hours: float | None) -> str:
+    if hours is None:
+        return "no snapshot yet"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def render_status(status: LakeStatus) -> None:
+    fresh = "[green]fresh[/]" if status.is_fresh else "[bold red]stale[/]"
+    console.print(f"[bold]lake[/] {status.lake}", soft_wrap=True)
+    if status.latest_snapshot_at is None:
+        console.print(f"no snapshot yet: {fresh} (run `cryptolake run --sample` to try it)")
+    else:
+        latest = status.latest_snapshot_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        sample = " [bold yellow]sample data[/] (recorded prices)" if status.sample else ""
+        console.print(
+            f"latest snapshot {latest}{sample} ({age(status.age_hours)} old, limit "
+            f"{status.freshness_hours:g} h): {fresh}",
+            soft_wrap=True,
+        )
+    if status.silver_ahead_at is not None:
+        console.print(
+            f"[yellow]silver holds a newer snapshot "
+            f"({status.silver_ahead_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}) than gold is built "
+            "from[/]: the last transform failed its checks or has not run; `cryptolake "
+            "transform` says which.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        summary_table(
+            f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
+            f"{status.pending_runs} not yet in silver",
+            ["dataset", "files", "bytes"],
+            [[b.dataset, b.files, b.bytes] for b in status.bronze],
+        )
+    )
+    console.print(
+        summary_table(
+            "silver (Parquet)"
+            + (
+                f": {status.quarantined_rows:,} row(s) in quarantine (see silver.quarantine)"
+                if status.quarantined_rows
+                else ""
+            ),
+            ["table", "partitions", "rows", "bytes"],
+            [[f"silver.{s.table}", s.partitions, s.rows, s.bytes] for s in status.silver],
+        )
+    )
+    if status.gold:
+        console.print(
+            summary_table(
+                "gold", ["table", "rows"], [[f"gold.{t}", n] for t, n in status.gold.items()]
+            )
+        )
+    publish = status.publish
+    if publish is not None:
+        console.print(
+            f"last publish: {publish.publish_id} at {publish.finished_at:%Y-%m-%d %H:%M UTC} "
+            f"to {publish.target}, schema {publish.schema} (from Postgres' publish_log)",
+            soft_wrap=True,
+        )
+    elif status.publishing:
+        console.print("last publish: never (publish_log is empty or missing)")
+    else:
+        console.print("last publish: no Postgres configured (set CRYPTOLAKE_POSTGRES_DSN)")
+    if status.runs:
+        console.print(
+            summary_table(
+                "last runs",
+                ["run", "trigger", "status", "started", "seconds", "error"],
+                [
+                    [
+                        r.run_id,
+                        r.trigger,
+                        styled(r.status),
+                        f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                        None if r.seconds is None else round(r.seconds, 1),
+                        (r.error or "").splitlines()[0] if r.error else "",
+                    ]
+                    for r in status.runs
+                ],
+            )
+        )
+    for problem in status.problems:
+        err_console.print(f"[bold red]cannot read[/] {problem}", highlight=False, soft_wrap=True)

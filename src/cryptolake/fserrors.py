@@ -1,0 +1,120 @@
+"""File-system errors on the lake, turned once into one line a user can act on.
+
+A lake folder that is a file, a disk that is full, a read-only mount, an immutable file: the
+operating system (or DuckDB, which writes through it) says so in its own terms, with a
+traceback. Every stage runs its file work inside `lake_io(...)`, which raises a `LakeError`
+naming the path, the cause in plain words, and what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import duckdb
+
+from .errors import LakeError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# errno -> (cause, fix)
+_EXPLAINED: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("disk full", "Free space on that disk, or point --lake at another one."),
+    errno.EDQUOT: (
+        "disk quota exceeded",
+        "Free space in your quota, or point --lake at another disk.",
+    ),
+    errno.EROFS: (
+        "read-only file system",
+        "Commands that only read the lake (status, query, report, publish) work on it; to "
+        "write, mount it read-write or point --lake elsewhere.",
+    ),
+    errno.EACCES: (
+        "permission denied (read-only for this user)",
+        "Give this user write access to the lake folder, or point --lake elsewhere; status, "
+        "query, report and publish only read it.",
+    ),
+    errno.EPERM: (
+        "operation not permitted (an immutable file or folder?)",
+        "Check its attributes (lsattr; chattr -i), or point --lake elsewhere.",
+    ),
+    errno.EEXIST: (
+        "a file is in the way, where a folder should be",
+        "Point --lake (or CRYPTOLAKE_LAKE) at a folder, or move the file away.",
+    ),
+    errno.ENOTDIR: (
+        "part of the path is a file, not a folder",
+        "Point --lake (or CRYPTOLAKE_LAKE) at a folder.",
+    ),
+    errno.ENOENT: ("no such file or folder", "Check the path."),
+    errno.EISDIR: ("a folder is in the way, where a file should be", "Move it away."),
+    errno.EIO: ("input/output error (a failing disk?)", "Check the disk (dmesg)."),
+}
+# How DuckDB words the same causes in its messages.
+_DUCKDB_CAUSES = (
+    ("no space left on device", errno.ENOSPC),
+    ("disk quota exceeded", errno.EDQUOT),
+    ("read-only file system", errno.EROFS),
+    ("permission denied", errno.EACCES),
+    ("operation not permitted", errno.EPERM),
+)
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+def explain(code: int | None, path: str | None, *, doing: str, fallback: str) -> LakeError:
+    cause, fix = _EXPLAINED.get(code or -1, (fallback, "Check the lake folder and the disk."))
+    where = f" ({path})" if path else ""
+    return LakeError(f"Cannot {doing}: {cause}{where}. {fix}")
+
+
+def os_error(exc: OSError, *, doing: str) -> LakeError:
+    """The one-line LakeError for an OSError met while `doing` something with the lake."""
+    path = exc.filename if isinstance(exc.filename, str | Path) else None
+    return explain(
+        exc.errno, str(path) if path else None, doing=doing, fallback=exc.strerror or str(exc)
+    )
+
+
+def duckdb_io_error(exc: duckdb.Error, *, doing: str) -> LakeError | None:
+    """The LakeError for a DuckDB error caused by the file system, or None for any other."""
+    text = str(exc)
+    lowered = text.lower()
+    for words, code in _DUCKDB_CAUSES:
+        if words in lowered:
+            path = _QUOTED_PATH.search(text)
+            return explain(code, path[1] if path else None, doing=doing, fallback=words)
+    return None
+
+
+@contextmanager
+def lake_io(doing: str) -> Iterator[None]:
+    """Raise file-system errors met inside as one-line LakeErrors about `doing`."""
+    try:
+        yield
+    except OSError as exc:
+        raise os_error(exc, doing=doing) from exc
+    except duckdb.Error as exc:
+        translated = duckdb_io_error(exc, doing=doing)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def on_lake(doing: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: the function's file-system errors become one-line LakeErrors."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with lake_io(doing):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
