@@ -69,13 +69,15 @@ _QUOTED_PATH = re.compile(r'"(/[^"]+)"')
 
 def explain(code: int | None, path: str | None, *, doing: str, fallback: str) -> LakeError:
     cause, fix = _EXPLAINED.get(code or -1, (fallback, "Check the lake folder and the disk."))
-    where = f" ({path})" if path else ""
+    where = f" ({path})" if path and path not in doing else ""
     return LakeError(f"Cannot {doing}: {cause}{where}. {fix}")
 
 
-def os_error(exc: OSError, *, doing: str) -> LakeError:
-    """The one-line LakeError for an OSError met while `doing` something with the lake."""
-    path = exc.filename if isinstance(exc.filename, str | Path) else None
+def os_error(exc: OSError, *, doing: str, path: Path | None = None) -> LakeError:
+    """The one-line LakeError for an OSError met while `doing` something with the lake
+    (on `path`, when the error does not name its file, as a write on a descriptor)."""
+    if isinstance(exc.filename, str | Path):
+        path = Path(exc.filename)
     return explain(
         exc.errno, str(path) if path else None, doing=doing, fallback=exc.strerror or str(exc)
     )

@@ -91,6 +91,12 @@ READING_STATEMENTS = frozenset(
 )
 
 
+def one_line(exc: Exception) -> str:
+    """DuckDB's message on one line: its lines joined, the caret under the SQL dropped."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
 def query(settings: Settings, sql: str) -> pa.Table:
     """Run one read-only statement on the lake database and return its rows as Arrow.
 
@@ -101,7 +107,7 @@ def query(settings: Settings, sql: str) -> pa.Table:
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
-            raise TransformError(f"Query failed: {exc}") from None
+            raise TransformError(f"Query failed: {one_line(exc)}") from None
         if not statements:
             raise ConfigError("Nothing to run: the SQL is empty (or only comments).")
         if len(statements) > 1:
@@ -111,8 +117,10 @@ def query(settings: Settings, sql: str) -> pa.Table:
             )
         kind = statements[0].type
         if kind not in READING_STATEMENTS:
+            article = "an" if kind.name[0] in "AEIOU" else "a"
             raise ConfigError(
-                f"`cryptolake query` only reads the lake, and this is a {kind.name} statement "
+                f"`cryptolake query` only reads the lake, and this is {article} {kind.name} "
+                "statement "
                 "(the lake database is open read-only here). To export rows, use --format csv "
                 "or json and redirect the output; for a session, use `cryptolake shell`."
             )
@@ -123,7 +131,12 @@ def query(settings: Settings, sql: str) -> pa.Table:
             table = relation.to_arrow_table()
             types = [str(t) for t in relation.types]
         except duckdb.Error as exc:
-            raise TransformError(f"Query failed: {exc}") from None
+            raise TransformError(
+                f"Query failed: {one_line(exc)} (the lake's tables: "
+                '`cryptolake query "show all tables"`)'
+                if isinstance(exc, duckdb.CatalogException)
+                else f"Query failed: {one_line(exc)}"
+            ) from None
     # Arrow has no JSON type: say which text columns hold JSON (meta.runs.stages, say), so
     # that a JSON rendering can nest them rather than quote them.
     fields = [

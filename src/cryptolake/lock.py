@@ -53,7 +53,7 @@ class LakeLock:
         except OSError as exc:
             if self.readers_only and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return self  # nothing can write this lake: nothing to keep out
-            raise os_error(exc, doing="take the lake's lock") from None
+            raise os_error(exc, doing="take the lake's lock", path=self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -77,7 +77,7 @@ class LakeLock:
             os.fsync(fd)
         except OSError as exc:
             os.close(fd)
-            raise os_error(exc, doing="take the lake's lock") from None
+            raise os_error(exc, doing="take the lake's lock", path=self.path) from None
         self._fd = fd
         return self
 

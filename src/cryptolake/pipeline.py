@@ -37,11 +37,15 @@ RunStatus = Literal["success", "failed", "stopped", "interrupted"]
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during a run; the run is recorded as `interrupted` under `run_id`."""
+    """Ctrl-C (SIGINT) during a run; the run is recorded as `interrupted` under `run_id`.
 
-    def __init__(self, run_id: str, stage: str | None) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
+    `result` is the run as recorded: the stage that was running is `interrupted`.
+    """
+
+    def __init__(self, result: RunResult, stage: str | None) -> None:
+        super().__init__(result.run_id)
+        self.result = result
+        self.run_id = result.run_id
         self.stage = stage
 
 
@@ -169,15 +173,25 @@ def run(
             running = next((r for r in results if r.status == "not_run"), None)
             if running is not None:
                 running.status = "interrupted"
+            interrupted = RunResult(
+                run_id,
+                "interrupted",
+                started,
+                now(),
+                results,
+                "interrupted (Ctrl-C)",
+                sample,
+                notes,
+            )
             record_finish(
                 settings,
                 run_id=run_id,
                 status="interrupted",
-                finished_at=now(),
+                finished_at=interrupted.finished_at,
                 stages=[asdict(r) for r in results],
-                error="interrupted (Ctrl-C)",
+                error=interrupted.error,
             )
-            raise RunInterrupted(run_id, running.stage if running else None) from None
+            raise RunInterrupted(interrupted, running.stage if running else None) from None
         except BaseException as exc:
             # A bug: record what happened, then let it propagate unchanged.
             record_finish(

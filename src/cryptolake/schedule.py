@@ -399,7 +399,7 @@ def run_schedule(
             started = _as_utc(clock())
             emit("started", f"run {runs} started (slot {format_time(slot)})")
         try:
-            job()
+            outcome = job()
         except CryptolakeError as exc:
             failures += 1
             emit("failed", f"run {runs} failed: {exc}")
@@ -411,7 +411,9 @@ def run_schedule(
             )
         else:
             took = format_duration(_as_utc(clock()) - started)
-            emit("finished", f"run {runs} finished in {took}")
+            # A run that a stop request cut short (its status says so) is not "finished".
+            ended = "stopped" if getattr(outcome, "status", None) == "stopped" else "finished"
+            emit("finished", f"run {runs} {ended} in {took}")
         if stop.is_set():
             break
         if max_runs is not None and runs >= max_runs:

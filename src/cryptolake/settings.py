@@ -126,6 +126,12 @@ class Settings:
                 f"{n('freshness_hours')} must be a positive number of hours, "
                 f"got {self.freshness_hours}."
             )
+        problem = _lake_path_problem(self.lake)
+        if problem:
+            given = n("lake") + ("=" if n("lake").startswith("CRYPTOLAKE_") else " ")
+            raise ConfigError(
+                f"{given}{self.lake} {problem}: point it at a folder (a missing one is created)."
+            )
         if self.postgres_dsn is not None:
             try:
                 conninfo_to_dict(self.postgres_dsn.reveal())
@@ -203,3 +209,13 @@ class Settings:
         if "lake" in values:
             values["lake"] = Path(values["lake"]).expanduser()
         return cls(**values, origins=origins)
+
+
+def _lake_path_problem(lake: Path) -> str | None:
+    """Why `lake` can never be a lake folder (it or a parent is a file), or None."""
+    if lake.is_file():
+        return "is a file, not a folder"
+    for parent in lake.absolute().parents:
+        if parent.is_file():
+            return f"is under a file ({parent}), not a folder"
+    return None

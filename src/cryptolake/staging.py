@@ -166,7 +166,10 @@ def prepare_schema(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     names. Only tables a worker marked are dropped, never a table someone detached or
     named alike. Returns the dropped tables.
     """
-    conn.execute(f"create schema if not exists {schema}")
+    # Only when missing: `create schema if not exists` needs CREATE on the database even
+    # when the schema exists, which a role that owns its schema may not have.
+    if conn.execute("select to_regnamespace(%s)", [schema]).fetchone() == (None,):
+        conn.execute(f"create schema {schema}")
     row = conn.execute(
         "select relkind::text from pg_class where oid = to_regclass(%s)", [f"{schema}.{STAGING}"]
     ).fetchone()

@@ -28,7 +28,7 @@ from .options import (
     VerboseOpt,
     settings_from,
 )
-from .render import console, print_notes, progress_bars, summary_table
+from .render import print_notes, print_table, progress_bars, summary_table
 from .views import (
     render_checks,
     render_gold,
@@ -121,7 +121,7 @@ def check_cmd(lake: LakeOpt = None, verbose: VerboseOpt = False) -> None:
         render_checks(results)
         quarantined = quarantine_summary(settings)
         if quarantined:
-            console.print(
+            print_table(
                 summary_table(
                     "quarantined rows (kept out of silver; see silver.quarantine)",
                     ["table", "check", "rows"],

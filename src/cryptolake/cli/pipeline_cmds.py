@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ConfigError, CryptolakeError
-from ..pipeline import STAGES, RunResult, parse_stages, run
+from ..pipeline import STAGES, RunInterrupted, RunResult, parse_stages, run
 from ..schedule import ScheduleEvent, parse_schedule, run_schedule, stop_on_signals
 from ..status import LakeStatus, lake_status
 from .app import command, interrupted_message, user_errors, verbose_after_command
@@ -96,8 +96,13 @@ def run_cmd(
             raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
         if sample and not quiet:
             warn_sample()
-        with progress_bars(enabled=not quiet) as on_progress:
-            result = run(settings, stages=selected, sample=sample, progress=on_progress)
+        try:
+            with progress_bars(enabled=not quiet) as on_progress:
+                result = run(settings, stages=selected, sample=sample, progress=on_progress)
+        except RunInterrupted as exc:
+            if not quiet:
+                render_run(exc.result)  # what was done, and which stage was cut short
+            raise
     if not quiet:
         render_run(result)
     if result.status != "success":
@@ -117,8 +122,10 @@ def _run_json(params: dict[str, Any]) -> None:
         _print_json(_failed_before_running(str(exc)))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
-        document = _failed_before_running(interrupted_message(exc), status="interrupted")
-        document["run_id"] = getattr(exc, "run_id", None)
+        if isinstance(exc, RunInterrupted):
+            document = exc.result.to_dict() | {"error": interrupted_message(exc)}
+        else:  # before the run started
+            document = _failed_before_running(interrupted_message(exc), status="interrupted")
         _print_json(document)
         raise typer.Exit(130) from None
     _print_json(result.to_dict())

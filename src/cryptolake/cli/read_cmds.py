@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..shell import EXAMPLE_QUERIES, shell_argv
 from .app import command, user_errors, verbose_after_command
 from .options import LakeOpt, VerboseOpt
-from .render import console, err_console, summary_table
+from .render import console, err_console, print_table, summary_table
 
 
 class OutputFormat(StrEnum):
@@ -48,7 +48,9 @@ def json_rows(result: pa.Table) -> list[dict[str, Any]]:
 
 @command("query")
 def query_cmd(
-    sql: Annotated[str, typer.Argument(help="One SQL statement to run on the lake (read-only).")],
+    sql: Annotated[
+        str, typer.Argument(help="One SQL statement to run on the lake (read-only).", metavar="SQL")
+    ],
     lake: LakeOpt = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table (rich), csv or json (one array).")
@@ -68,7 +70,7 @@ def query_cmd(
     elif output is OutputFormat.json:
         sys.stdout.write(json.dumps(json_rows(result), default=_json_value, indent=2) + "\n")
     else:
-        console.print(
+        print_table(
             summary_table(
                 "", result.column_names, [list(r.values()) for r in result.to_pylist()], exact=True
             )

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ..progress import Progress as ProgressEvent
 from ..progress import ProgressCallback
@@ -33,8 +35,10 @@ def _width(stream: object) -> int | None:
     return 200
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+# Messages are never hard-wrapped (soft_wrap): a pipe, a log or a narrow terminal gets each
+# line whole, and the terminal folds it.
+console = Console(width=_width(sys.stdout), soft_wrap=True)
+err_console = Console(stderr=True, width=_width(sys.stderr), soft_wrap=True)
 
 
 def print_error(message: str) -> None:
@@ -105,20 +109,53 @@ def summary_table(
 ) -> Table:
     """A table whose numeric columns are right-aligned and thousands-separated.
 
-    Nothing is cut with an ellipsis: a cell too wide for its column folds onto more lines.
-    `exact` shows every number with all its digits (for query results), not rounded.
+    Nothing is cut: values and identifiers (a number, a run id, a table name, a timestamp)
+    are kept whole on one line; prose (a detail, an error) folds onto more lines. `exact`
+    shows every number with all its digits (for query results), not rounded. Print it with
+    `print_table`, which widens the output rather than cut a kept-whole column.
     """
     table = Table(title=title, title_justify="left", header_style="bold")
-    numeric = [
-        all(isinstance(r[i], int | float) or r[i] is None for r in rows) and bool(rows)
-        for i in range(len(columns))
+    # Query results are data: a "[b]" in a value is text, not rich markup.
+    cells = [
+        [Text(fmt_exact(v)) if exact else Text.from_markup(fmt(v)) for v in row] for row in rows
     ]
-    for name, is_num in zip(columns, numeric, strict=True):
-        table.add_column(name, justify="right" if is_num else "left", overflow="fold")
-    show = fmt_exact if exact else fmt
-    for row in rows:
-        table.add_row(*(show(v) for v in row))
+    for i, name in enumerate(columns):
+        is_num = bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+        texts = [row[i] for row in cells]
+        whole = all(t.cell_len <= _WHOLE_WIDTH and t.plain.count(" ") <= 1 for t in texts)
+        table.add_column(
+            name,
+            justify="right" if is_num else "left",
+            overflow="fold",
+            no_wrap=whole,
+            # A column is at least as wide as its longest value (kept whole) or its longest
+            # word (prose folds between words: no hint is broken mid-name).
+            min_width=max([len(name), *(t.cell_len for t in texts)])
+            if whole
+            else max((len(w) for t in texts for w in t.plain.split()), default=1),
+        )
+    for row in cells:
+        table.add_row(*row)
     return table
+
+
+# Cells up to this long with at most one space are values and identifiers, kept whole.
+_WHOLE_WIDTH = 48
+
+
+def print_table(table: Table, *, to: Console | None = None) -> None:
+    """Print `table`; wider than the terminal rather than cut a value (a pipe keeps it all)."""
+    out = to or console
+    needed = Measurement.get(out, out.options.update_width(10_000), table).minimum
+    if needed <= out.width:
+        out.print(table)
+        return
+    width = out.width
+    out.width = needed  # print's own width= is capped at the console's
+    try:
+        out.print(table, crop=False)
+    finally:
+        out.width = width
 
 
 def fmt_exact(value: Any) -> str:

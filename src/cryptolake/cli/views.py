@@ -12,7 +12,7 @@ from ..pipeline import RunResult
 from ..publish import PublishResult
 from ..silver import SilverResult
 from ..status import LakeStatus
-from .render import console, err_console, print_notes, summary_table
+from .render import console, err_console, print_notes, print_table, summary_table
 
 STATUS_STYLE = {
     "ok": "green",
@@ -40,7 +40,7 @@ def warn_sample() -> None:
 
 
 def render_ingest(result: IngestResult) -> None:
-    console.print(
+    print_table(
         summary_table(
             f"ingest run {result.run_id} ({result.requests} requests, {result.retries} retries)",
             ["dataset", "pages", "records", "bytes", "seconds"],
@@ -59,7 +59,7 @@ def render_silver(result: SilverResult) -> None:
         console.print("silver is up to date: no new complete bronze runs.")
         return
     kind = "full refresh" if result.full_refresh else "incremental"
-    console.print(
+    print_table(
         summary_table(
             f"silver ({kind}, {len(result.runs)} runs)",
             ["table", "rows added", "partitions written", "seconds"],
@@ -74,7 +74,7 @@ def render_silver(result: SilverResult) -> None:
 
 
 def render_gold(result: GoldResult) -> None:
-    console.print(
+    print_table(
         summary_table(
             f"gold ({result.vs_currency})",
             ["table", "rows", "seconds"],
@@ -89,8 +89,9 @@ def render_gold(result: GoldResult) -> None:
 
 def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
     out = to or console
-    out.print(
-        summary_table(
+    print_table(
+        to=out,
+        table=summary_table(
             "data-quality checks",
             ["check", "result", "offending rows", "description"],
             [
@@ -106,11 +107,13 @@ def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
                 ]
                 for r in results
             ],
-        )
+        ),
     )
     for r in results:
         if r.sample:
-            out.print(summary_table(f"{r.name}: first offending rows", r.columns, r.sample))
+            print_table(
+                summary_table(f"{r.name}: first offending rows", r.columns, r.sample), to=out
+            )
 
 
 def render_publish(result: PublishResult) -> None:
@@ -120,7 +123,7 @@ def render_publish(result: PublishResult) -> None:
             soft_wrap=True,
         )
         return
-    console.print(
+    print_table(
         summary_table(
             f"published to {result.target}, schema {result.schema} (publish {result.publish_id})",
             ["table", "rows written", "rows now", "seconds"],
@@ -135,7 +138,7 @@ def render_run(result: RunResult) -> None:
         [stage.stage, styled(stage.status), round(stage.seconds, 2), stage.summary, stage.detail]
         for stage in result.stages
     ]
-    console.print(
+    print_table(
         summary_table(
             f"run {result.run_id}: {styled(result.status)} in {result.seconds:.1f}s",
             ["stage", "status", "seconds", "result", "detail"],
@@ -177,7 +180,7 @@ def render_status(status: LakeStatus) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    console.print(
+    print_table(
         summary_table(
             f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
             f"{status.pending_runs} not yet in silver",
@@ -185,7 +188,7 @@ def render_status(status: LakeStatus) -> None:
             [[b.dataset, b.files, b.bytes] for b in status.bronze],
         )
     )
-    console.print(
+    print_table(
         summary_table(
             "silver (Parquet)"
             + (
@@ -198,7 +201,7 @@ def render_status(status: LakeStatus) -> None:
         )
     )
     if status.gold:
-        console.print(
+        print_table(
             summary_table(
                 "gold", ["table", "rows"], [[f"gold.{t}", n] for t, n in status.gold.items()]
             )
@@ -215,7 +218,7 @@ def render_status(status: LakeStatus) -> None:
     else:
         console.print("last publish: no Postgres configured (set CRYPTOLAKE_POSTGRES_DSN)")
     if status.runs:
-        console.print(
+        print_table(
             summary_table(
                 "last runs",
                 ["run", "trigger", "status", "started", "seconds", "error"],
