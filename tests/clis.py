@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,9 +23,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def invoke(*args: str, env: dict[str, str] | None = None, columns: int = 200) -> Result:
-    """Run `cryptolake *args` in-process with typer's runner, on a console `columns` wide."""
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns), **(env or {})})
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run `cryptolake *args` in-process with typer's runner.
+
+    Output is 200 columns wide (the CLI's width for a pipe: its consoles are made at import,
+    before any COLUMNS set here); for a narrow terminal, run the CLI as a process (`run_cli`).
+    """
+    return CliRunner().invoke(app, list(args), env=env or {})
 
 
 def run_cli(
@@ -63,11 +68,11 @@ def mount_namespace_or_skip() -> list[str]:
 def run_in_mounts(
     script: str, *, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """Run a shell `script` in a private mount namespace; `$CRYPTOLAKE` is the CLI."""
+    """Run a shell `script` in a private mount namespace; in it, `cryptolake` is the CLI."""
     namespace = mount_namespace_or_skip()
-    cli = " ".join(f"'{part}'" for part in CLI)
+    cli = " ".join(shlex.quote(part) for part in CLI)
     return subprocess.run(
-        [*namespace, "sh", "-c", f'set -u; CRYPTOLAKE="{cli}"; {script}'],
+        [*namespace, "sh", "-c", f'set -u; cryptolake() {{ {cli} "$@"; }}\n{script}'],
         capture_output=True,
         text=True,
         env=clean_env(**(env or {})),
@@ -86,3 +91,14 @@ def one_error_line(stderr: str) -> str:
 
 def lake_of(path: Path) -> str:
     return str(path)
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `cryptolake *args` as a real process, stdout and stderr piped, not waited for."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(**(env or {})),
+    )

@@ -65,6 +65,30 @@ class FakeTime:
         )
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CRYPTOLAKE_* setting from the developer's shell reaches a test (the test harness's
+    own CRYPTOLAKE_TEST_PG_DSN and CRYPTOLAKE_REQUIRE_PG stay)."""
+    for name in list(os.environ):
+        if name.startswith("CRYPTOLAKE_") and name not in HARNESS_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+HARNESS_VARIABLES = {"CRYPTOLAKE_TEST_PG_DSN", "CRYPTOLAKE_REQUIRE_PG"}
+
+
+@pytest.fixture(scope="session")
+def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake built once by `cryptolake run --sample` (offline, bundled responses), shared by
+    the session: tests only read it, or break a copy of it (`shutil.copytree`)."""
+    from .clis import run_cli
+
+    lake = tmp_path_factory.mktemp("sample") / "lake"
+    built = run_cli("run", "--sample", "--quiet", "--lake", str(lake))
+    assert built.returncode == 0, built.stderr
+    return lake
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     """Instant, recorded sleeps; `now` starts at 2026-02-15 15:47:12 UTC."""

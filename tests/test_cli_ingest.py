@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
@@ -17,14 +16,6 @@ from cryptolake.lake import LakePaths
 from cryptolake.replay import ReplayServer
 
 KEY = "CG-kq9XtT2vB7w1s8Rz4pLm"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CRYPTOLAKE_* from the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("CRYPTOLAKE_"):
-            monkeypatch.delenv(name)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
 from cryptolake.cli import app
 from cryptolake.history import recent_runs
 
+from .clis import start_cli
 from .lakes import settings_for
 
 
@@ -69,3 +72,50 @@ def test_schedule_flags_are_validated() -> None:
     assert both.exit_code == 1 and "exactly one" in both.output
     bad = runner.invoke(app, ["schedule", "--cron", "0 0 31 2 *"])
     assert bad.exit_code == 1 and "never fires" in bad.output
+
+
+def test_sigterm_while_ingest_waits_to_retry_stops_the_schedule_at_once(
+    lake: Path, httpserver: HTTPServer
+) -> None:
+    # Every request fails with a 503: the client retries 6 times with backoffs of 1-2, 2-4,
+    # 4-8, 8-16 and 16-32 s, more than 30 s in all, unless the stop cuts the wait short.
+    httpserver.expect_request("/api/v3/coins/markets").respond_with_data("", status=503)
+    proc = start_cli(
+        "schedule", "--every", "1h", "--now", "--lake", str(lake),
+        "--api-url", httpserver.url_for("/api/v3"),
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not httpserver.log:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the scheduled run never asked the API"
+            time.sleep(0.02)
+        first_request = time.monotonic()
+        time.sleep(1.0)  # into the first backoff (at least 1 s; the throttle allows 1 per 6 s)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - first_request
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+    assert proc.returncode == 0, err
+    assert elapsed < 10, f"took {elapsed:.1f}s: the stop waited for the retries"
+    assert len(httpserver.log) == 1  # the retry was never sent
+    assert "GET /coins/markets attempt 1/6: HTTP 503 with an empty body; retrying in" in err
+    assert "Traceback" not in err and "error:" not in err
+    lines = out.splitlines()
+    assert "schedule stopped: 1 run(s), 0 failed, 0 slot(s) skipped" in lines  # --now counts
+    assert any(re.fullmatch(r"\S+ \S+ UTC run 1 stopped in \d+s", line) for line in lines), out
+    assert "run 1 finished" not in out
+    assert re.search(r"^│ ingest\s+│ stopped\s+│", out, flags=re.MULTILINE), out
+    (record,) = recent_runs(settings_for(lake))
+    assert (record.status, record.trigger) == ("stopped", "schedule")
+    assert [(s["stage"], s["status"]) for s in record.stages] == [
+        ("ingest", "stopped"),
+        ("transform", "not_run"),
+        ("check", "not_run"),
+        ("publish", "not_run"),
+    ]

@@ -19,6 +19,7 @@ from cryptolake.checks import ChecksFailed, quarantine_summary, run_checks
 from cryptolake.cli import app
 from cryptolake.gold import build_gold
 from cryptolake.lake import LakePaths
+from cryptolake.replay import ReplayServer
 from cryptolake.silver import SILVER_FORMAT, build_silver
 from cryptolake.status import lake_status
 
@@ -265,3 +266,22 @@ def test_ids_that_only_differ_in_invalid_unicode_never_merge(lake: Path) -> None
     assert silver.quarantined == {"market_snapshots_key_clean": 1}
     coins = {r["coin_id"] for r in silver_rows(lake)}
     assert len(coins) == 98 and not any("\ufffd" in c for c in coins)
+
+
+def test_a_first_run_wholly_quarantined_says_which_check(lake: Path, replay: ReplayServer) -> None:
+    # The 2026 top 250 against 2023's /global: the coins sum to 20x the total. Set aside
+    # whole, silver has nothing; the run says why, not "run ingest first".
+    result = CliRunner().invoke(
+        app,
+        ["run", "--lake", str(lake), "--api-url", replay.api_url, "--rate", "60000"],
+        env={"COLUMNS": "200"},
+    )
+
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: silver.market_snapshots has no rows: every row bronze gave it failed a check and "
+        f"is in quarantine ({lake / 'silver' / '_quarantine' / 'market_snapshots'}): "
+        "market_snapshots_within_global_total (A snapshot's coins sum to at most its /global "
+        "total market cap plus 10%, or it is set aside whole.)."
+    ]

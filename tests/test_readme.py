@@ -114,3 +114,85 @@ def test_secret_env_vars_are_read() -> None:
     assert settings.api_key is not None and settings.api_key.reveal() == "k-1"
     assert settings.postgres_dsn is not None
     assert "p@" not in repr(settings) and "k-1" not in repr(settings)
+
+
+# --- Claims the README makes about behaviour, each run for real -------------------------
+
+
+def section(heading: str) -> str:
+    start = README.index(heading)
+    end = README.find("\n#", start + len(heading))
+    return README[start : end if end != -1 else None]
+
+
+def test_commands_table_is_in_help_order() -> None:
+    table = re.findall(r"^\| `cryptolake ([a-z]+)` \|", section("## Commands"), re.M)
+    listed = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    in_help = re.findall(r"^│ ([a-z]+) {2,}", listed, re.M)
+    assert table == in_help
+    assert table[0] == "run"
+
+
+def test_report_goes_to_the_current_folder_by_default(
+    sample_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "written to `./report.html` in the current folder unless `--out`" in " ".join(
+        section("### `cryptolake report`").split()
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["report", "--lake", str(sample_lake)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.html").is_file()
+    assert not (sample_lake / "report.html").exists()
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_goes_before_or_after_the_command(sample_lake: Path, where: str) -> None:
+    assert "`--verbose` (`-v`, before or after the command)" in " ".join(README.split())
+    args = ["status", "--lake", str(sample_lake)]
+    argv = ["--verbose", *args] if where == "before" else [*args, "--verbose"]
+    assert CliRunner().invoke(app, argv).exit_code == 0
+
+
+def test_exit_codes_are_as_documented(sample_lake: Path) -> None:
+    text = " ".join(section("## Commands").split())
+    assert (
+        "exits 1; Ctrl-C prints one line and exits 130; a usage error (an unknown flag) exits 2"
+        in text
+    )
+    assert CliRunner().invoke(app, ["status", "--no-such-flag"]).exit_code == 2
+    assert (
+        CliRunner().invoke(app, ["transform", "--lake", str(sample_lake / "nope")]).exit_code == 1
+    )
+
+
+def test_query_reads_and_refuses_what_the_readme_says(sample_lake: Path) -> None:
+    text = " ".join(section("### `cryptolake query` and `cryptolake shell`").split())
+    reading = re.search(r"one statement that reads \(([^)]*)\)", text)
+    refused = re.search(r"anything else \(([^)]*)\)", text)
+    assert reading and refused
+    examples = {
+        "select": "select 1",
+        "with": "with a as (select 1 as x) select x from a",
+        "show": "show tables",
+        "describe": "describe gold.coin_daily",
+        "summarize": "summarize gold.market_daily",
+        "pragma": "pragma version",
+        "call": "call pragma_version()",
+        "explain": "explain select 1",
+        "set": "set threads = 1",
+        "copy … to": f"copy gold.coin_daily to '{sample_lake.parent / 'x.csv'}'",
+        "create": "create table t (a int)",
+        "attach": f"attach '{sample_lake.parent / 'other.duckdb'}'",
+        "several statements": "select 1; select 2",
+        "only a comment": "/* nothing */",
+    }
+    for kind in re.findall(r"`([^`]+)`", reading[1]):
+        result = CliRunner().invoke(app, ["query", examples[kind], "--lake", str(sample_lake)])
+        assert result.exit_code == 0, (kind, result.output)
+    for kind in [*re.findall(r"`([^`]+)`", refused[1]), "several statements", "only a comment"]:
+        result = CliRunner().invoke(app, ["query", examples[kind], "--lake", str(sample_lake)])
+        assert result.exit_code == 1, (kind, result.output)
+        assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+    assert not (sample_lake.parent / "x.csv").exists()
+    assert not (sample_lake.parent / "other.duckdb").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timedelta
 from html import escape as html_escape
@@ -31,14 +30,6 @@ from .lakes import T0, land, rows_of, settings_for
 
 NOW = T0 + timedelta(hours=3)
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CRYPTOLAKE_* from the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("CRYPTOLAKE_"):
-            monkeypatch.delenv(name)
 
 
 def build(lake: Path) -> None:

@@ -79,11 +79,33 @@ def test_lake_flag_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"CRYPTOLAKE_TOP": "1e3"}, "CRYPTOLAKE_TOP='1e3' is not a valid top."),
-        ({"CRYPTOLAKE_RATE": "fast"}, "CRYPTOLAKE_RATE='fast' is not a valid rate."),
+        ({"CRYPTOLAKE_TOP": "1e3"}, "CRYPTOLAKE_TOP must be a whole number, got '1e3'."),
+        ({"CRYPTOLAKE_RATE": "fast"}, "CRYPTOLAKE_RATE must be a number, got 'fast'."),
         (
             {"CRYPTOLAKE_API_PLAN": "enterprise"},
             "CRYPTOLAKE_API_PLAN must be 'demo' or 'pro', got 'enterprise'.",
+        ),
+        (
+            {"CRYPTOLAKE_RATE": "-1"},
+            "CRYPTOLAKE_RATE must be a positive number of requests a minute, got -1.0.",
+        ),
+        (
+            {"CRYPTOLAKE_MEMORY_LIMIT": "lots"},
+            "CRYPTOLAKE_MEMORY_LIMIT must be an amount of memory such as 2GB or 512MiB, "
+            "got 'lots'.",
+        ),
+        (
+            {"CRYPTOLAKE_MEMORY_LIMIT": "75%"},
+            "CRYPTOLAKE_MEMORY_LIMIT must be an amount of memory such as 2GB or 512MiB, got '75%'.",
+        ),
+        (
+            {"CRYPTOLAKE_FRESHNESS_HOURS": "0"},
+            "CRYPTOLAKE_FRESHNESS_HOURS must be a positive number of hours, got 0.0.",
+        ),
+        (
+            {"CRYPTOLAKE_POSTGRES_DSN": "host=db port"},
+            "CRYPTOLAKE_POSTGRES_DSN is not a Postgres connection string: use a URI "
+            "(postgresql://user@host:5432/db) or key=value pairs (host=... dbname=...).",
         ),
     ],
 )
@@ -114,6 +136,43 @@ def test_invalid_environment_is_a_config_error_naming_the_variable(
 def test_invalid_flags_are_config_errors(flags: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(expected)):
         Settings.resolve(env={}, **flags)
+
+
+def test_a_flag_error_never_names_the_environment_variable() -> None:
+    # The same bad value, set both ways: the message names where it came from.
+    with pytest.raises(ConfigError) as from_flag:
+        Settings.resolve(env={"CRYPTOLAKE_API_PLAN": "demo"}, api_plan="gold")
+    with pytest.raises(ConfigError) as from_dsn_flag:
+        Settings.resolve(env={}, postgres_dsn="host=db password=s3cret port")
+
+    assert str(from_flag.value) == "--api-plan must be 'demo' or 'pro', got 'gold'."
+    assert str(from_dsn_flag.value).startswith("--postgres is not a Postgres connection string")
+    assert "s3cret" not in str(from_dsn_flag.value)
+
+
+@pytest.mark.parametrize("memory", ["2GB", "512MiB", "800mb", " 1.5 GB "])
+def test_memory_limits_duckdb_accepts_pass(memory: str) -> None:
+    # DuckDB's own syntax; it takes no percentage and no bare number of bytes.
+    assert Settings.resolve(env={"CRYPTOLAKE_MEMORY_LIMIT": memory}).memory_limit == memory.strip()
+
+
+def test_a_lake_that_is_a_file_is_a_settings_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+
+    with pytest.raises(ConfigError) as is_file:
+        Settings.resolve(env={}, lake=afile)
+    with pytest.raises(ConfigError) as under_file:
+        Settings.resolve(env={"CRYPTOLAKE_LAKE": str(afile / "lake")})
+
+    assert str(is_file.value) == (
+        f"--lake {afile} is a file, not a folder: point it at a folder (a missing one is created)."
+    )
+    assert str(under_file.value) == (
+        f"CRYPTOLAKE_LAKE={afile / 'lake'} is under a file ({afile}), not a folder: point it at "
+        "a folder (a missing one is created)."
+    )
+    assert Settings.resolve(env={}, lake=tmp_path / "new" / "lake").lake == tmp_path / "new/lake"
 
 
 def test_with_validates_again() -> None:

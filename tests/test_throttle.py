@@ -38,3 +38,13 @@ def test_push_back_delays_the_next_request(fake_time: FakeTime) -> None:
     throttle.push_back(0.5)  # shorter than the interval: the interval still applies
     assert throttle.wait() == 1.0
     assert fake_time.sleeps == [30.0, 1.0]
+
+
+def test_a_refunded_slot_is_free_again(fake_time: FakeTime) -> None:
+    throttle = Throttle(10, clock=fake_time.clock, sleep=fake_time.sleep)  # 6 s apart
+    throttle.wait()
+
+    throttle.refund()  # that request never reached the server
+    fake_time.elapsed += 1.0
+    assert throttle.wait() == 0.0
+    assert throttle.wait() == 6.0  # a request that went out keeps its slot

@@ -254,6 +254,7 @@ class CoinGeckoClient:
                             transient=True,
                         ) from None
                     log.warning("GET %s: %s; trying once more in 1s", path, reach)
+                    self.throttle.refund()  # CoinGecko never saw it: no rate to keep
                     self._sleep(1.0)
                     attempt -= 1
                     continue

@@ -32,3 +32,9 @@ def connect(
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def one_line(exc: Exception) -> str:
+    """DuckDB's message on one line: its lines joined, the caret under the SQL dropped."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    return " ".join(line for line in lines if line and set(line) != {"^"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .duck import connect, quote_literal
+from .duck import connect, one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
 from .fserrors import duckdb_io_error, lake_io
 from .history import runs_folder
@@ -68,6 +69,20 @@ def refresh_silver_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> Non
     views = silver_views_sql(lake)
     for table in TABLES:
         if not any(table.folder(lake).glob("snapshot_date=*/*.parquet")):
+            quarantined = lake.silver_quarantine / table.name
+            if any(quarantined.glob("*.parquet")):
+                glob = quote_literal(str(quarantined / "*.parquet"))
+                checks = ", ".join(
+                    f"{name} ({description})"
+                    for name, description in con.execute(
+                        "select distinct check_name, check_description "
+                        f"from read_parquet({glob}) order by all"
+                    ).fetchall()
+                )
+                raise LakeError(
+                    f"silver.{table.name} has no rows: every row bronze gave it failed a check "
+                    f"and is in quarantine ({quarantined}): {checks}."
+                )
             raise LakeError(
                 f"silver.{table.name} has no data in {table.folder(lake)}; run `cryptolake "
                 "ingest` then `cryptolake transform` (or `cryptolake run --sample`)."
@@ -91,12 +106,6 @@ READING_STATEMENTS = frozenset(
 )
 
 
-def one_line(exc: Exception) -> str:
-    """DuckDB's message on one line: its lines joined, the caret under the SQL dropped."""
-    lines = (line.strip() for line in str(exc).splitlines())
-    return " ".join(line for line in lines if line and set(line) != {"^"})
-
-
 def query(settings: Settings, sql: str) -> pa.Table:
     """Run one read-only statement on the lake database and return its rows as Arrow.
 
@@ -117,9 +126,11 @@ def query(settings: Settings, sql: str) -> pa.Table:
             )
         kind = statements[0].type
         if kind not in READING_STATEMENTS:
-            article = "an" if kind.name[0] in "AEIOU" else "a"
+            # DuckDB files INSTALL under LOAD.
+            what = "an INSTALL or LOAD" if kind.name == "LOAD" else kind.name
+            article = "" if what.startswith("an ") else "an " if what[0] in "AEIOU" else "a "
             raise ConfigError(
-                f"`cryptolake query` only reads the lake, and this is {article} {kind.name} "
+                f"`cryptolake query` only reads the lake, and this is {article}{what} "
                 "statement "
                 "(the lake database is open read-only here). To export rows, use --format csv "
                 "or json and redirect the output; for a session, use `cryptolake shell`."
@@ -131,12 +142,12 @@ def query(settings: Settings, sql: str) -> pa.Table:
             table = relation.to_arrow_table()
             types = [str(t) for t in relation.types]
         except duckdb.Error as exc:
-            raise TransformError(
-                f"Query failed: {one_line(exc)} (the lake's tables: "
-                '`cryptolake query "show all tables"`)'
-                if isinstance(exc, duckdb.CatalogException)
-                else f"Query failed: {one_line(exc)}"
-            ) from None
+            message = one_line(exc)
+            if isinstance(exc, duckdb.CatalogException):
+                # DuckDB's nearest name is often a system table (pg_enum): no help here.
+                message = re.sub(r' Did you mean "pg_\w+"\?', "", message)
+                message += ' (the lake\'s tables: `cryptolake query "show all tables"`)'
+            raise TransformError(f"Query failed: {message}") from None
     # Arrow has no JSON type: say which text columns hold JSON (meta.runs.stages, say), so
     # that a JSON rendering can nest them rather than quote them.
     fields = [

@@ -177,9 +177,8 @@ class Settings:
             try:
                 values[name] = convert(raw.strip())
             except ValueError:
-                raise ConfigError(
-                    f"{var}={raw!r} is not a valid {name.replace('_', ' ')}."
-                ) from None
+                kind = {int: "a whole number", float: "a number"}.get(convert, "valid")
+                raise ConfigError(f"{var} must be {kind}, got {raw!r}.") from None
             origins[name] = var
 
         from_env("lake", "CRYPTOLAKE_LAKE", Path)

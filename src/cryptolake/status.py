@@ -10,7 +10,7 @@ import duckdb
 import psycopg
 
 from .bronze import read_manifests
-from .duck import connect, quote_literal
+from .duck import connect, one_line, quote_literal
 from .errors import LakeError
 from .fserrors import on_lake
 from .gold import GOLD_MODELS
@@ -100,35 +100,44 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         files = list(lake.dataset(dataset).glob("ingest_date=*/*.json"))
         bronze.append(BronzeDataset(dataset, len(files), sum(f.stat().st_size for f in files)))
 
+    problems: list[str] = []
     con = connect(settings)
     try:
         silver = []
         latest: datetime | None = None
         for table in TABLES:
             parts = sorted(table.folder(lake).glob(f"{PARTITION}=*/*.parquet"))
-            rows = _parquet_rows(con, [str(p) for p in parts])
+            try:
+                rows = _parquet_rows(con, [str(p) for p in parts])
+                if table.name == "market_snapshots" and parts:
+                    latest = _latest_snapshot(con, parts, _gold_currency(settings, lake))
+            except duckdb.Error as exc:
+                # One unreadable file must not hide the rest of the inventory.
+                problems.append(f"silver.{table.name}: {one_line(exc)}")
+                rows = 0
             silver.append(
                 SilverTableStatus(
                     table.name, len(parts), rows, sum(p.stat().st_size for p in parts)
                 )
             )
-            if table.name == "market_snapshots" and parts:
-                latest = _latest_snapshot(con, parts, _gold_currency(settings, lake))
-        quarantined = _parquet_rows(
-            con, [str(p) for p in sorted(lake.silver_quarantine.glob("*/*.parquet"))]
-        )
+        try:
+            quarantined = _parquet_rows(
+                con, [str(p) for p in sorted(lake.silver_quarantine.glob("*/*.parquet"))]
+            )
+        except duckdb.Error as exc:
+            problems.append(f"silver.quarantine: {one_line(exc)}")
+            quarantined = 0
     finally:
         con.close()
 
     gold: dict[str, int] = {}
     history: list[RunRecord] = []
-    problems: list[str] = []
     silver_latest = latest
     if lake.database.exists():
         try:
             gold, gold_latest = _gold_counts(settings, lake)
         except duckdb.Error as exc:
-            problems.append(f"gold: cannot read {lake.database}: {str(exc).splitlines()[0]}")
+            problems.append(f"gold: cannot read {lake.database}: {one_line(exc)}")
         else:
             latest = gold_latest or latest
     try:

@@ -32,6 +32,12 @@ class Throttle:
         self._next_at = now + self.interval
         return waited
 
+    def refund(self) -> None:
+        """The last request never reached the server (refused, no such host): its slot is
+        free again, so the next request need not wait for it."""
+        if self._next_at is not None:
+            self._next_at -= self.interval
+
     def push_back(self, seconds: float) -> None:
         """Delay the next request by at least `seconds` from now (after a 429 or an error)."""
         self._next_at = max(self._next_at or 0.0, self._clock() + seconds)

@@ -134,7 +134,8 @@ def check_cmd(lake: LakeOpt = None, verbose: VerboseOpt = False) -> None:
                 [
                     f"these checks ran on the lake's gold, which is not built from silver's "
                     f"newest snapshot ({ahead:%Y-%m-%d %H:%M %Z}): the last transform failed "
-                    "its checks or has not run since; run `cryptolake transform`."
+                    "(`cryptolake status` shows why) or has not run since; run "
+                    "`cryptolake transform`."
                 ]
             )
         failed = [r for r in results if r.blocks]

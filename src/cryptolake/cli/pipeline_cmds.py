@@ -51,13 +51,13 @@ def _print_json(document: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
-def _failed_before_running(error: str, status: str = "failed") -> dict[str, Any]:
+def _failed_before_running(error: str, *, sample: bool, status: str = "failed") -> dict[str, Any]:
     """`run --json`'s document when no run could start (bad settings, a busy lake)."""
     now = datetime.now(UTC).isoformat()
     return {
         "run_id": None,
         "status": status,
-        "sample": False,
+        "sample": sample,
         "started_at": now,
         "finished_at": now,
         "seconds": 0.0,
@@ -119,13 +119,15 @@ def _run_json(params: dict[str, Any]) -> None:
             raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
         result = run(settings, stages=selected, sample=params["sample"])
     except CryptolakeError as exc:
-        _print_json(_failed_before_running(str(exc)))
+        _print_json(_failed_before_running(str(exc), sample=params["sample"]))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
             document = exc.result.to_dict() | {"error": interrupted_message(exc)}
         else:  # before the run started
-            document = _failed_before_running(interrupted_message(exc), status="interrupted")
+            document = _failed_before_running(
+                interrupted_message(exc), sample=params["sample"], status="interrupted"
+            )
         _print_json(document)
         raise typer.Exit(130) from None
     _print_json(result.to_dict())

@@ -37,13 +37,31 @@ def _json_value(value: Any) -> Any:
 
 def json_rows(result: pa.Table) -> list[dict[str, Any]]:
     """The rows as JSON objects: timestamps in ISO 8601, JSON columns nested, not quoted."""
-    nested = [f.name for f in result.schema if (f.metadata or {}).get(JSON_METADATA)]
-    rows: list[dict[str, Any]] = result.to_pylist()
-    for row in rows:
-        for name in nested:
-            if row[name] is not None:
-                row[name] = json.loads(row[name])
-    return rows
+    names = unique_names(result.column_names)
+    columns = []
+    for field, column in zip(result.schema, result.columns, strict=True):
+        values = column.to_pylist()
+        if (field.metadata or {}).get(JSON_METADATA):
+            values = [None if v is None else json.loads(v) for v in values]
+        columns.append(values)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as DuckDB does in a subquery: a, a -> a, a_1."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        while name in seen:
+            name = f"{name}_1"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def table_rows(result: pa.Table) -> list[list[Any]]:
+    """The rows as lists, column by column (two columns may share a name)."""
+    return [list(row) for row in zip(*(c.to_pylist() for c in result.columns), strict=True)]
 
 
 @command("query")
@@ -70,11 +88,7 @@ def query_cmd(
     elif output is OutputFormat.json:
         sys.stdout.write(json.dumps(json_rows(result), default=_json_value, indent=2) + "\n")
     else:
-        print_table(
-            summary_table(
-                "", result.column_names, [list(r.values()) for r in result.to_pylist()], exact=True
-            )
-        )
+        print_table(summary_table("", result.column_names, table_rows(result), exact=True))
         console.print(f"[dim]{result.num_rows} rows[/]")
 
 

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
@@ -51,14 +50,24 @@ def print_notes(notes: Sequence[str]) -> None:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log records as single lines on whatever `sys.stderr` is now: a pipe keeps each record
+    on one line (no wrapping, no padding), and under progress bars rich's proxy prints them
+    above the bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(verbose: bool) -> None:
     """One handler for the library's loggers, on stderr so stdout stays clean for data."""
+    handler = _StderrHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    )
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=verbose, rich_tracebacks=False)],
-        force=True,
+        level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True
     )
     # requests' connection pool chatter is noise even in verbose mode.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -66,8 +75,11 @@ def setup_logging(verbose: bool) -> None:
 
 @contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A progress callback showing one rich bar per (stage, task), on stderr."""
-    if not enabled:
+    """A progress callback showing one rich bar per (stage, task), on stderr.
+
+    Only on a terminal: in a pipe or a log, bars are noise (the summary says what was done).
+    """
+    if not enabled or not err_console.is_terminal:
         yield lambda _event: None
         return
     bars = Progress(
@@ -124,7 +136,7 @@ def summary_table(
         texts = [row[i] for row in cells]
         whole = all(t.cell_len <= _WHOLE_WIDTH and t.plain.count(" ") <= 1 for t in texts)
         table.add_column(
-            name,
+            Text(name, style="bold") if exact else name,
             justify="right" if is_num else "left",
             overflow="fold",
             no_wrap=whole,

@@ -175,8 +175,8 @@ def render_status(status: LakeStatus) -> None:
         console.print(
             f"[yellow]silver holds a newer snapshot "
             f"({status.silver_ahead_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}) than gold is built "
-            "from[/]: the last transform failed its checks or has not run; `cryptolake "
-            "transform` says which.",
+            "from[/]: the last transform failed (see the last runs) or has not run since; "
+            "`cryptolake transform` builds it.",
             highlight=False,
             soft_wrap=True,
         )

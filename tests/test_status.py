@@ -1,0 +1,81 @@
+"""`cryptolake status` never drops a section silently: what it cannot read, it names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .clis import invoke
+
+
+@pytest.fixture
+def lake(sample_lake: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "lake"
+    shutil.copytree(sample_lake, copy)
+    return copy
+
+
+def status_of(lake: Path) -> tuple[dict[str, object], str, str]:
+    """(status --json, the text's stdout, the text's stderr); both exit 0."""
+    as_json = invoke("status", "--json", "--lake", str(lake))
+    as_text = invoke("status", "--lake", str(lake))
+    assert as_json.exit_code == as_text.exit_code == 0, as_text.output
+    assert "Traceback" not in as_text.output
+    document: dict[str, object] = json.loads(as_json.stdout)
+    return document, as_text.stdout, as_text.stderr
+
+
+def test_a_whole_lake_has_no_problems(lake: Path) -> None:
+    document, text, errors = status_of(lake)
+
+    assert document["problems"] == []
+    assert errors == ""
+    assert "gold.coin_daily" in text and "last runs" in text
+
+
+def test_an_unreadable_lake_database_is_named_and_the_rest_shown(lake: Path) -> None:
+    (lake / "cryptolake.duckdb").write_bytes(b"not a database")
+
+    document, text, errors = status_of(lake)
+
+    assert document["gold"] == {}
+    assert document["problems"] == [
+        f"gold: cannot read {lake / 'cryptolake.duckdb'}: IO Error: The file "
+        f'"{lake / "cryptolake.duckdb"}" exists, but it is not a valid DuckDB database file!'
+    ]
+    assert errors.startswith(f"cannot read gold: cannot read {lake / 'cryptolake.duckdb'}")
+    assert "silver.market_snapshots" in text and "last runs" in text
+
+
+def test_an_unreadable_silver_file_is_named_and_the_rest_shown(lake: Path) -> None:
+    (broken,) = (lake / "silver" / "category_snapshots").glob("*/*.parquet")
+    broken.write_bytes(b"bad")
+
+    document, text, errors = status_of(lake)
+
+    assert document["problems"] == [
+        f"silver.category_snapshots: Invalid Input Error: File '{broken}' too small to be a "
+        "Parquet file"
+    ]
+    silver = document["silver"]
+    assert isinstance(silver, dict)
+    assert silver["market_snapshots"]["rows"] == 100
+    assert "cannot read silver.category_snapshots" in errors
+    assert "gold.coin_daily" in text
+
+
+def test_an_unreadable_run_record_is_named(lake: Path) -> None:
+    (record,) = (lake / "_meta" / "runs").glob("*.json")
+    record.write_text("{bad")
+
+    document, _, errors = status_of(lake)
+
+    problems = document["problems"]
+    assert isinstance(problems, list) and len(problems) == 1
+    assert problems[0].startswith(f"runs: Run record {record} is unreadable")
+    assert problems[0].endswith("move it aside.")
+    assert document["runs"] == []
+    assert errors.startswith("cannot read runs: Run record")
