@@ -60,6 +60,15 @@ def gold(lake: Path, sql: str) -> list[dict[str, Any]]:
         con.close()
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The report's default is ./report.html: each test runs in a folder of its own."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
 def html_of(result: ReportResult) -> str:
     return result.path.read_text(encoding="utf-8")
 
@@ -108,11 +117,13 @@ def test_amounts_changes_and_shares() -> None:
     assert format_share(0) == "0%"
 
 
-def test_report_is_one_file_with_nothing_to_fetch(one_day: Path) -> None:
+def test_report_is_one_file_with_nothing_to_fetch(one_day: Path, in_a_scratch_folder: Path) -> None:
     database = LakePaths.at(one_day).database
     before = database.read_bytes()
     result = build_report(settings_for(one_day), now=NOW)
-    assert result.path == LakePaths.at(one_day).root / "report.html"
+    assert result.path == Path("report.html")  # the current folder, not the lake
+    assert (in_a_scratch_folder / "report.html").is_file()
+    assert not (one_day / "report.html").exists()
     html = html_of(result)
     assert result.bytes == len(html.encode()) == result.path.stat().st_size
     assert html.startswith("<!doctype html>")
@@ -261,7 +272,20 @@ def test_a_lake_without_gold_is_a_clear_error(lake: Path) -> None:
         pass  # the database file and its schemas, but no gold tables
     with pytest.raises(LakeError, match=r"no gold tables yet .*`cryptolake transform`"):
         build_report(settings_for(lake))
-    assert not (lake / "report.html").exists()
+    assert not (lake / "report.html").exists() and not Path("report.html").exists()
+
+
+def test_a_report_path_that_cannot_be_written_is_one_clear_error(one_day: Path) -> None:
+    afile = one_day / "afile"
+    afile.write_text("x")
+
+    with pytest.raises(LakeError) as raised:
+        build_report(settings_for(one_day), out=afile / "report.html")
+
+    assert str(raised.value) == (
+        f"Cannot write the report to {afile / 'report.html'}: a file is in the way, where a "
+        "folder should be. Pass --out with a path you can write."
+    )
 
 
 def test_cli_writes_the_report(

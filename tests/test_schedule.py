@@ -128,11 +128,11 @@ def test_cron_day_of_month_or_day_of_week_when_both_are_restricted() -> None:
     ]
 
 
-def test_cron_star_step_day_field_counts_as_unrestricted() -> None:
-    # As in cronie: `*/2` starts with `*`, so odd days AND Mondays, not odd days OR Mondays.
-    assert cron_next("0 0 */2 * 1", "2026-02-28 12:00", 2) == [
-        at("2026-03-09 00:00"),
-        at("2026-03-23 00:00"),
+def test_cron_names_of_months_and_weekdays() -> None:
+    # croniter reads names as cron does; 2026-02-16 is a Monday.
+    assert cron_next("0 0 * feb mon", "2026-02-10 00:00", 2) == [
+        at("2026-02-16 00:00"),
+        at("2026-02-23 00:00"),
     ]
 
 
@@ -188,14 +188,13 @@ def test_cron_impossible_day_of_month_with_a_weekday_still_fires_on_the_weekday(
         ("0 */6 * *", "needs 5 fields .* got 4"),
         ("0 */6 * * * *", "needs 5 fields .* got 6"),
         ("", "needs 5 fields .* got 0"),
-        ("60 * * * *", "minute field '60' is invalid .*outside 0-59"),
+        ("60 * * * *", "minute field '60' is invalid \\(out of range\\)"),
         ("0 24 * * *", "hour field '24'"),
         ("0 0 0 * *", "day-of-month field '0'"),
         ("0 0 * 13 *", "month field '13'"),
         ("0 0 * * 8", "day-of-week field '8'"),
-        ("*/0 * * * *", "at least 1"),
-        ("0 5-2 * * *", "runs backwards"),
-        ("0 0 * JAN *", "month field 'JAN'"),
+        ("*/0 * * * *", "minute field '\\*/0' is invalid \\(not cron syntax\\)"),
+        ("0 0 * JANUARY *", "month field 'JANUARY'"),
         ("0 0 * * 1,,2", "day-of-week field '1,,2'"),
     ],
 )

@@ -73,6 +73,11 @@ def explain(code: int | None, path: str | None, *, doing: str, fallback: str) ->
     return LakeError(f"Cannot {doing}: {cause}{where}. {fix}")
 
 
+def cause_of(exc: OSError) -> str:
+    """The OS error's cause in plain words ("disk full", "read-only file system", ...)."""
+    return _EXPLAINED.get(exc.errno or -1, (exc.strerror or str(exc), ""))[0]
+
+
 def os_error(exc: OSError, *, doing: str, path: Path | None = None) -> LakeError:
     """The one-line LakeError for an OSError met while `doing` something with the lake
     (on `path`, when the error does not name its file, as a write on a descriptor)."""

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Literal
 
+from croniter import CroniterBadDateError, CroniterError, croniter
+
 from .errors import ConfigError, CryptolakeError
 
 log = logging.getLogger(__name__)
@@ -102,45 +104,25 @@ class IntervalSchedule(Schedule):
         return f"every {format_duration(self.period)}"
 
 
-_CronField = Literal["minute", "hour", "day-of-month", "month", "day-of-week"]
-_CRON_FIELDS: tuple[tuple[_CronField, int, int], ...] = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day-of-month", 1, 31),
-    ("month", 1, 12),
-    ("day-of-week", 0, 7),  # 0 and 7 are both Sunday
-)
-_CRON_ITEM = re.compile(r"(?:(\*)|([0-9]{1,9})(?:-([0-9]{1,9}))?)(?:/([0-9]{1,9}))?")
-# The longest each month can be (February in a leap year): a day beyond it never comes.
-_MAX_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 
 
 @dataclass(frozen=True, slots=True)
 class CronSchedule(Schedule):
-    """A standard 5-field cron expression, evaluated in UTC. Build it with `CronSchedule.parse`.
+    """A standard 5-field cron expression, evaluated in UTC by croniter. Build it with
+    `CronSchedule.parse`.
 
-    Day-of-month and day-of-week follow the classic (Vixie/cronie) rule: if both fields are
-    restricted, a day matching *either* fires; if either field starts with `*`, a day must
-    match both (so a field that is just `*` leaves the other in charge). As in cronie, a field
-    such as `*/2` starts with `*` and therefore counts as unrestricted for this rule.
+    croniter reads it as cron does: `*`, `*/n`, `a-b`, `a-b/n`, lists, month and weekday names
+    (JAN, MON), 0 and 7 both Sunday; when day-of-month and day-of-week are both restricted, a
+    day matching either fires.
     """
 
     expression: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # cron numbering: 0 = Sunday ... 6 = Saturday
-    either_day: bool  # both day fields restricted: day-of-month OR day-of-week
     label: str = ""
 
     @classmethod
     def parse(cls, expression: str, *, label: str = "") -> CronSchedule:
-        """Parse `expression`; raises ConfigError naming `--cron` with an example if invalid.
-
-        Each field takes `*`, `*/n`, `a`, `a-b`, `a-b/n`, `a/n` (from a to the field's end)
-        and comma-separated lists of these. Names (JAN, MON) and `@daily` are not supported.
-        """
+        """Parse `expression`; raises ConfigError naming `--cron`, the field and an example."""
         parts = expression.split()
         shown = " ".join(parts)
         if len(parts) != 5:
@@ -148,89 +130,32 @@ class CronSchedule(Schedule):
                 f"--cron needs 5 fields (minute hour day-of-month month day-of-week), "
                 f"got {len(parts)} in {expression!r}; for example {CRON_EXAMPLE}."
             )
-        values = [
-            _parse_cron_field(text, name, low, high, shown)
-            for text, (name, low, high) in zip(parts, _CRON_FIELDS, strict=True)
-        ]
-        minutes, hours, days, months, weekdays = values
-        weekdays = frozenset(d % 7 for d in weekdays)
-        either_day = not parts[2].startswith("*") and not parts[4].startswith("*")
-        # With OR every week has a matching day; with AND every (month, day) date falls on
-        # every weekday over the years. So it can only never fire if no month has such a day.
-        if not either_day and not any(d <= _MAX_DAYS[m] for m in months for d in days):
-            raise ConfigError(
-                f"--cron {shown!r} never fires: no month it allows has day "
-                f"{', '.join(map(str, sorted(days)))}; for example {CRON_EXAMPLE}."
-            )
-        return cls(
-            expression=shown,
-            minutes=minutes,
-            hours=hours,
-            days=days,
-            months=months,
-            weekdays=weekdays,
-            either_day=either_day,
-            label=label,
-        )
-
-    def _day_matches(self, t: datetime) -> bool:
-        dom = t.day in self.days
-        dow = (t.weekday() + 1) % 7 in self.weekdays  # Python: Monday = 0; cron: Sunday = 0
-        return (dom or dow) if self.either_day else (dom and dow)
+        for i, (name, text) in enumerate(zip(_CRON_FIELDS, parts, strict=True)):
+            # Each field alone among stars, so the message can say which one is wrong.
+            alone = " ".join(text if j == i else "*" for j in range(5))
+            try:
+                croniter(alone, EPOCH)
+            except CroniterError as exc:
+                reason = "out of range" if "out of range" in str(exc) else "not cron syntax"
+                raise ConfigError(
+                    f"--cron {shown!r}: {name} field {text!r} is invalid ({reason}); "
+                    f"for example {CRON_EXAMPLE}."
+                ) from None
+        schedule = cls(expression=shown, label=label)
+        schedule.next_after(EPOCH)  # one that never fires (Feb 30) is refused now
+        return schedule
 
     def next_after(self, t: datetime) -> datetime:
-        # Walk forward by month, day and hour, skipping whole units that cannot match, then
-        # pick the minute directly: at most a few thousand steps even for a rare Feb 29.
-        c = _as_utc(t).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        give_up = c.year + 401  # parse() proved a match exists within one 400-year cycle
-        while c.year <= give_up:
-            if c.month not in self.months:
-                year, month = (c.year + 1, 1) if c.month == 12 else (c.year, c.month + 1)
-                c = c.replace(year=year, month=month, day=1, hour=0, minute=0)
-            elif not self._day_matches(c):
-                c = (c + timedelta(days=1)).replace(hour=0, minute=0)
-            elif c.hour not in self.hours:
-                c = (c + timedelta(hours=1)).replace(minute=0)
-            else:
-                minute = min((m for m in self.minutes if m >= c.minute), default=None)
-                if minute is not None:
-                    return c.replace(minute=minute)
-                c = (c + timedelta(hours=1)).replace(minute=0)
-        raise ConfigError(f"--cron {self.expression!r} never fires; for example {CRON_EXAMPLE}.")
+        try:
+            following: datetime = croniter(self.expression, _as_utc(t)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ConfigError(
+                f"--cron {self.expression!r} never fires; for example {CRON_EXAMPLE}."
+            ) from None
+        return following.astimezone(UTC)
 
     def describe(self) -> str:
         return self.label or f"cron {self.expression}"
-
-
-def _parse_cron_field(text: str, name: str, low: int, high: int, expr: str) -> frozenset[int]:
-    def invalid(reason: str) -> ConfigError:
-        return ConfigError(
-            f"--cron {expr!r}: {name} field {text!r} is invalid ({reason}); "
-            f"for example {CRON_EXAMPLE}."
-        )
-
-    values: set[int] = set()
-    for item in text.split(","):
-        match = _CRON_ITEM.fullmatch(item)
-        if match is None:
-            raise invalid(f"use *, */n, a, a-b, a-b/n or a list a,b, with numbers {low}-{high}")
-        star, start_text, end_text, step_text = match.groups()
-        if star:
-            start, end = low, high
-        else:
-            start = int(start_text)
-            # `a/n` runs from a to the end of the field, as cronie and most tools read it.
-            end = int(end_text) if end_text else (high if step_text else start)
-        step = int(step_text) if step_text else 1
-        for number in (start, end):
-            if not low <= number <= high:
-                raise invalid(f"{number} is outside {low}-{high}")
-        if start > end:
-            raise invalid(f"range {start}-{end} runs backwards")
-        if step < 1:
-            raise invalid("a step must be at least 1")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
 
 
 # Units in this order, each at most once: 1d6h, 1h30m, 90s.
