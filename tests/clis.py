@@ -33,11 +33,12 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run `cryptolake *args` as a real process, stdout and stderr piped (as cron does)."""
     return subprocess.run(
         [*CLI, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=clean_env(**(env or {})),

@@ -31,13 +31,13 @@ from tests.clis import CLI, clean_env, invoke, one_error_line, run_cli, run_in_m
 
 FILE_FIX = "not a folder: point it at a folder (a missing one is created)."
 READ_ONLY_FIX = (
-    "Commands that only read the lake (status, query, report, publish) work on it; to write, "
-    "mount it read-write or point --lake elsewhere."
+    "Commands that only read the lake (status, query, report, check, publish) work on it; to "
+    "write, mount it read-write or point --lake elsewhere."
 )
 DENIED = "permission denied (read-only for this user)"
 DENIED_FIX = (
     "Give this user write access to the lake folder, or point --lake elsewhere; status, query, "
-    "report and publish only read it."
+    "report, check and publish only read it."
 )
 IMMUTABLE = "operation not permitted (an immutable file or folder?)"
 IMMUTABLE_FIX = "Check its attributes (lsattr; chattr -i), or point --lake elsewhere."

@@ -257,3 +257,42 @@ def test_two_columns_of_one_name_are_both_printed(sample_lake: Path) -> None:
     result = query(sample_lake, "select 1 as a, 2 as a")
     assert result.exit_code == 0, result.output
     assert table(result.stdout) == (["a", "a"], [["1", "2"]])
+
+
+def test_query_reads_its_sql_from_a_file_or_stdin(sample_lake: Path, tmp_path: Path) -> None:
+    sql_file = tmp_path / "top.sql"
+    sql_file.write_text("-- the top coin\n" + TOP5_SQL.replace("limit 5", "limit 1") + "\n")
+
+    from_file = run_cli(
+        "query", "--lake", str(sample_lake), "--file", str(sql_file), "--format", "csv"
+    )
+    from_stdin = run_cli(
+        "query", "--lake", str(sample_lake), "-f", "-", "--format", "csv", stdin=TOP5_SQL
+    )
+
+    assert from_file.returncode == 0, from_file.stderr
+    top1 = list(csv.reader(io.StringIO(from_file.stdout)))
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    top5 = list(csv.reader(io.StringIO(from_stdin.stdout)))
+    assert top1[0] == top5[0] == ["coin_id", "current_price", "market_cap"]
+    assert [(r[0], float(r[1]), float(r[2])) for r in top5[1:]] == [
+        (c, float(p), float(m)) for c, p, m in TOP5
+    ]
+    assert top1[1:] == top5[1:2]
+
+
+def test_csv_writes_nested_values_as_json_text(sample_lake: Path) -> None:
+    result = invoke(
+        "query",
+        "--lake",
+        str(sample_lake),
+        "--format",
+        "csv",
+        "select [1, 2] as ids, {'a': 1.5, 'b': null} as pair, 'x,y' as text",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert list(csv.reader(io.StringIO(result.stdout))) == [
+        ["ids", "pair", "text"],
+        ["[1, 2]", '{"a": 1.5, "b": null}', "x,y"],
+    ]

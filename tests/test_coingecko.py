@@ -266,8 +266,9 @@ def test_retries_exhausted_raise_a_clear_transient_error(
 
     assert str(raised.value) == (
         "CoinGecko /coins/markets failed after 8 attempts; last: HTTP 503 with an HTML page "
-        "(likely Cloudflare) instead of JSON. The API is rate-limiting or unavailable: try "
-        "again later, lower --rate, or set CRYPTOLAKE_API_KEY for a higher limit."
+        "(likely Cloudflare) instead of JSON. CoinGecko's servers are failing: try again "
+        "later (status.coingecko.com says when they are back); nothing was written for this "
+        "request."
     )
     assert raised.value.transient is True
     assert len(httpserver.log) == 8

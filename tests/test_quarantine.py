@@ -221,7 +221,7 @@ def test_gold_that_fails_a_check_is_never_promoted(lake: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["transform", "--lake", str(lake)],
-        env={"COLUMNS": "200", "CRYPTOLAKE_FRESHNESS_HOURS": "1e9"},
+        env={"COLUMNS": "200", "CRYPTOLAKE_FRESHNESS_HOURS": "1000000"},
     )
     assert result.exit_code == 1
     assert "crypto_analytics_mart_market_cap_usd_known" in result.output

@@ -157,8 +157,8 @@ def test_verbose_goes_before_or_after_the_command(sample_lake: Path, where: str)
 def test_exit_codes_are_as_documented(sample_lake: Path) -> None:
     text = " ".join(section("## Commands").split())
     assert (
-        "exits 1; Ctrl-C prints one line and exits 130; a usage error (an unknown flag) exits 2"
-        in text
+        "exits 1; Ctrl-C prints one line and exits 130 (SIGTERM: 143); a usage error (an "
+        "unknown flag) is one `error:` line too and exits 2" in text
     )
     assert CliRunner().invoke(app, ["status", "--no-such-flag"]).exit_code == 2
     assert (

@@ -102,7 +102,7 @@ def test_status_and_report_say_sample_not_fresh(sample_lake: Path, tmp_path: Pat
 
     assert status.exit_code == text.exit_code == report.exit_code == 0, report.output
     assert json.loads(status.stdout)["sample"] is True
-    assert "sample data (recorded prices)" in text.stdout
+    assert "sample data from 2023-01-08" in text.stdout
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "sample data from 2023-01-08" in html
     assert '<span class="badge sample">sample</span>' in html

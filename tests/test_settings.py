@@ -100,7 +100,8 @@ def test_lake_flag_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ),
         (
             {"CRYPTOLAKE_FRESHNESS_HOURS": "0"},
-            "CRYPTOLAKE_FRESHNESS_HOURS must be a positive number of hours, got 0.0.",
+            "CRYPTOLAKE_FRESHNESS_HOURS must be a positive number of hours (at most 1,000,000), "
+            "got 0.0.",
         ),
         (
             {"CRYPTOLAKE_POSTGRES_DSN": "host=db port"},

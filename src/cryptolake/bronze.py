@@ -15,6 +15,7 @@ downstream ignores. Nothing is ever overwritten or deleted in a dataset folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -159,16 +160,29 @@ class BronzeRun:
         return path
 
     def commit(self, manifest: Manifest) -> Path:
-        """Move every staged body into its partition, then write the manifest."""
-        for entry in self.files:
-            try:
-                move_no_replace(self.staging / entry.path, self.lake.root / entry.path)
-            except FileExistsError:
-                raise LakeError(
-                    f"Bronze file {entry.path} already exists; bronze is immutable, so this "
-                    "run was not landed. Remove its manifest-less leftovers only if you are sure."
-                ) from None
-        path = self._write_manifest(manifest)
+        """Move every staged body into its partition, then write the manifest.
+
+        All or nothing: if a move or the manifest fails (a full disk, an immutable folder),
+        the bodies already moved go back to staging, so no body lands without its manifest.
+        """
+        moved: list[BronzeFile] = []
+        try:
+            for entry in self.files:
+                try:
+                    move_no_replace(self.staging / entry.path, self.lake.root / entry.path)
+                except FileExistsError:
+                    raise LakeError(
+                        f"Bronze file {entry.path} already exists; bronze is immutable, so this "
+                        "run was not landed. Remove its manifest-less leftovers only if you are "
+                        "sure."
+                    ) from None
+                moved.append(entry)
+            path = self._write_manifest(manifest)
+        except BaseException:
+            for entry in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.replace(self.lake.root / entry.path, self.staging / entry.path)
+            raise
         shutil.rmtree(self.staging, ignore_errors=True)
         return path
 

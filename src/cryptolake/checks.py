@@ -13,7 +13,9 @@ from typing import Any
 import duckdb
 
 from .checkdefs import CheckDef, OnFail, check_defs
+from .duck import one_line
 from .errors import CheckError, TransformError
+from .fserrors import duckdb_io_error
 from .lakedb import open_lake_db
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
@@ -65,7 +67,12 @@ def evaluate(
                 columns = [d[0] for d in cur.description or []]
                 sample = cur.fetchall()
         except duckdb.Error as exc:
-            raise TransformError(f"Check {check.name} could not run: {exc}") from None
+            if (translated := duckdb_io_error(exc, doing=f"run check {check.name}")) is not None:
+                raise translated from None
+            raise TransformError(
+                f"Check {check.name} could not run: {one_line(exc)}. If a silver file is "
+                "damaged, rebuild silver from bronze: `cryptolake transform --full-refresh`."
+            ) from None
         results.append(
             CheckResult(
                 check.name, check.description, failing, columns, sample, on_fail=check.on_fail

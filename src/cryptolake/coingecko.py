@@ -42,6 +42,15 @@ UNAVAILABLE_FIX = (
     "The API is rate-limiting or unavailable: try again later, lower --rate, or set "
     "CRYPTOLAKE_API_KEY for a higher limit."
 )
+RATE_LIMIT_FIX = (
+    "The API is rate-limiting this client: lower --rate, run less often, or set "
+    "CRYPTOLAKE_API_KEY for a higher limit."
+)
+SERVER_FIX = (
+    "CoinGecko's servers are failing: try again later (status.coingecko.com says when they "
+    "are back); nothing was written for this request."
+)
+NETWORK_FIX = "The connection failed or timed out: check the network, then try again."
 KEY_FIX = (
     "Check CRYPTOLAKE_API_KEY and CRYPTOLAKE_API_PLAN (demo keys go to api.coingecko.com, "
     "pro keys to pro-api.coingecko.com), or unset CRYPTOLAKE_API_KEY to use the keyless API."
@@ -259,7 +268,7 @@ class CoinGeckoClient:
                     attempt -= 1
                     continue
                 last_problem = f"{type(exc).__name__}: the connection failed or timed out"
-                fix = UNAVAILABLE_FIX
+                fix = NETWORK_FIX
             else:
                 status = response.status_code
                 log.info(
@@ -324,7 +333,14 @@ class CoinGeckoClient:
                     cdn_waits += 1
                     continue
                 elif verdict.kind == "transient":
-                    last_problem, fix = verdict.what, UNAVAILABLE_FIX
+                    last_problem = verdict.what
+                    fix = (
+                        RATE_LIMIT_FIX
+                        if status == 429
+                        else SERVER_FIX
+                        if status >= 500
+                        else UNAVAILABLE_FIX
+                    )
                 else:
                     raise self._refused(path, verdict)
             if attempt == self.settings.max_attempts:

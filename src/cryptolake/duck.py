@@ -34,7 +34,12 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def one_line(exc: Exception) -> str:
-    """DuckDB's message on one line: its lines joined, the caret under the SQL dropped."""
+def one_line(exc: Exception, *, keep_sql: bool = False) -> str:
+    """DuckDB's message on one line: its lines joined, the caret under the SQL dropped, and
+    the SQL it quotes (`LINE 1: ...`) too unless `keep_sql` (the user's own query)."""
     lines = (line.strip() for line in str(exc).splitlines())
-    return " ".join(line for line in lines if line and set(line) != {"^"})
+    return " ".join(
+        line
+        for line in lines
+        if line and set(line) != {"^"} and (keep_sql or not line.startswith("LINE "))
+    )

@@ -32,13 +32,13 @@ _EXPLAINED: dict[int, tuple[str, str]] = {
     ),
     errno.EROFS: (
         "read-only file system",
-        "Commands that only read the lake (status, query, report, publish) work on it; to "
-        "write, mount it read-write or point --lake elsewhere.",
+        "Commands that only read the lake (status, query, report, check, publish) work on it; "
+        "to write, mount it read-write or point --lake elsewhere.",
     ),
     errno.EACCES: (
         "permission denied (read-only for this user)",
         "Give this user write access to the lake folder, or point --lake elsewhere; status, "
-        "query, report and publish only read it.",
+        "query, report, check and publish only read it.",
     ),
     errno.EPERM: (
         "operation not permitted (an immutable file or folder?)",
@@ -67,22 +67,35 @@ _DUCKDB_CAUSES = (
 _QUOTED_PATH = re.compile(r'"(/[^"]+)"')
 
 
+# A read that is refused is not about writing.
+_READ_DENIED = (
+    "permission denied (this user may not read it)",
+    "Give this user read access to the lake (chmod -R u+rX, or run as its owner).",
+)
+
+
 def explain(code: int | None, path: str | None, *, doing: str, fallback: str) -> LakeError:
     cause, fix = _EXPLAINED.get(code or -1, (fallback, "Check the lake folder and the disk."))
+    if code == errno.EACCES and doing.startswith("read"):
+        cause, fix = _READ_DENIED
     where = f" ({path})" if path and path not in doing else ""
     return LakeError(f"Cannot {doing}: {cause}{where}. {fix}")
 
 
-def cause_of(exc: OSError) -> str:
+def cause_of(exc: OSError, *, reading: bool = False) -> str:
     """The OS error's cause in plain words ("disk full", "read-only file system", ...)."""
+    if reading and exc.errno == errno.EACCES:
+        return _READ_DENIED[0]
     return _EXPLAINED.get(exc.errno or -1, (exc.strerror or str(exc), ""))[0]
 
 
 def os_error(exc: OSError, *, doing: str, path: Path | None = None) -> LakeError:
     """The one-line LakeError for an OSError met while `doing` something with the lake
     (on `path`, when the error does not name its file, as a write on a descriptor)."""
-    if isinstance(exc.filename, str | Path):
-        path = Path(exc.filename)
+    # A rename or link names its target second: the folder that refused it is the target's.
+    named = exc.filename2 if isinstance(exc.filename2, str | Path) else exc.filename
+    if isinstance(named, str | Path):
+        path = Path(named)
     return explain(
         exc.errno, str(path) if path else None, doing=doing, fallback=exc.strerror or str(exc)
     )
@@ -92,6 +105,12 @@ def duckdb_io_error(exc: duckdb.Error, *, doing: str) -> LakeError | None:
     """The LakeError for a DuckDB error caused by the file system, or None for any other."""
     text = str(exc)
     lowered = text.lower()
+    if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in lowered:
+        first = text.splitlines()[0] if text else "out of memory"
+        return LakeError(
+            f"Cannot {doing}: DuckDB ran out of memory ({first}). Raise "
+            "CRYPTOLAKE_MEMORY_LIMIT (default 2GB), or free memory on this machine."
+        )
     for words, code in _DUCKDB_CAUSES:
         if words in lowered:
             path = _QUOTED_PATH.search(text)

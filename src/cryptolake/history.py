@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .errors import LakeError
-from .fserrors import on_lake
+from .fserrors import lake_io
 from .lake import LakePaths, atomic_write
 from .settings import Settings
 
@@ -68,7 +68,6 @@ def _read(path: Path) -> RunRecord:
         raise LakeError(f"Run record {path} is unreadable ({exc}); move it aside.") from None
 
 
-@on_lake("record the run")
 def record_start(
     settings: Settings, *, run_id: str, started_at: datetime, trigger: str, sample: bool
 ) -> int:
@@ -79,36 +78,38 @@ def record_start(
     """
     lake = LakePaths.at(settings.lake)
     killed = 0
-    for record in all_runs(lake):
-        if record.status == "running":
-            record.status = "killed"
-            record.error = record.error or "the process ended without finishing the run"
-            atomic_write(_path(lake, record.run_id), record.to_json())
-            killed += 1
-    record = RunRecord(run_id, trigger, "running", sample, started_at)
-    atomic_write(_path(lake, run_id), record.to_json())
+    with lake_io(f"record the run in {runs_folder(lake)}"):
+        for record in all_runs(lake):
+            if record.status == "running":
+                record.status = "killed"
+                record.error = record.error or "the process ended without finishing the run"
+                atomic_write(_path(lake, record.run_id), record.to_json())
+                killed += 1
+        record = RunRecord(run_id, trigger, "running", sample, started_at)
+        atomic_write(_path(lake, run_id), record.to_json())
     return killed
 
 
-@on_lake("record the run")
 def record_finish(
     settings: Settings,
     *,
     run_id: str,
     status: str,
-    finished_at: datetime,
+    finished_at: datetime | None,
     stages: list[dict[str, Any]],
     error: str | None,
 ) -> None:
+    """Rewrite the run's record: its stages so far and, once it ended, its outcome."""
     lake = LakePaths.at(settings.lake)
-    record = _read(_path(lake, run_id))
-    record.status, record.finished_at, record.stages, record.error = (
-        status,
-        finished_at,
-        stages,
-        error,
-    )
-    atomic_write(_path(lake, run_id), record.to_json())
+    with lake_io(f"record the run in {runs_folder(lake)}"):
+        record = _read(_path(lake, run_id))
+        record.status, record.finished_at, record.stages, record.error = (
+            status,
+            finished_at,
+            stages,
+            error,
+        )
+        atomic_write(_path(lake, run_id), record.to_json())
 
 
 def all_runs(lake: LakePaths) -> list[RunRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -233,7 +234,15 @@ def _run(
         # A bug: still record the run as failed, then let it propagate as it is.
         run.abandon(manifest("failed", f"{type(exc).__name__}: {exc}", notes))
         raise
-    path = run.commit(manifest("complete", None, notes))
+    try:
+        path = run.commit(manifest("complete", None, notes))
+    except (OSError, CryptolakeError) as exc:
+        landing: CryptolakeError = (
+            exc if isinstance(exc, CryptolakeError) else _landing_error(exc, lake)
+        )
+        with contextlib.suppress(OSError):  # the disk may be too full for this too
+            run.abandon(manifest("failed", str(landing), notes))
+        raise landing from None
     return IngestResult(
         run_id=run.run_id,
         snapshot_at=started_at,
@@ -244,6 +253,10 @@ def _run(
         retries=client.stats.retries,
         notes=notes,
     )
+
+
+def _landing_error(exc: OSError, lake: LakePaths) -> LakeError:
+    return os_error(exc, doing=f"land bronze in {lake.root}")
 
 
 def _new_fields(lake: LakePaths, files: Sequence[BronzeFile]) -> list[str]:

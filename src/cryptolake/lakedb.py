@@ -44,12 +44,16 @@ def open_lake_db(
     except duckdb.Error as exc:
         if (translated := duckdb_io_error(exc, doing=f"open {database}")) is not None:
             raise translated from None
-        if "lock" in str(exc).lower():
+        text = str(exc).lower()
+        if "could not set lock" in text or "conflicting lock" in text:
             raise LakeError(
                 f"Cannot open {database}: another program has it open for writing. Close it "
                 "(cryptolake itself only ever opens it read-only or builds a new file)."
             ) from None
-        raise LakeError(f"Cannot open {database}: {exc}") from None
+        raise LakeError(
+            f"Cannot open {database}: it is damaged or not a DuckDB database ({one_line(exc)}). "
+            "Everything in it is derived from the lake: `cryptolake transform` builds it anew."
+        ) from None
     try:
         if not read_only:
             for schema in SCHEMAS:
@@ -85,9 +89,19 @@ def refresh_silver_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> Non
                 )
             raise LakeError(
                 f"silver.{table.name} has no data in {table.folder(lake)}; run `cryptolake "
-                "ingest` then `cryptolake transform` (or `cryptolake run --sample`)."
+                "ingest` then `cryptolake transform` (or `cryptolake run --sample`); if bronze "
+                "has runs already, rebuild silver from them: `cryptolake transform "
+                "--full-refresh`."
             )
-        con.execute(f"create or replace view silver.{table.name} as {views[table.name]}")
+        try:
+            con.execute(f"create or replace view silver.{table.name} as {views[table.name]}")
+        except duckdb.Error as exc:
+            if (translated := duckdb_io_error(exc, doing=f"read silver.{table.name}")) is not None:
+                raise translated from None
+            raise LakeError(
+                f"silver.{table.name} has a file DuckDB cannot read ({one_line(exc)}). Rebuild "
+                "silver from bronze: `cryptolake transform --full-refresh`."
+            ) from None
 
 
 def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
@@ -116,7 +130,7 @@ def query(settings: Settings, sql: str) -> pa.Table:
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
-            raise TransformError(f"Query failed: {one_line(exc)}") from None
+            raise TransformError(f"Query failed: {one_line(exc, keep_sql=True)}") from None
         if not statements:
             raise ConfigError("Nothing to run: the SQL is empty (or only comments).")
         if len(statements) > 1:
@@ -142,7 +156,7 @@ def query(settings: Settings, sql: str) -> pa.Table:
             table = relation.to_arrow_table()
             types = [str(t) for t in relation.types]
         except duckdb.Error as exc:
-            message = one_line(exc)
+            message = one_line(exc, keep_sql=True)
             if isinstance(exc, duckdb.CatalogException):
                 # DuckDB's nearest name is often a system table (pg_enum): no help here.
                 message = re.sub(r' Did you mean "pg_\w+"\?', "", message)

@@ -8,6 +8,7 @@ caller is told so (its run is then marked as killed in the run history).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -89,9 +90,12 @@ class LakeLock:
     ) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)  # a clean exit leaves an empty file: nothing to take over
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
+        # A clean exit leaves an empty file: nothing to take over. If the file cannot be
+        # emptied now (made immutable meanwhile, say), the next run just reads a holder that
+        # is gone, which it treats as a killed run's: closing still releases the lock.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # (closing releases the flock)
         self._fd = None
 
 
@@ -113,3 +117,18 @@ def _read_holder(fd: int) -> Holder | None:
         )
     except (ValueError, KeyError, TypeError):
         return Holder(pid=-1, host="?", run_id="unknown", since="?")
+
+
+def lock_is_held(lake: LakePaths) -> bool:
+    """Whether a live process holds the lake's lock (read-only: works on a read-only lake)."""
+    try:
+        fd = os.open(lake.lock, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: no run has ever held it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

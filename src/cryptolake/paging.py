@@ -126,7 +126,21 @@ def fetch_markets(
         if result.listed is None:
             result.listed = _listed(fetched)
         records: list[Any] = fetched.data if isinstance(fetched.data, list) else []
-        ids = list(dict.fromkeys(_ids(records)))
+        listed_ids = _ids(records)
+        ids = list(dict.fromkeys(listed_ids))
+        if len(records) != len(ids):
+            # Said, not hidden: silver keeps one row per coin and quarantines a record
+            # without an id, so the snapshot is smaller than the page.
+            twice = len(listed_ids) - len(ids)
+            no_id = len(records) - len(listed_ids)
+            what = [
+                f"{twice} coin(s) twice" if twice else "",
+                f"{no_id} record(s) without an id" if no_id else "",
+            ]
+            result.notes.append(
+                f"Page {page} of /coins/markets holds {' and '.join(w for w in what if w)}: "
+                f"{len(ids)} distinct coins of {len(records)} records."
+            )
         unseen = [i for i in ids if i not in positions]
         for offset, coin in enumerate(ids):
             positions[coin] = ((page - 1) * per_page + offset, len(bodies))

@@ -45,21 +45,75 @@ def describe_target(dsn: str) -> str:
 
 
 def scrub(message: str, dsn: str) -> str:
-    """Remove the DSN (as given, or as DuckDB got it) and its password from a driver's message."""
+    """A driver's message on one line, without the DSN (as given, or as DuckDB got it), its
+    password, or the SQL it quotes (`LINE 1: create table ...`: pages of DDL)."""
     try:
-        password = conninfo_to_dict(dsn).get("password")
+        password = str(conninfo_to_dict(dsn).get("password") or "")
     except psycopg.ProgrammingError:
-        password = None
-    message = message.replace(duckdb_dsn(dsn), "<dsn>").replace(dsn, "<dsn>")
-    if password:
-        message = message.replace(str(password), "***")
+        password = ""
+    if dsn.strip():
+        message = message.replace(duckdb_dsn(dsn), "<dsn>").replace(dsn, "<dsn>")
+    if len(password) >= 6:
+        message = message.replace(password, "***")
+    elif password:  # a short one only as a word: "e" must not turn "error" into "***rror"
+        message = re.sub(rf"(?<![\w]){re.escape(password)}(?![\w])", "***", message)
+    message = re.sub(r'(?s)Failed to execute query "(.*?)": ', "", message)
+    message = re.sub(r"(?s)\s*LINE \d+:.*$", "", message)
     message = re.sub(r"\s+", " ", message).strip()
     # Callers append a sentence of their own.
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
+# What a Postgres failure means, from words of its message: (cause, fix).
+_PG_CAUSES = (
+    (
+        "lock timeout",
+        "a table of the schema is locked by another session (the publish waited for lock_timeout)",
+        "find the holder in pg_locks and pg_stat_activity, then publish again once it ends.",
+    ),
+    (
+        "statement timeout",
+        "a statement ran past statement_timeout",
+        "raise it for this role (ALTER ROLE ... SET statement_timeout = '15min') or in the "
+        "DSN's options, then publish again.",
+    ),
+    (
+        "read-only transaction",
+        "the server or session is read-only (a standby, or default_transaction_read_only)",
+        "publish to the primary, with a role whose transactions may write.",
+    ),
+    (
+        "terminating connection",
+        "the Postgres server ended the connection (a restart or an administrator)",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
+        "server closed the connection",
+        "the connection to Postgres was lost",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
+        "current transaction is aborted",
+        "the connection to Postgres failed mid-publish",
+        "nothing was committed; publish again.",
+    ),
+)
+
+
+def explain_pg(message: str) -> str:
+    """A scrubbed Postgres failure as `cause (Postgres: message) fix`, for the causes a user
+    meets; other messages as they are."""
+    lowered = message.lower()
+    for words, cause, fix in _PG_CAUSES:
+        if words in lowered:
+            return f"{cause} (Postgres: {message.rstrip('.')}); {fix}"
+    return message
+
+
 @contextmanager
-def publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connection[Any]]:
+def publish_lock(
+    dsn: str, schema: str, target: str, *, source: str = "--postgres / CRYPTOLAKE_POSTGRES_DSN"
+) -> Iterator[psycopg.Connection[Any]]:
     """A connection that holds the publish lock on `schema` for as long as it is open.
 
     Taken on a session of its own before the publish transaction starts, because that
@@ -73,7 +127,7 @@ def publish_lock(dsn: str, schema: str, target: str) -> Iterator[psycopg.Connect
     except psycopg.Error as exc:
         raise PublishError(
             f"Cannot connect to Postgres {target}: {scrub(str(exc), dsn)} "
-            "Check --postgres / CRYPTOLAKE_POSTGRES_DSN; the lake was not changed."
+            f"Check {source}; the lake was not changed."
         ) from None
     with conn:
         try:
@@ -107,7 +161,22 @@ def check_privileges(conn: psycopg.Connection[Any], schema: str, tables: Iterabl
     tables (which takes owning them). Checked before anything is written, so a missing grant
     is one clear line rather than a Postgres error after pages of DDL.
     """
-    role, database = conn.execute("select current_user, current_database()").fetchone() or ("", "")
+    role, database, quoted, read_only = conn.execute(
+        "select current_user, current_database(), quote_ident(%s), "
+        "current_setting('transaction_read_only')",
+        [schema],
+    ).fetchone() or ("", "", schema, "off")
+    if quoted != schema:
+        raise PublishError(
+            f"Schema name {schema} is a reserved word in Postgres; choose another "
+            "--pg-schema (or CRYPTOLAKE_PG_SCHEMA)."
+        )
+    if read_only == "on":
+        raise PublishError(
+            f"Postgres {database} is read-only for role {role} (a standby, or "
+            "default_transaction_read_only): publish to the primary, with a role whose "
+            "transactions may write."
+        )
     row = conn.execute("select to_regnamespace(%s) is not null", [schema]).fetchone()
     if not (row and row[0]):
         (allowed,) = conn.execute(
@@ -131,14 +200,48 @@ def check_privileges(conn: psycopg.Connection[Any], schema: str, tables: Iterabl
             f"{database} (it needs USAGE and CREATE on the schema): GRANT USAGE, CREATE ON "
             f"SCHEMA {schema} TO {role}."
         )
-    for table, owner in conn.execute(
+    names = list(tables)
+    foreign = conn.execute(
         "select c.relname::text, pg_get_userbyid(c.relowner)::text from pg_class as c "
-        "where c.relnamespace = to_regnamespace(%s) and c.relname = any(%s) "
-        "and not pg_has_role(current_user, c.relowner, 'USAGE')",
-        [schema, list(tables)],
-    ).fetchall():
-        raise PublishError(
-            f"Postgres role {role} does not own {schema}.{table} (owner {owner}), and a publish "
-            f"alters, indexes and analyzes its tables: publish as {owner}, or ALTER TABLE "
-            f"{schema}.{table} OWNER TO {role}."
+        "where c.relnamespace = to_regnamespace(%s) and c.relkind in ('r', 'p', 'v') "
+        "and (c.relname = any(%s) or c.relname like %s) "
+        "and not pg_has_role(current_user, c.relowner, 'USAGE') order by 1",
+        [schema, names, f"{names[0]}_p%" if names else ""],
+    ).fetchall()
+    if foreign:
+        owners = sorted({owner for _, owner in foreign})
+        listed = ", ".join(f"{schema}.{table}" for table, _ in foreign[:4])
+        more = f" and {len(foreign) - 4} more" if len(foreign) > 4 else ""
+        fix = (
+            f"REASSIGN OWNED BY {owners[0]} TO {role} (run as {owners[0]} or a superuser)"
+            if len(owners) == 1
+            else f"ALTER TABLE ... OWNER TO {role} for each"
         )
+        raise PublishError(
+            f"Postgres role {role} does not own {listed}{more} (owner "
+            f"{', '.join(owners)}), and a publish alters, indexes and analyzes its tables: "
+            f"publish as {owners[0]}, or {fix}."
+        )
+
+
+def check_sample_mixing(
+    conn: psycopg.Connection[Any], schema: str, *, sample: bool, target: str
+) -> None:
+    """Sample data never mixes with live data in one Postgres schema, either way round (the
+    marts tell what the last publish was: they are small, and carry `is_sample`)."""
+    mart = f"{schema}.crypto_analytics_mart"
+    has_flag = conn.execute(
+        "select 1 from pg_attribute where attrelid = to_regclass(%s) and attname = 'is_sample'",
+        [mart],
+    ).fetchone()
+    if has_flag is None:
+        return
+    row = conn.execute(f"select bool_or(is_sample) from {mart}").fetchone()
+    if row is None or row[0] is None or bool(row[0]) == sample:
+        return
+    held, this = ("the bundled sample", "live data") if row[0] else ("live data", "sample data")
+    raise PublishError(
+        f"Postgres {target}, schema {schema} holds {held}; this lake holds {this}, which "
+        f"would mix with it. Publish it to a schema of its own (--pg-schema "
+        f"{schema}_{'sample' if sample else 'live'})."
+    )

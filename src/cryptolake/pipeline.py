@@ -24,6 +24,7 @@ from .fserrors import lake_io
 from .gold import GoldResult, build_gold
 from .history import record_finish, record_start
 from .ingest import IngestResult, ingest
+from .interrupts import interrupted_by
 from .lake import LakePaths
 from .lock import LakeLock
 from .progress import ProgressCallback, ignore_progress
@@ -32,7 +33,7 @@ from .settings import Settings
 from .silver import build_silver
 
 STAGES = ("ingest", "transform", "check", "publish")
-StageStatus = Literal["ok", "skipped", "failed", "stopped", "interrupted", "not_run"]
+StageStatus = Literal["ok", "skipped", "failed", "stopped", "interrupted", "running", "not_run"]
 RunStatus = Literal["success", "failed", "stopped", "interrupted"]
 
 
@@ -138,12 +139,32 @@ def run(
         if killed:
             notes.append(f"marked {killed} interrupted earlier run(s) as killed")
         audited: list[CheckResult] | None = None  # the checks transform ran on its new gold
+
+        def record(status: str, finished_at: datetime | None, error: str | None) -> None:
+            # The record must never hide what the run did: if it cannot be written (a full
+            # disk), the run's own outcome stands and a note says the record is behind.
+            try:
+                record_finish(
+                    settings,
+                    run_id=run_id,
+                    status=status,
+                    finished_at=finished_at,
+                    stages=[asdict(r) for r in results],
+                    error=error,
+                )
+            except CryptolakeError as exc:
+                if not any(n.startswith("the run record") for n in notes):
+                    notes.append(f"the run record could not be updated: {exc}")
+
         try:
             for result in results:
                 if should_stop():
                     status = "stopped"
                     break
                 t0 = time.perf_counter()
+                # Recorded as running, so a killed run's record names the stage it died in.
+                result.status = "running"
+                record("running", None, None)
                 try:
                     outcome = _run_stage(
                         settings,
@@ -162,15 +183,25 @@ def run(
                     status = "stopped"
                     break
                 except CryptolakeError as exc:
+                    if interrupted_by():  # a query cancelled by Ctrl-C, worded as ours
+                        raise KeyboardInterrupt from None
                     result.status = "failed"
                     result.detail = str(exc).splitlines()[0]
                     status, error = "failed", str(exc)
                     break
                 finally:
                     result.seconds = time.perf_counter() - t0
-        except KeyboardInterrupt:
-            # Ctrl-C: the stage that was running is `interrupted`; the run says so too.
-            running = next((r for r in results if r.status == "not_run"), None)
+        except BaseException as exc:
+            if not (isinstance(exc, KeyboardInterrupt) or interrupted_by()):
+                # A bug: record what happened, then let it propagate unchanged.
+                for r in results:
+                    if r.status == "running":
+                        r.status = "failed"
+                record("failed", now(), f"{type(exc).__name__}: {exc}")
+                raise
+            # Ctrl-C or SIGTERM (however DuckDB or a stage reported it): the stage that was
+            # running is `interrupted`; the run says so too.
+            running = next((r for r in results if r.status == "running"), None)
             if running is not None:
                 running.status = "interrupted"
             interrupted = RunResult(
@@ -179,39 +210,14 @@ def run(
                 started,
                 now(),
                 results,
-                "interrupted (Ctrl-C)",
+                f"interrupted ({interrupted_by() or 'Ctrl-C'})",
                 sample,
                 notes,
             )
-            record_finish(
-                settings,
-                run_id=run_id,
-                status="interrupted",
-                finished_at=interrupted.finished_at,
-                stages=[asdict(r) for r in results],
-                error=interrupted.error,
-            )
+            record("interrupted", interrupted.finished_at, interrupted.error)
             raise RunInterrupted(interrupted, running.stage if running else None) from None
-        except BaseException as exc:
-            # A bug: record what happened, then let it propagate unchanged.
-            record_finish(
-                settings,
-                run_id=run_id,
-                status="failed",
-                finished_at=now(),
-                stages=[asdict(r) for r in results],
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            raise
         finished = now()
-        record_finish(
-            settings,
-            run_id=run_id,
-            status=status,
-            finished_at=finished,
-            stages=[asdict(r) for r in results],
-            error=error,
-        )
+        record(status, finished, error)
     return RunResult(run_id, status, started, finished, results, error, sample, notes)
 
 

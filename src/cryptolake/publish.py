@@ -33,8 +33,10 @@ from .marts import count, refresh_start, replace_mart
 from .pgconnect import (
     LOCK_TIMEOUT,
     check_privileges,
+    check_sample_mixing,
     describe_target,
     duckdb_dsn,
+    explain_pg,
     publish_lock,
     scrub,
 )
@@ -141,15 +143,18 @@ def publish(
         # Attached once: what is published is this file's gold, even if a transform
         # promotes a new one meanwhile.
         build = _gold_build(con, lake)
-        with publish_lock(dsn, settings.pg_schema, target) as lock:
+        with publish_lock(
+            dsn, settings.pg_schema, target, source=settings.named("postgres_dsn")
+        ) as lock:
             try:
                 check_privileges(lock, settings.pg_schema, [*DDL, STAGING])
+                check_sample_mixing(lock, settings.pg_schema, sample=build.sample, target=target)
                 published = _read_published(lock, settings.pg_schema)
                 row = lock.execute("show server_encoding").fetchone()
                 server_encoding = str(row[0]) if row else "UTF8"
             except psycopg.Error as exc:
                 raise PublishError(
-                    f"Publishing to Postgres {target} failed: {scrub(str(exc), dsn)}"
+                    f"Publishing to Postgres {target} failed: {explain_pg(scrub(str(exc), dsn))}"
                 ) from None
             if published.lake_version == build.lake_version and not force:
                 progress(Progress("publish", "postgres", 1, 1, "up to date"))
@@ -172,7 +177,7 @@ def publish(
                 prepare_schema(lock, settings.pg_schema)
             except psycopg.Error as exc:
                 raise PublishError(
-                    f"Publishing to Postgres {target} failed: {scrub(str(exc), dsn)}"
+                    f"Publishing to Postgres {target} failed: {explain_pg(scrub(str(exc), dsn))}"
                 ) from None
             load_postgres_extension(con)
             try:
@@ -200,7 +205,7 @@ def publish(
             except (duckdb.Error, psycopg.Error) as exc:
                 raise PublishError(
                     f"Publishing to Postgres {target} failed and was rolled back: "
-                    f"{scrub(str(exc), dsn)}"
+                    f"{explain_pg(scrub(str(exc), dsn))}"
                 ) from None
     finally:
         con.close()
@@ -212,6 +217,7 @@ class _GoldBuild:
 
     lake_version: str
     vs_currency: str
+    sample: bool  # built from the bundled sample
 
     @property
     def fingerprint(self) -> str:
@@ -232,7 +238,10 @@ def _gold_build(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> _GoldBuild:
         raise LakeError(f"Cannot read the lake database {lake.database}: {exc}") from None
     if row is None:
         raise LakeError(f"The lake database {lake.database} has no build record; transform again.")
-    return _GoldBuild(str(row[0]), str(row[1]))
+    (sample,) = con.execute(
+        "select coalesce(bool_or(is_sample), false) from lake.gold.crypto_analytics_mart"
+    ).fetchone() or (False,)
+    return _GoldBuild(str(row[0]), str(row[1]), bool(sample))
 
 
 @dataclass(frozen=True, slots=True)

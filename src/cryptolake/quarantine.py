@@ -42,13 +42,15 @@ def key_check(table: str, key: tuple[str, ...], text_key: tuple[str, ...]) -> Ch
     different ids may have become one. Such a row is set aside before it can merge.
     """
     condition = (
-        " or ".join(f"contains({c}, chr(0)) or contains({c}, '\ufffd')" for c in text_key)
+        " or ".join(
+            f"{c} is null or contains({c}, chr(0)) or contains({c}, '\ufffd')" for c in text_key
+        )
         or "false"
     )
     return CheckDef(
         name=f"{table}_key_clean",
-        description=f"silver.{table}'s key ({', '.join(key)}) holds no NUL character and no "
-        "replaced invalid Unicode.",
+        description=f"silver.{table}'s key ({', '.join(key)}) is present and holds no NUL "
+        "character and no replaced invalid Unicode.",
         on_fail="quarantine",
         sql=f"select * from silver.{table} where {condition}",
         table=table,

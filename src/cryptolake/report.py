@@ -411,7 +411,13 @@ def build_report(
             ) from None
     document = render_html(data, settings=settings, now=now).encode()
     try:
-        atomic_write(path, document)
+        # Through a symlink to its target; to a device or a pipe (/dev/stdout) as a stream:
+        # an atomic rename would replace them with a file.
+        if path.exists() and not path.is_file():
+            with path.open("wb") as stream:
+                stream.write(document)
+        else:
+            atomic_write(path.resolve() if path.is_symlink() else path, document)
     except OSError as exc:
         raise LakeError(
             f"Cannot write the report to {path}: {cause_of(exc)}. Pass --out with a path you "

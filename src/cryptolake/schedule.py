@@ -364,8 +364,11 @@ def run_schedule(
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
+def stop_on_signals(
+    stop: threading.Event, *, on_signal: Callable[[str], None] | None = None
+) -> Iterator[threading.Event]:
     """Within the block, SIGTERM and SIGINT set `stop`; the previous handlers come back after.
+    `on_signal("SIGINT" | "SIGTERM")` is called (from a helper thread) for the first one.
 
     A second SIGINT (Ctrl-C) once stopping raises KeyboardInterrupt, the usual way out for a
     user who will not wait for the current run to wind down; a second SIGTERM changes nothing.
@@ -389,12 +392,14 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
         signalled = True
         if open_:
             try:
-                os.write(write_fd, b"\0")
+                os.write(write_fd, bytes([signum]))
             except OSError:  # the pipe is full: earlier bytes will set `stop` anyway
                 pass
 
     def relay() -> None:
-        while os.read(read_fd, 512):  # b"" once the write end is closed
+        while received := os.read(read_fd, 512):  # b"" once the write end is closed
+            if on_signal is not None and not stop.is_set():
+                on_signal("SIGINT" if received[:1] == b"\x02" else "SIGTERM")
             stop.set()
 
     relay_thread = threading.Thread(target=relay, name="cryptolake-stop-on-signals", daemon=True)

@@ -30,6 +30,18 @@ DEFAULT_RATE = {"keyless": 10.0, "demo": 30.0, "pro": 250.0}
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # What DuckDB's memory_limit takes: a number and a unit (1000- or 1024-based).
+MIN_MEMORY_BYTES = 128 * 1000**2
+MAX_FRESHNESS_HOURS = 1_000_000  # a century and more: tests keep 2023 data fresh
+_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def _memory_bytes(limit: str) -> float:
+    """DuckDB's memory syntax (2GB, 512MiB) in bytes; validated by _MEMORY first."""
+    match = re.fullmatch(r"([\d.]+)\s*([a-z]+)", limit.strip().lower())
+    return float(match[1]) * _UNITS.get(match[2], 1) if match else 0.0
+
+
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|bytes|[kmgt]i?b)$", re.IGNORECASE)
 
 # Where a setting can come from, for messages that must name the one the user set.
@@ -107,6 +119,11 @@ class Settings:
                 f"{n('vs_currency')} must be a CoinGecko currency code such as usd or eur, "
                 f"got {self.vs_currency!r}."
             )
+        if self.pg_schema.startswith("pg_") or self.pg_schema == "information_schema":
+            raise ConfigError(
+                f"{n('pg_schema')} {self.pg_schema!r} is a Postgres system schema name; "
+                "choose another, such as cryptolake."
+            )
         if not _IDENTIFIER.match(self.pg_schema):
             raise ConfigError(
                 f"{n('pg_schema')} must be a lowercase SQL identifier (letters, digits, _), "
@@ -121,9 +138,14 @@ class Settings:
                 f"{n('memory_limit')} must be an amount of memory such as 2GB or 512MiB, "
                 f"got {self.memory_limit!r}."
             )
-        if not self.freshness_hours > 0:
+        if _memory_bytes(self.memory_limit) < MIN_MEMORY_BYTES:
             raise ConfigError(
-                f"{n('freshness_hours')} must be a positive number of hours, "
+                f"{n('memory_limit')} must be at least 128MB for DuckDB to work, "
+                f"got {self.memory_limit!r}."
+            )
+        if not 0 < self.freshness_hours <= MAX_FRESHNESS_HOURS:
+            raise ConfigError(
+                f"{n('freshness_hours')} must be a positive number of hours (at most 1,000,000), "
                 f"got {self.freshness_hours}."
             )
         problem = _lake_path_problem(self.lake)
@@ -131,6 +153,11 @@ class Settings:
             given = n("lake") + ("=" if n("lake").startswith("CRYPTOLAKE_") else " ")
             raise ConfigError(
                 f"{given}{self.lake} {problem}: point it at a folder (a missing one is created)."
+            )
+        if self.postgres_dsn is not None and not self.postgres_dsn.reveal().strip():
+            raise ConfigError(
+                f"{n('postgres_dsn')} is empty: give a Postgres connection string "
+                "(postgresql://user@host:5432/db), or leave it unset to skip publishing."
             )
         if self.postgres_dsn is not None:
             try:
@@ -169,6 +196,9 @@ class Settings:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
         origins = {k: FLAGS[k] for k in values if k in FLAGS}
+        for name in ("api_plan", "vs_currency"):  # as the environment's: USD is usd
+            if isinstance(values.get(name), str):
+                values[name] = values[name].strip().lower()
 
         def from_env(name: str, var: str, convert: Any = str) -> None:
             raw = env.get(var)
@@ -212,6 +242,10 @@ class Settings:
 
 def _lake_path_problem(lake: Path) -> str | None:
     """Why `lake` can never be a lake folder (it or a parent is a file), or None."""
+    pattern = sorted(set("*?[]") & set(str(lake)))
+    if pattern:
+        # DuckDB reads lake files by glob: these would be taken as a pattern.
+        return f"contains {' '.join(pattern)}, which DuckDB reads as a file pattern"
     if lake.is_file():
         return "is a file, not a folder"
     for parent in lake.absolute().parents:

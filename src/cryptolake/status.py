@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import psycopg
 from .bronze import read_manifests
 from .duck import connect, one_line, quote_literal
 from .errors import LakeError
-from .fserrors import on_lake
+from .fserrors import cause_of, on_lake
 from .gold import GOLD_MODELS
-from .history import RunRecord, recent_runs
+from .history import RunRecord, recent_runs, runs_folder
 from .lake import DATASETS, LakePaths
+from .lock import lock_is_held
 from .pgconnect import describe_target, scrub
 from .settings import Settings
 from .silver import PARTITION, TABLES, processed_runs
@@ -70,6 +72,11 @@ class LakeStatus:
     problems: list[str] = field(default_factory=list)
     sample: bool = False  # the lake holds the bundled sample (recorded prices), not live data
     publishing: bool = False  # a Postgres DSN is configured
+    # Postgres could not be read: the last publish is unknown (not "never").
+    publish_unknown: bool = False
+    # For the sample: when CoinGecko served the recorded prices (its snapshot time is the
+    # replay's, so its age says nothing).
+    recorded_at: datetime | None = None
 
     @property
     def age_hours(self) -> float | None:
@@ -79,8 +86,9 @@ class LakeStatus:
 
     @property
     def is_fresh(self) -> bool:
+        """A recent snapshot of live data; the bundled sample never is."""
         age = self.age_hours
-        return age is not None and age <= self.freshness_hours
+        return not self.sample and age is not None and age <= self.freshness_hours
 
 
 @on_lake("read the lake")
@@ -92,25 +100,41 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
             f"Cannot read the lake: {lake.root} is a file, not a folder. Point --lake (or "
             "CRYPTOLAKE_LAKE) at the lake folder."
         )
-    manifests = read_manifests(lake, status=None)
+    problems = _unreadable_folders(lake)
+    try:
+        manifests = read_manifests(lake, status=None)
+    except LakeError as exc:
+        problems.append(f"bronze manifests: {exc}")
+        manifests = []
+    except OSError as exc:
+        problems.append(f"bronze manifests: {cause_of(exc, reading=True)} ({exc.filename})")
+        manifests = []
     complete = [m for m in manifests if m.status == "complete"]
-    done = processed_runs(lake)
+    try:
+        done = processed_runs(lake)
+    except LakeError as exc:
+        problems.append(f"silver's processed runs: {exc}")
+        done = set()
+    except OSError as exc:
+        problems.append(f"silver's processed runs: {cause_of(exc, reading=True)} ({exc.filename})")
+        done = set()
     bronze = []
     for dataset in DATASETS:
         files = list(lake.dataset(dataset).glob("ingest_date=*/*.json"))
         bronze.append(BronzeDataset(dataset, len(files), sum(f.stat().st_size for f in files)))
 
-    problems: list[str] = []
     con = connect(settings)
     try:
         silver = []
         latest: datetime | None = None
+        recorded_at: datetime | None = None
         for table in TABLES:
             parts = sorted(table.folder(lake).glob(f"{PARTITION}=*/*.parquet"))
             try:
                 rows = _parquet_rows(con, [str(p) for p in parts])
                 if table.name == "market_snapshots" and parts:
                     latest = _latest_snapshot(con, parts, _gold_currency(settings, lake))
+                    recorded_at = _recorded_at(con, parts[-1])
             except duckdb.Error as exc:
                 # One unreadable file must not hide the rest of the inventory.
                 problems.append(f"silver.{table.name}: {one_line(exc)}")
@@ -144,9 +168,19 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         history = recent_runs(settings, limit=runs)
     except LakeError as exc:
         problems.append(f"runs: {exc}")
+    if not lock_is_held(lake):
+        # Nothing holds the lock, so a run still `running` was killed (the next run records
+        # that; status says it now).
+        history = [
+            replace(r, status="killed", error="the process ended without finishing the run")
+            if r.status == "running"
+            else r
+            for r in history
+        ]
     publish, publish_problem = _last_publish(settings)
     if publish_problem:
         problems.append(publish_problem)
+    sample = bool(complete) and complete[-1].source == "sample"
     return LakeStatus(
         lake=str(lake.root),
         complete_runs=len(complete),
@@ -164,9 +198,23 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         else None,
         publish=publish,
         problems=problems,
-        sample=bool(complete) and complete[-1].source == "sample",
+        sample=sample,
         publishing=settings.postgres_dsn is not None,
+        publish_unknown=publish_problem is not None,
+        recorded_at=recorded_at if sample else None,
     )
+
+
+def _unreadable_folders(lake: LakePaths) -> list[str]:
+    """The lake's folders this user may not list (a glob would just find nothing in them)."""
+    folders = [lake.runs, runs_folder(lake), *(lake.dataset(d) for d in DATASETS)]
+    folders += [table.folder(lake) for table in TABLES]
+    return [
+        f"{folder}: permission denied (this user may not read it); give this user read access "
+        "(chmod -R u+rX, or run as the lake's owner)."
+        for folder in folders
+        if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK)
+    ]
 
 
 def _last_publish(settings: Settings) -> tuple[PublishRecord | None, str | None]:
@@ -177,7 +225,9 @@ def _last_publish(settings: Settings) -> tuple[PublishRecord | None, str | None]
     target = describe_target(dsn)
     schema = settings.pg_schema
     try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
+        # Never wait on a lock (a publish holding publish_log): status answers in seconds.
+        options = "-c statement_timeout=5000 -c lock_timeout=2000"
+        with psycopg.connect(dsn, connect_timeout=5, options=options) as conn:
             exists = conn.execute("select to_regclass(%s)", [f"{schema}.publish_log"]).fetchone()
             if not exists or exists[0] is None:
                 return None, None
@@ -237,6 +287,20 @@ def _latest_snapshot(
         if isinstance(value, datetime):
             return value
     return None
+
+
+def _recorded_at(con: duckdb.DuckDBPyConnection, partition: Path) -> datetime | None:
+    """When CoinGecko last updated the quotes of the newest partition."""
+    rows = (
+        con.execute(
+            "select max(last_updated_at) as recorded "
+            f"from read_parquet({quote_literal(str(partition))})"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    value = rows[0]["recorded"] if rows else None
+    return value if isinstance(value, datetime) else None
 
 
 def _gold_counts(settings: Settings, lake: LakePaths) -> tuple[dict[str, int], datetime | None]:

@@ -42,7 +42,7 @@ renamed as (
     from source
     inner join files
         on source.filename = files.path
-    where source.id is not null
+    -- (A category without an id is kept: the key check quarantines it, so it is counted.)
 ),
 
 final as (

@@ -113,9 +113,10 @@ renamed as (
     from source
     inner join files
         on source.filename = files.path
-    -- Records beyond --top on the last page stay in bronze (verbatim) but not in silver.
-    where source.id is not null
-        and not list_contains(files.trimmed_ids, source.id)
+    -- Records beyond --top on the last page stay in bronze (verbatim) but not in silver. A
+    -- record without an id stays too: the key check quarantines it, so it is counted.
+    where source.id is null
+        or not list_contains(files.trimmed_ids, source.id)
 ),
 
 final as (

@@ -7,7 +7,9 @@ line and exit code 1, Ctrl-C one line and exit code 130; only bugs keep their tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -17,6 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..checks import ChecksFailed
 from ..errors import CryptolakeError
+from ..interrupts import interrupted_by
 from ..lake import LakePaths
 from ..lock import LakeLock
 from ..pipeline import RunInterrupted
@@ -54,6 +57,44 @@ class Command(TyperCommand):
 class Group(TyperGroup):
     def get_help_option(self, ctx: Any) -> Any:
         return _no_type_for_help(super().get_help_option(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, but a usage error (an unknown flag, a value of the wrong type) is one
+        `error:` line and exit 2, never a box wrapped to the terminal; `--json` gets its
+        document."""
+        argv = list(sys.argv[1:] if args is None else args)
+
+        def click_main(standalone: bool) -> Any:
+            return super(Group, self).main(
+                argv, prog_name, complete_var, standalone, windows_expand_args, **extra
+            )
+
+        if not standalone_mode:
+            return click_main(False)
+        try:
+            code = click_main(False)
+        except Exception as exc:
+            message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", 1)
+            if message is None:
+                raise
+            command = next((a for a in argv if a in COMMAND_ORDER), None)
+            document = JSON_ERROR_DOCUMENTS.get(command or "")
+            if document is not None and "--json" in argv:
+                print(json.dumps(document(message(), argv), indent=2))
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            if message():  # (no arguments at all: the help was the answer)
+                print_error(f"{message()}{where}")
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
@@ -120,19 +161,31 @@ def user_errors() -> Iterator[None]:
             "gold and nothing was published."
         )
         raise typer.Exit(1) from None
-    except CryptolakeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         print_error(interrupted_message(exc))
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted_exit_code()) from None
+    except Exception as exc:
+        if interrupted_by():  # a query Ctrl-C cancelled, however it was reported
+            print_error(interrupted_message(None))
+            raise typer.Exit(interrupted_exit_code()) from None
+        if not isinstance(exc, CryptolakeError):
+            raise  # a bug: keep the traceback
+        print_error(str(exc))
+        raise typer.Exit(1) from None
 
 
-def interrupted_message(exc: KeyboardInterrupt) -> str:
+def interrupted_message(exc: KeyboardInterrupt | None) -> str:
+    """`interrupted (Ctrl-C) during transform; run … is recorded as interrupted.`"""
+    how = interrupted_by() or "Ctrl-C"
     if isinstance(exc, RunInterrupted):
         where = f" during {exc.stage}" if exc.stage else ""
-        return f"interrupted (Ctrl-C){where}; run {exc.run_id} is recorded as interrupted."
-    return "interrupted (Ctrl-C)."
+        return f"interrupted ({how}){where}; run {exc.run_id} is recorded as interrupted."
+    return f"interrupted ({how})."
+
+
+def interrupted_exit_code() -> int:
+    """128 + the signal's number, as shells report it: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 143 if interrupted_by() == "SIGTERM" else 130
 
 
 @contextmanager
@@ -151,5 +204,10 @@ def lake_lock(settings: Settings, command: str, *, reads_only: bool = False) -> 
         yield
 
 
-def main() -> None:
-    app()
+# `cryptolake <command> --json` prints one JSON document whatever happens: for a usage error
+# too. Commands with --json register how to word one here.
+JSON_ERROR_DOCUMENTS: dict[str, Callable[[str, list[str]], dict[str, Any]]] = {}
+
+
+# Importing the command modules registers their commands on the app.
+from . import lake_cmds, pipeline_cmds, read_cmds  # noqa: E402, F401

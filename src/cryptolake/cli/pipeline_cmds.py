@@ -9,12 +9,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import ConfigError, CryptolakeError
 from ..pipeline import STAGES, RunInterrupted, RunResult, parse_stages, run
 from ..schedule import ScheduleEvent, parse_schedule, run_schedule, stop_on_signals
 from ..status import LakeStatus, lake_status
-from .app import command, interrupted_message, user_errors, verbose_after_command
+from .app import (
+    JSON_ERROR_DOCUMENTS,
+    command,
+    interrupted_exit_code,
+    interrupted_message,
+    user_errors,
+    verbose_after_command,
+)
 from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
@@ -118,9 +126,6 @@ def _run_json(params: dict[str, Any]) -> None:
         if params["sample"] and "ingest" not in selected:
             raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
         result = run(settings, stages=selected, sample=params["sample"])
-    except CryptolakeError as exc:
-        _print_json(_failed_before_running(str(exc), sample=params["sample"]))
-        raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
             document = exc.result.to_dict() | {"error": interrupted_message(exc)}
@@ -129,10 +134,18 @@ def _run_json(params: dict[str, Any]) -> None:
                 interrupted_message(exc), sample=params["sample"], status="interrupted"
             )
         _print_json(document)
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted_exit_code()) from None
+    except CryptolakeError as exc:
+        _print_json(_failed_before_running(str(exc), sample=params["sample"]))
+        raise typer.Exit(1) from None
     _print_json(result.to_dict())
     if result.status != "success":
         raise typer.Exit(1)
+
+
+JSON_ERROR_DOCUMENTS["run"] = lambda error, argv: _failed_before_running(
+    error, sample="--sample" in argv
+)
 
 
 def status_document(status: LakeStatus) -> dict[str, Any]:
@@ -146,6 +159,7 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
         "lake": status.lake,
         "latest_snapshot_at": iso(status.latest_snapshot_at),
         "sample": status.sample,
+        "recorded_at": iso(status.recorded_at),
         "silver_ahead_at": iso(status.silver_ahead_at),
         "age_hours": status.age_hours,
         "is_fresh": status.is_fresh,
@@ -161,6 +175,7 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
         },
         "gold": status.gold,
         "quarantined_rows": status.quarantined_rows,
+        "last_publish_unknown": status.publish_unknown,
         "last_publish": None
         if publish is None
         else {
@@ -211,7 +226,10 @@ def status_cmd(
     if fail_if_stale and not status.is_fresh:
         # Printed before the report so a health check's log shows the reason first.
         reason = (
-            f"latest snapshot {age(status.age_hours)} old, limit {status.freshness_hours:g} h"
+            "it holds the bundled sample (recorded prices), never fresh; a live lake is "
+            "`cryptolake run --lake <another folder>`"
+            if status.sample
+            else f"latest snapshot {age(status.age_hours)} old, limit {status.freshness_hours:g} h"
             if status.latest_snapshot_at
             else "it has no snapshot yet; run `cryptolake run`"
         )
@@ -266,6 +284,8 @@ def schedule_cmd(
         schedule = parse_schedule(every=every, cron=cron, daily=daily)
         settings = settings_from(locals())
         selected = parse_stages(stages)
+        if sample and "ingest" not in selected:
+            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
     if sample:
         warn_sample()
 
@@ -287,14 +307,21 @@ def schedule_cmd(
     def on_event(event: ScheduleEvent) -> None:
         style = {"failed": "bold red", "skipped": "yellow", "next": "cyan"}.get(event.kind, "")
         stamp = f"{event.at:%Y-%m-%d %H:%M:%S} UTC"
-        text = f"[{style}]{event.detail}[/]" if style else event.detail
+        text = f"[{style}]{escape(event.detail)}[/]" if style else escape(event.detail)
         console.print(f"[dim]{stamp}[/] {text}", highlight=False, soft_wrap=True)
 
     console.print(
         f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake}",
         soft_wrap=True,
     )
-    with stop_on_signals(threading.Event()) as stop:
+
+    def on_signal(name: str) -> None:
+        console.print(
+            f"[yellow]{name}: stopping after the current stage (Ctrl-C again to stop at once)[/]",
+            highlight=False,
+        )
+
+    with user_errors(), stop_on_signals(threading.Event(), on_signal=on_signal) as stop:
         summary = run_schedule(
             schedule, job=lambda: job(stop), stop=stop, on_event=on_event, run_now=now
         )

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import io
-import json
 import subprocess
 import sys
-from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 import typer
+from rich.markup import escape
 
-from ..lakedb import JSON_METADATA, query
+from ..errors import ConfigError
+from ..fserrors import cause_of
+from ..lakedb import query
 from ..settings import Settings
 from ..shell import EXAMPLE_QUERIES, shell_argv
 from .app import command, user_errors, verbose_after_command
 from .options import LakeOpt, VerboseOpt
 from .render import console, err_console, print_table, summary_table
+from .results import csv_text, json_text, table_rows
 
 
 class OutputFormat(StrEnum):
@@ -29,46 +28,41 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()  # ISO 8601, with a T
-    return str(value)
-
-
-def json_rows(result: pa.Table) -> list[dict[str, Any]]:
-    """The rows as JSON objects: timestamps in ISO 8601, JSON columns nested, not quoted."""
-    names = unique_names(result.column_names)
-    columns = []
-    for field, column in zip(result.schema, result.columns, strict=True):
-        values = column.to_pylist()
-        if (field.metadata or {}).get(JSON_METADATA):
-            values = [None if v is None else json.loads(v) for v in values]
-        columns.append(values)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-
-def unique_names(names: list[str]) -> list[str]:
-    """Column names made unique as DuckDB does in a subquery: a, a -> a, a_1."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        while name in seen:
-            name = f"{name}_1"
-        seen.add(name)
-        out.append(name)
-    return out
-
-
-def table_rows(result: pa.Table) -> list[list[Any]]:
-    """The rows as lists, column by column (two columns may share a name)."""
-    return [list(row) for row in zip(*(c.to_pylist() for c in result.columns), strict=True)]
+def _sql_text(sql: str | None, file: Path | None) -> str:
+    """The SQL given as the argument, or read from --file (a file starting with a `--`
+    comment cannot be an argument: it reads as a flag)."""
+    if (sql is None) == (file is None):
+        raise ConfigError(
+            "Give the SQL either as the argument or with --file PATH ('-' for standard input), "
+            "not both and not neither."
+        )
+    if file is None:
+        return sql or ""
+    if str(file) == "-":
+        return sys.stdin.read()
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read --file {file}: {cause_of(exc, reading=True)}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Cannot read --file {file}: it is not UTF-8 text.") from None
 
 
 @command("query")
 def query_cmd(
     sql: Annotated[
-        str, typer.Argument(help="One SQL statement to run on the lake (read-only).", metavar="SQL")
-    ],
+        str | None,
+        typer.Argument(help="One SQL statement to run on the lake (read-only).", metavar="SQL"),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Read the SQL from this file ('-': standard input) instead.",
+            metavar="PATH",
+        ),
+    ] = None,
     lake: LakeOpt = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table (rich), csv or json (one array).")
@@ -78,15 +72,13 @@ def query_cmd(
     """Run one SQL query on the lake database and print the result."""
     verbose_after_command(verbose)
     with user_errors():
-        result = query(Settings.resolve(lake=lake), sql)
+        result = query(Settings.resolve(lake=lake), _sql_text(sql, file))
     if result.num_columns == 0:
         err_console.print("the statement ran; it returns no rows.")
     elif output is OutputFormat.csv:
-        buffer = io.BytesIO()
-        pa_csv.write_csv(result, buffer)
-        sys.stdout.write(buffer.getvalue().decode())
+        sys.stdout.write(csv_text(result))
     elif output is OutputFormat.json:
-        sys.stdout.write(json.dumps(json_rows(result), default=_json_value, indent=2) + "\n")
+        sys.stdout.write(json_text(result))
     else:
         print_table(summary_table("", result.column_names, table_rows(result), exact=True))
         console.print(f"[dim]{result.num_rows} rows[/]")
@@ -107,7 +99,7 @@ def shell_cmd(
     if sql is None:
         err_console.print("[bold]Example queries[/] (tables: silver.*, gold.*, meta.*):")
         for example in EXAMPLE_QUERIES:
-            err_console.print(f"  {example}", highlight=False, soft_wrap=True)
+            err_console.print(f"  {escape(example)}", highlight=False, soft_wrap=True)
     sys.stdout.flush()
     completed = subprocess.run(argv, check=False)
     raise typer.Exit(completed.returncode)
@@ -128,6 +120,7 @@ def report_cmd(
     verbose_after_command(verbose)
     with user_errors():
         result = build_report(Settings.resolve(lake=lake), out=out)
-    console.print(
+    # To stderr when the report itself went to stdout (--out /dev/stdout).
+    (console if result.path.is_file() else err_console).print(
         f"report written to {result.path} ({result.bytes:,} bytes)", highlight=False, soft_wrap=True
     )

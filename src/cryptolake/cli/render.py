@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
@@ -42,12 +43,12 @@ err_console = Console(stderr=True, width=_width(sys.stderr), soft_wrap=True)
 
 def print_error(message: str) -> None:
     """One `error:` line on stderr, never hard-wrapped (a pipe keeps it whole)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def print_notes(notes: Sequence[str]) -> None:
     for note in notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -128,11 +129,17 @@ def summary_table(
     """
     table = Table(title=title, title_justify="left", header_style="bold")
     # Query results are data: a "[b]" in a value is text, not rich markup.
+    # Values are text, never markup (an error may hold "[...]"); a cell that is already a
+    # rich Text (a styled status) keeps its style.
     cells = [
-        [Text(fmt_exact(v)) if exact else Text.from_markup(fmt(v)) for v in row] for row in rows
+        [v if isinstance(v, Text) else Text(fmt_exact(v) if exact else fmt(v)) for v in row]
+        for row in rows
     ]
     for i, name in enumerate(columns):
-        is_num = bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+        is_num = bool(rows) and all(
+            isinstance(r[i], int | float) and not isinstance(r[i], bool) or r[i] is None
+            for r in rows
+        )
         texts = [row[i] for row in cells]
         whole = all(t.cell_len <= _WHOLE_WIDTH and t.plain.count(" ") <= 1 for t in texts)
         table.add_column(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
+
 from ..checks import CheckResult
 from ..gold import GoldResult
 from ..ingest import IngestResult
@@ -27,8 +30,8 @@ STATUS_STYLE = {
 }
 
 
-def styled(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def styled(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, "white"))
 
 
 def warn_sample() -> None:
@@ -97,11 +100,11 @@ def render_checks(results: list[CheckResult], *, to: Any = None) -> None:
             [
                 [
                     r.name,
-                    "[green]pass[/]"
+                    Text("pass", style="green")
                     if r.passed
-                    else "[yellow]warn[/]"
+                    else Text("warn", style="yellow")
                     if r.on_fail == "warn"
-                    else "[bold red]FAIL[/]",
+                    else Text("FAIL", style="bold red"),
                     r.failing_rows,
                     r.description,
                 ]
@@ -160,17 +163,24 @@ def age(hours: float | None) -> str:
 
 def render_status(status: LakeStatus) -> None:
     fresh = "[green]fresh[/]" if status.is_fresh else "[bold red]stale[/]"
-    console.print(f"[bold]lake[/] {status.lake}", soft_wrap=True)
+    console.print(f"[bold]lake[/] {escape(status.lake)}", soft_wrap=True)
     if status.latest_snapshot_at is None:
         console.print(f"no snapshot yet: {fresh} (run `cryptolake run --sample` to try it)")
     else:
         latest = status.latest_snapshot_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        sample = " [bold yellow]sample data[/] (recorded prices)" if status.sample else ""
-        console.print(
-            f"latest snapshot {latest}{sample} ({age(status.age_hours)} old, limit "
-            f"{status.freshness_hours:g} h): {fresh}",
-            soft_wrap=True,
-        )
+        if status.sample:
+            recorded = status.recorded_at or status.latest_snapshot_at
+            console.print(
+                f"latest snapshot {latest}: [bold yellow]sample data from "
+                f"{recorded:%Y-%m-%d}[/] (recorded prices bundled with cryptolake, never fresh)",
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"latest snapshot {latest} ({age(status.age_hours)} old, limit "
+                f"{status.freshness_hours:g} h): {fresh}",
+                soft_wrap=True,
+            )
     if status.silver_ahead_at is not None:
         console.print(
             f"[yellow]silver holds a newer snapshot "
@@ -213,6 +223,8 @@ def render_status(status: LakeStatus) -> None:
             f"to {publish.target}, schema {publish.schema} (from Postgres' publish_log)",
             soft_wrap=True,
         )
+    elif status.publish_unknown:
+        console.print("last publish: unknown (Postgres could not be read; see below)")
     elif status.publishing:
         console.print("last publish: never (publish_log is empty or missing)")
     else:
@@ -236,4 +248,6 @@ def render_status(status: LakeStatus) -> None:
             )
         )
     for problem in status.problems:
-        err_console.print(f"[bold red]cannot read[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]cannot read[/] {escape(problem)}", highlight=False, soft_wrap=True
+        )
