@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # cryptolake: the pipeline image. Built from uv.lock, so the image runs exactly the versions
-# CI tested; DuckDB's postgres extension is installed at build time from its wheel (no
-# download at run time, signature checks on).
+# CI tested; DuckDB's postgres, ducklake and sqlite extensions are installed at build time from
+# their wheels (no download at run time, signature checks on).
 
 FROM python:3.11.14-slim-bookworm AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /bin/uv
@@ -30,7 +30,7 @@ ENV PATH=/app/.venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /home/cryptolake
 # Install the extension into the user's DuckDB extension folder now, from the wheel.
-RUN python -c "import duckdb; from cryptolake.publish import load_postgres_extension; load_postgres_extension(duckdb.connect())"
+RUN python -c "import duckdb; from cryptolake.extensions import WHEELS, load_extension; con = duckdb.connect(); [load_extension(con, name) for name in WHEELS]"
 VOLUME ["/data/lake"]
 # Healthy while the lake is fresh (allow the first run time to land: see start-period).
 HEALTHCHECK --interval=5m --timeout=30s --start-period=15m --retries=3 \

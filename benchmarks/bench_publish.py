@@ -51,6 +51,7 @@ import psycopg
 import cryptolake.marts as marts_module
 import cryptolake.publish as publish_module
 from cryptolake.bronze import read_manifest, read_manifests, run_manifest_paths
+from cryptolake.catalog import attach_lake, open_lake
 from cryptolake.duck import connect, quote_literal
 from cryptolake.gold import build_gold
 from cryptolake.lake import LakePaths
@@ -58,9 +59,10 @@ from cryptolake.progress import Progress
 from cryptolake.publish import PublishResult, load_postgres_extension, publish
 from cryptolake.secret import Secret
 from cryptolake.settings import Settings
-from cryptolake.silver import PARTITION, PARTITION_FILE, TABLES, build_silver, silver_views_sql
+from cryptolake.silver import build_silver
 
 sys.path.insert(0, str(Path(__file__).parent))
+import lake_state  # noqa: E402
 import synthetic_lake  # noqa: E402  (a sibling script, not a package)
 
 SCRATCH = Path(__file__).parent / ".data"
@@ -183,6 +185,7 @@ def measure_ctas(settings: Settings, dsn: str, schema: str, source_sql: str) -> 
     con = connect(settings.with_(threads=1))
     try:
         load_postgres_extension(con)
+        attach_lake(con, settings)
         con.execute(f"attach {quote_literal(dsn)} as pg (type postgres)")
         t1 = time.perf_counter()
         con.execute(f"create table pg.{schema}.t as {source_sql}")
@@ -244,16 +247,14 @@ def ensure_built(settings: Settings) -> None:
     lake = LakePaths.at(settings.lake)
     t0 = time.perf_counter()
     result = build_silver(settings)
-    if result.changed or not lake.database.exists():
+    if result.changed or not (lake.root / "catalog.sqlite").exists():
         build_gold(settings)
         print(f"Built silver and gold in {time.perf_counter() - t0:.0f}s", flush=True)
 
 
-def silver_rows(lake: LakePaths) -> int:
-    glob = str(lake.silver / "market_snapshots" / f"{PARTITION}=*" / "*.parquet")
-    row = duckdb.sql(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata({quote_literal(glob)})"
-    ).fetchone()
+def silver_rows(settings: Settings) -> int:
+    with open_lake(settings, read_only=True) as con:
+        row = con.execute("select count(*) from silver.market_snapshots").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -273,28 +274,19 @@ def one_more_run(settings: Settings, *, next_day: bool = False) -> Iterator[date
         at = newest.replace(hour=0, minute=30, second=0, microsecond=0) + timedelta(days=1)
     elif at.date() != newest.date():
         at = newest - timedelta(minutes=30)
-    date = f"{at:%Y-%m-%d}"
-    files = [t.folder(lake) / f"{PARTITION}={date}" / PARTITION_FILE for t in TABLES]
-    files.append(lake.silver_state / "processed_runs.json")
-    saved = {f: f.read_bytes() if f.exists() else None for f in files}
     before = set(run_manifest_paths(lake))
     snap = synthetic_lake.make_snapshots([at], seed=7)[0]
     try:
-        synthetic_lake.generate(lake.root, snapshots=[snap], coins=coins, seed=7)
-        build_silver(settings)
-        build_gold(settings)
-        yield snap.started_at
+        with lake_state.restored(lake.root):
+            synthetic_lake.generate(lake.root, snapshots=[snap], coins=coins, seed=7)
+            build_silver(settings)
+            build_gold(settings)
+            yield snap.started_at
     finally:
         for path in set(run_manifest_paths(lake)) - before:
             for entry in read_manifest(path).files:
                 (lake.root / entry.path).unlink(missing_ok=True)
             path.unlink()
-        for f, data in saved.items():
-            if data is None:
-                f.unlink(missing_ok=True)
-            else:
-                f.write_bytes(data)
-        build_gold(settings)
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -374,9 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         env={}, lake=lake.root, memory_limit=args.memory_limit, freshness_hours=1e9
     ).with_(postgres_dsn=Secret(args.dsn))
     ensure_built(base)
-    rows = silver_rows(lake)
+    rows = silver_rows(base)
     runs = len(run_manifest_paths(lake))
-    source_sql = silver_views_sql(lake)["market_snapshots"]
+    source_sql = "select * from lake.silver.market_snapshots"
     prefix = f"bench_publish_{uuid.uuid4().hex[:6]}_"
     print(f"Machine: {_machine()}", flush=True)
     print(f"Postgres: {_postgres(args.dsn)}", flush=True)

@@ -10,11 +10,12 @@ from typing import Any
 
 import duckdb
 
+from cryptolake.catalog import attach_lake, open_lake
+from cryptolake.duck import connect
 from cryptolake.ingest import IngestResult, ingest
-from cryptolake.lake import DATASETS, LakePaths
+from cryptolake.lake import DATASETS
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
-from cryptolake.silver import silver_views_sql
 
 from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
 
@@ -65,9 +66,8 @@ def land(
 
 def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:
     """Rows of a silver table as dicts; timestamps as text (tz-aware fetches need pytz)."""
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    return rows_of(con, silver_views_sql(LakePaths.at(lake))[table])
+    with open_lake(Settings(lake=lake), read_only=True) as con:
+        return rows_of(con, f"select * from silver.{table}")
 
 
 def rows_of(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
@@ -85,3 +85,25 @@ def rows_of(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
 def settings_for(lake: Path) -> Settings:
     # The recorded snapshots are months old: the freshness check is tested on its own.
     return Settings.resolve(env={}, lake=lake, freshness_hours=24 * 365 * 100)
+
+
+def lake_db(lake: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's DuckLake attached read-only and in use (close it)."""
+    settings = Settings(lake=Path(lake))
+    con = connect(settings)
+    attach_lake(con, settings)
+    con.execute("use lake")
+    return con
+
+
+def lake_files(lake: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the lake with its (size, mtime_ns): what a read must leave unchanged.
+
+    SQLite's WAL and shared-memory files of the catalog are left out: any connection, a
+    read-only one included, may create them (they hold no committed change of its own).
+    """
+    return {
+        str(p.relative_to(lake)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in Path(lake).rglob("*")
+        if p.is_file() and p.name not in ("catalog.sqlite-wal", "catalog.sqlite-shm")
+    }

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from cryptolake.catalog import open_lake
 from cryptolake.checks import ChecksFailed, run_checks
 from cryptolake.cli import app
 from cryptolake.gold import build_gold
-from cryptolake.lake import LakePaths
 from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import sql_names
 
 from .lakes import land, settings_for
 
-SNAPSHOTS = "select * from read_parquet('{glob}', hive_partitioning = true)"
-
-# check -> statements that break exactly that check on a good lake.
+# check -> statements that break exactly that check on a good lake (run on its DuckLake).
 BREAKERS: dict[str, list[str]] = {
     "market_snapshots_key_unique": [
-        "create or replace view silver.market_snapshots as "
-        f"{SNAPSHOTS} union all ({SNAPSHOTS} order by market_cap limit 1)"
+        "insert into silver.market_snapshots "
+        "select * from silver.market_snapshots order by market_cap limit 1"
     ],
     "market_snapshots_key_not_null": [
-        "create or replace view silver.market_snapshots as "
-        f"select * replace (case when market_cap_rank = 3 then null else coin_id end as coin_id)"
-        f" from ({SNAPSHOTS})"
+        "update silver.market_snapshots set coin_id = null where market_cap_rank = 3"
     ],
     "market_snapshots_non_negative": [
-        "create or replace view silver.market_snapshots as "
-        "select * replace (case when market_cap_rank = 50 then -1 else current_price end"
-        f" as current_price) from ({SNAPSHOTS})"
+        "update silver.market_snapshots set current_price = -1 where market_cap_rank = 50"
     ],
     "crypto_analytics_mart_key_unique": [
         "insert into gold.crypto_analytics_mart select * from gold.crypto_analytics_mart limit 1"
@@ -51,8 +44,7 @@ BREAKERS: dict[str, list[str]] = {
         "where market_cap_category = 'large'"
     ],
     "market_snapshots_within_global_total": [
-        "create or replace view silver.market_snapshots as "
-        f"select * replace (market_cap * 1.2 as market_cap) from ({SNAPSHOTS})"
+        "update silver.market_snapshots set market_cap = market_cap * 1.2"
     ],
     "crypto_analytics_mart_market_cap_usd_known": [
         "update gold.crypto_analytics_mart set market_cap_usd = null where market_cap_rank = 2"
@@ -75,12 +67,9 @@ def good_lake(lake: Path) -> Path:
 
 
 def break_lake(lake: Path, statements: list[str]) -> None:
-    paths = LakePaths.at(lake)
-    con = duckdb.connect(str(paths.database))
-    glob = str(paths.silver / "market_snapshots" / "*" / "*.parquet")
-    for statement in statements:
-        con.execute(statement.replace("{glob}", glob))
-    con.close()
+    with open_lake(settings_for(lake)) as con:
+        for statement in statements:
+            con.execute(statement)
 
 
 def test_every_check_has_a_breaker() -> None:

@@ -90,9 +90,10 @@ def lake_status(lake: Path) -> dict[str, Any]:
 
 
 def run_records(lake: Path) -> list[dict[str, Any]]:
-    """The lake's run records in `_meta/runs/`, oldest first (run ids sort by start time)."""
-    paths = sorted((lake / "_meta" / "runs").glob("*.json"))
-    return [json.loads(path.read_text()) for path in paths]
+    """The lake's run records in `_meta/runs/`, oldest first (two runs may start in the same
+    second: their ids then sort by their random part, so sort by the start time itself)."""
+    records = [json.loads(p.read_text()) for p in (lake / "_meta" / "runs").glob("*.json")]
+    return sorted(records, key=lambda r: (r["started_at"], r["run_id"]))
 
 
 def stage_rows(out: str) -> dict[str, str]:

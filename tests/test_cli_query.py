@@ -42,7 +42,7 @@ SMALL_PRICES = [
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00:00$")
 READ_ONLY = (
     "error: `cryptolake query` only reads the lake, and this is {kind} statement (the lake "
-    "database is open read-only here). To export rows, use --format csv or json and redirect "
+    "is attached read-only here). To export rows, use --format csv or json and redirect "
     "the output; for a session, use `cryptolake shell`."
 )
 

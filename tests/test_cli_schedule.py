@@ -41,7 +41,7 @@ def test_schedule_runs_now_then_waits_and_stops_cleanly_on_sigterm(lake: Path) -
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if (lake / "cryptolake.duckdb").exists() and _finished_runs(lake):
+            if (lake / "catalog.sqlite").exists() and _finished_runs(lake):
                 break
             time.sleep(0.1)
         time.sleep(0.5)  # let it reach the wait for the next slot

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -21,11 +20,10 @@ from typer.testing import CliRunner
 from cryptolake.cli import app
 from cryptolake.errors import ConfigError, PublishError
 from cryptolake.gold import GOLD_MODELS
-from cryptolake.lake import LakePaths
 from cryptolake.progress import Progress
 from cryptolake.publish import STAGING, publish
 
-from .lakes import T0, land, settings_for
+from .lakes import T0, lake_db, lake_files, land, settings_for
 from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
 
 pytestmark = pytest.mark.postgres
@@ -52,7 +50,7 @@ def built_lake(lake: Path) -> Path:
 
 
 def lake_count(lake: Path, sql: str) -> int:
-    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    con = lake_db(lake)
     try:
         row = con.execute(sql).fetchone()
         return int(row[0]) if row else 0
@@ -79,7 +77,7 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
         by_table.setdefault(table, []).append(column)
         assert kind in ALLOWED_TYPES, (table, column, kind)  # binary COPY, no numeric
     assert set(by_table) == {STAGING, *GOLD_MODELS, "publish_log", "crypto_market_summary"}
-    con = duckdb.connect(str(LakePaths.at(built_lake).database), read_only=True)
+    con = lake_db(built_lake)
     for mart in GOLD_MODELS:
         gold_columns = [r[0] for r in con.execute(f"describe gold.{mart}").fetchall()]
         assert by_table[mart] == gold_columns
@@ -124,7 +122,7 @@ def test_counts_and_figures_equal_the_lake(built_lake: Path, pg_dsn: str, pg_sch
         assert written[mart] == lake_count(built_lake, f"select count(*) from gold.{mart}")
         assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{mart}")[0][0] == written[mart]
     pg_sum = fetch(pg_dsn, f"select sum(market_cap) from {pg_schema}.crypto_analytics_mart")[0][0]
-    con = duckdb.connect(str(LakePaths.at(built_lake).database), read_only=True)
+    con = lake_db(built_lake)
     lake_sum = con.execute("select sum(market_cap) from gold.crypto_analytics_mart").fetchone()
     con.close()
     assert lake_sum is not None and pg_sum == lake_sum[0]
@@ -302,8 +300,8 @@ def test_dependent_view_survives_publishes(built_lake: Path, pg_dsn: str, pg_sch
     assert fetch(pg_dsn, f"select count(*) from {pg_schema}.consumer_top10")[0][0] == 10
 
 
-def lake_listing(lake: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+def lake_listing(lake: Path) -> dict[str, tuple[int, int]]:
+    return lake_files(lake)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +346,7 @@ def coin_daily_rows(dsn: str, schema: str, lake: Path) -> tuple[list[Any], list[
         "order by coin_id, day"
     )
     pg_rows = fetch(dsn, sql.format(t=f"{schema}.coin_daily"))
-    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    con = lake_db(lake)
     gold_rows = con.execute(sql.format(t="gold.coin_daily")).fetchall()
     con.close()
     return pg_rows, gold_rows

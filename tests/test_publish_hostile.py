@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -20,12 +19,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cryptolake.checks import ChecksFailed
 from cryptolake.errors import PublishError
 from cryptolake.gold import build_gold
-from cryptolake.lake import LakePaths
 from cryptolake.publish import STAGING, publish
 from cryptolake.silver import build_silver
 
 from .conftest import MARKETS, fixture_bytes
-from .lakes import T0, land, settings_for
+from .lakes import T0, lake_db, land, settings_for
 from .published import fetch, rebuild, target
 from .test_currencies import converted
 
@@ -226,7 +224,7 @@ def test_coin_daily_in_postgres_equals_gold_after_missed_runs(
 
 
 def duckdb_rows(lake: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    con = lake_db(lake)
     try:
         return con.execute(sql).fetchall()
     finally:

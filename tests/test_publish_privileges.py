@@ -246,7 +246,9 @@ def test_status_shows_the_last_publish_from_postgres(
     assert shown.returncode == 0, shown.stderr
     (line,) = [ln for ln in shown.stdout.splitlines() if ln.startswith("last publish:")]
     assert line.startswith(f"last publish: {publish_id} at "), line
-    assert line.endswith(f"schema {pg_schema} (from Postgres' publish_log)"), line
+    assert re.search(
+        rf"schema {pg_schema}, lake snapshot \d+ \(from Postgres' publish_log\)$", line
+    ), line
     assert as_json.returncode == 0, as_json.stderr
     last = json.loads(as_json.stdout)["last_publish"]
     assert (last["publish_id"], last["schema"]) == (publish_id, pg_schema)

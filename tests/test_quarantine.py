@@ -11,20 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from cryptolake.catalog import open_lake
 from cryptolake.checks import ChecksFailed, quarantine_summary, run_checks
 from cryptolake.cli import app
 from cryptolake.gold import build_gold
-from cryptolake.lake import LakePaths
 from cryptolake.replay import ReplayServer
-from cryptolake.silver import SILVER_FORMAT, build_silver
+from cryptolake.silver import SILVER_FORMAT, build_silver, processed_runs
 from cryptolake.status import lake_status
 
 from .conftest import GLOBAL, MARKETS, fixture_bytes
-from .lakes import T0, land, rows_of, settings_for, silver_rows
+from .lakes import T0, lake_db, land, rows_of, settings_for, silver_rows
 from .test_currencies import converted
 from .test_gold import gold
 
@@ -33,7 +32,7 @@ SIX_H = timedelta(hours=6)
 
 
 def lake_sql(lake: Path, sql: str) -> list[dict[str, Any]]:
-    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    con = lake_db(lake)
     try:
         con.execute("set TimeZone = 'UTC'")
         return rows_of(con, sql)
@@ -177,10 +176,11 @@ def test_a_snapshot_whose_global_is_wrong_is_set_aside_whole(lake: Path) -> None
 def test_silver_of_an_older_cryptolake_is_rebuilt_from_bronze(lake: Path) -> None:
     land(lake, changed(ethereum={"market_cap": RECORDS[1]["market_cap"] * 1000}), at=T0)
     build_silver(settings_for(lake))
-    # As an older cryptolake left it: its rows in silver (it had no such check), and a state
-    # file without a format.
-    state = lake / "silver" / "_state" / "processed_runs.json"
-    state.write_text(json.dumps({"runs": json.loads(state.read_text())["runs"]}))
+    # As an older cryptolake left it: its rows in silver (it had no such check), recorded as
+    # built by an older silver format.
+    with open_lake(settings_for(lake)) as con:
+        con.execute("delete from silver.quarantine")
+        con.execute("update silver.processed_runs set silver_format = 3")
     land(lake, at=T0 + SIX_H)
     silver = build_silver(settings_for(lake))
     assert silver.full_refresh and len(silver.runs) == 2
@@ -189,7 +189,8 @@ def test_silver_of_an_older_cryptolake_is_rebuilt_from_bronze(lake: Path) -> Non
         "every row is cleaned and checked as new rows are."
     ]
     assert silver.quarantined == {"market_snapshots_within_global_total": 191}
-    assert json.loads(state.read_text())["format"] == SILVER_FORMAT
+    with open_lake(settings_for(lake), read_only=True) as con:
+        assert set(processed_runs(con).values()) == {SILVER_FORMAT}
     assert not build_silver(settings_for(lake)).changed  # and then incremental again
 
 
@@ -281,7 +282,7 @@ def test_a_first_run_wholly_quarantined_says_which_check(lake: Path, replay: Rep
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: silver.market_snapshots has no rows: every row bronze gave it failed a check and "
-        f"is in quarantine ({lake / 'silver' / '_quarantine' / 'market_snapshots'}): "
+        "is in silver.quarantine: "
         "market_snapshots_within_global_total (A snapshot's coins sum to at most its /global "
         "total market cap plus 10%, or it is set aside whole.)."
     ]

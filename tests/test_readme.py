@@ -81,6 +81,8 @@ FIELD_FOR_ENV = {
     "CRYPTOLAKE_PG_SCHEMA": ("pg_schema", "marts", "marts"),
     "CRYPTOLAKE_FRESHNESS_HOURS": ("freshness_hours", "12", 12.0),
     "CRYPTOLAKE_MEMORY_LIMIT": ("memory_limit", "1GB", "1GB"),
+    "CRYPTOLAKE_MAINTAIN_EVERY": ("maintain_every", "7", 7),
+    "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", "3", 3.0),
 }
 
 
@@ -92,7 +94,7 @@ def settings_rows() -> list[tuple[str, str, str]]:
 
 def test_settings_table_flags_exist() -> None:
     rows = settings_rows()
-    assert len(rows) == 12
+    assert len(rows) == 15
     for _, flag, _env in rows:
         if flag != "—":
             assert any(flag in help_text(c) for c in ("run", "ingest", "publish")), flag
@@ -107,13 +109,20 @@ def test_settings_table_env_vars_are_read(env: str) -> None:
 
 def test_secret_env_vars_are_read() -> None:
     documented = {row[2] for row in settings_rows()}
-    assert {"CRYPTOLAKE_API_KEY", "CRYPTOLAKE_POSTGRES_DSN"} <= documented
+    assert {"CRYPTOLAKE_API_KEY", "CRYPTOLAKE_POSTGRES_DSN", "CRYPTOLAKE_CATALOG"} <= documented
     settings = Settings.resolve(
-        env={"CRYPTOLAKE_API_KEY": "k-1", "CRYPTOLAKE_POSTGRES_DSN": "postgresql://u:p@h/db"}
+        env={
+            "CRYPTOLAKE_API_KEY": "k-1",
+            "CRYPTOLAKE_POSTGRES_DSN": "postgresql://u:p@h/db",
+            "CRYPTOLAKE_CATALOG": "postgres:dbname=lake password=c4t4l0g",
+        }
     )
     assert settings.api_key is not None and settings.api_key.reveal() == "k-1"
     assert settings.postgres_dsn is not None
+    assert settings.catalog_uri == "postgres:dbname=lake password=c4t4l0g"
+    assert settings.catalog_redacted == "postgres:dbname=lake password=***"
     assert "p@" not in repr(settings) and "k-1" not in repr(settings)
+    assert "c4t4l0g" not in repr(settings)
 
 
 # --- Claims the README makes about behaviour, each run for real -------------------------

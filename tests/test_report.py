@@ -9,7 +9,6 @@ from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -18,7 +17,6 @@ from cryptolake.errors import LakeError
 from cryptolake.formatting import format_change, format_money, format_price, format_share
 from cryptolake.gold import build_gold
 from cryptolake.ingest import ingest
-from cryptolake.lake import LakePaths
 from cryptolake.lakedb import open_lake_db
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.report import ReportResult, build_report
@@ -26,7 +24,7 @@ from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
 from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
-from .lakes import T0, land, rows_of, settings_for
+from .lakes import T0, lake_db, lake_files, land, rows_of, settings_for
 
 NOW = T0 + timedelta(hours=3)
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -52,7 +50,7 @@ def land_bodies(
 
 
 def gold(lake: Path, sql: str) -> list[dict[str, Any]]:
-    con = duckdb.connect(str(LakePaths.at(lake).database), read_only=True)
+    con = lake_db(lake)
     try:
         con.execute("set TimeZone = 'UTC'")
         return rows_of(con, sql)
@@ -118,8 +116,7 @@ def test_amounts_changes_and_shares() -> None:
 
 
 def test_report_is_one_file_with_nothing_to_fetch(one_day: Path, in_a_scratch_folder: Path) -> None:
-    database = LakePaths.at(one_day).database
-    before = database.read_bytes()
+    before = lake_files(one_day)
     result = build_report(settings_for(one_day), now=NOW)
     assert result.path == Path("report.html")  # the current folder, not the lake
     assert (in_a_scratch_folder / "report.html").is_file()
@@ -134,7 +131,7 @@ def test_report_is_one_file_with_nothing_to_fetch(one_day: Path, in_a_scratch_fo
     # The only URL is the SVG namespace, which is a name, not a fetch.
     assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) == {SVG_NAMESPACE}
     assert html.count("<svg") >= 3  # dominance, segments, movers
-    assert database.read_bytes() == before  # read-only: the report never changes the lake
+    assert lake_files(one_day) == before  # read-only: the report never changes the lake
 
 
 def test_report_shows_the_gold_figures(one_day: Path) -> None:

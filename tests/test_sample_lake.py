@@ -11,18 +11,17 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
-
 from cryptolake.bronze import read_manifests
 from cryptolake.lake import LakePaths
 from cryptolake.replay import ReplayServer
 
 from .clis import invoke, one_error_line
 from .conftest import MARKETS, replay_data
+from .lakes import lake_db
 
 
 def lake_rows(lake: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(lake / "cryptolake.duckdb"), read_only=True) as con:
+    with lake_db(lake) as con:
         return con.execute(sql).fetchall()
 
 

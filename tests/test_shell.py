@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from cryptolake.cli import app
 from cryptolake.gold import build_gold
-from cryptolake.lake import LakePaths
 from cryptolake.shell import EXAMPLE_QUERIES, duckdb_cli, shell_argv
 from cryptolake.silver import build_silver
 
@@ -29,13 +28,12 @@ def built_lake(lake: Path) -> Path:
 
 def test_shell_argv_opens_the_lake_read_only(built_lake: Path) -> None:
     argv = shell_argv(settings_for(built_lake), command="select 1")
-    assert argv == [
-        str(duckdb_cli()),
-        "-readonly",
-        str(LakePaths.at(built_lake).database),
-        "-c",
-        "select 1",
-    ]
+    assert argv[0] == str(duckdb_cli())
+    assert argv[1] == "-cmd" and argv[3:] == ["-c", "select 1"]
+    # The extensions from their wheels, the lake attached read-only and in use.
+    assert "install '" in argv[2] and "load ducklake;" in argv[2]
+    assert f"attach 'ducklake:sqlite:{built_lake / 'catalog.sqlite'}' as lake (" in argv[2]
+    assert "read_only" in argv[2] and argv[2].endswith("use lake;")
     version = subprocess.run([argv[0], "-version"], capture_output=True, text=True, check=True)
     assert "v1.5.5" in version.stdout
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from cryptolake import silver, silver_io
 from cryptolake.bronze import read_manifests
+from cryptolake.catalog import open_lake
 from cryptolake.errors import LakeError, TransformError
 from cryptolake.ingest import IngestResult, ingest
 from cryptolake.lake import LakePaths
@@ -211,10 +213,19 @@ def test_incremental_rewrites_only_touched_partitions(lake: Path) -> None:
     land_markets(lake, MARKETS_250, at=T0 + timedelta(days=1, hours=6))
     build_silver(settings_for(lake))
     after = partition_files(lake)
-    day1 = "market_snapshots/snapshot_date=2026-02-15/data_0.parquet"
-    day2 = "market_snapshots/snapshot_date=2026-02-16/data_0.parquet"
-    assert after[day1] == before[day1]
-    assert after[day2] != before[day2]
+    day1 = "market_snapshots/snapshot_date=2026-02-15/"
+    day2 = "market_snapshots/snapshot_date=2026-02-16/"
+    # Day 1's files are untouched; the new snapshot is one new file in day 2 (DuckLake never
+    # rewrites a file: an upsert adds files, and deletes, of the partitions it touches).
+    assert {p: v for p, v in after.items() if p.startswith(day1)} == {
+        p: v for p, v in before.items() if p.startswith(day1)
+    }
+    added = sorted(set(after) - set(before))
+    assert [p for p in added if p.startswith("market_snapshots/")] == [
+        p for p in added if p.startswith(day2)
+    ]
+    assert len([p for p in added if p.startswith(day2)]) == 1
+    assert set(before) <= set(after)
 
 
 def test_failed_and_incomplete_runs_are_ignored(lake: Path) -> None:
@@ -235,24 +246,25 @@ def test_crash_mid_write_keeps_silver_readable_and_next_run_repairs(
     land_markets(lake, MARKETS, at=T0 + timedelta(hours=6))
     land_markets(lake, MARKETS, at=T0 + timedelta(days=1))
 
-    real_replace = os.replace
+    real_upsert = silver_io.upsert_batch
     calls = {"n": 0}
 
-    def crash_on_second(src: Any, dst: Any) -> None:
+    def crash_on_second(*args: Any, **kwargs: Any) -> tuple[int, list[str]]:
         calls["n"] += 1
         if calls["n"] == 2:
-            raise OSError("disk pulled out")
-        real_replace(src, dst)
+            raise OSError(28, "No space left on device (disk pulled out)")
+        return real_upsert(*args, **kwargs)
 
-    monkeypatch.setattr("cryptolake.silver_io.os.replace", crash_on_second)
-    with pytest.raises(LakeError, match="disk pulled out"):
+    monkeypatch.setattr(silver, "upsert_batch", crash_on_second)
+    with pytest.raises(LakeError, match="disk full"):
         build_silver(settings_for(lake))
     monkeypatch.undo()
 
-    # What is there is readable; the new runs are not marked processed.
-    readable = silver_rows(lake)
-    assert len(readable) in (len(good), len(good) + 100)
-    assert not list((lake / "silver").rglob("*.tmp"))
+    # One transaction: silver is exactly as before (not one table half-updated), and the new
+    # runs are not recorded as processed.
+    assert silver_rows(lake) == good
+    with open_lake(settings_for(lake), read_only=True) as con:
+        assert len(silver.processed_runs(con)) == 1
 
     repaired = build_silver(settings_for(lake))
     assert len(repaired.runs) == 2

@@ -36,18 +36,24 @@ def test_a_whole_lake_has_no_problems(lake: Path) -> None:
     assert "gold.coin_daily" in text and "last runs" in text
 
 
-def test_an_unreadable_lake_database_is_named_and_the_rest_shown(lake: Path) -> None:
-    (lake / "cryptolake.duckdb").write_bytes(b"not a database")
+def test_a_damaged_catalog_is_named_and_the_rest_shown(lake: Path) -> None:
+    catalog = lake / "catalog.sqlite"
+    for leftover in lake.glob("catalog.sqlite-*"):
+        leftover.unlink()
+    catalog.write_bytes(b"not a database" * 100)
 
     document, text, errors = status_of(lake)
 
     assert document["gold"] == {}
-    assert document["problems"] == [
-        f"gold: cannot read {lake / 'cryptolake.duckdb'}: IO Error: The file "
-        f'"{lake / "cryptolake.duckdb"}" exists, but it is not a valid DuckDB database file!'
-    ]
-    assert errors.startswith(f"cannot read gold: cannot read {lake / 'cryptolake.duckdb'}")
-    assert "silver.market_snapshots" in text and "last runs" in text
+    problems = document["problems"]
+    assert isinstance(problems, list) and len(problems) == 1
+    problem = str(problems[0])
+    assert problem.startswith(
+        f"lake catalog: The lake catalog sqlite:{catalog} is damaged or not a SQLite database"
+    )
+    assert problem.endswith("`cryptolake transform --full-refresh`.")
+    assert "lake catalog" in errors
+    assert "coins_markets" in text and "last runs" in text
 
 
 def test_an_unreadable_silver_file_is_named_and_the_rest_shown(lake: Path) -> None:

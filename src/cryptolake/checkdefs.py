@@ -5,9 +5,10 @@ SQLMesh's audits). Its leading comment block says what it checks (the first line
 failure does (`-- on_fail: ...`). The policy, in the write-audit-publish spirit:
 
 - `block` (the default): checks on gold (keys, shares, totals against `/global`). They run on
-  the new gold before it is promoted; a failure keeps the previous gold, fails the run and
-  publishes nothing. They look at the latest snapshot or at invariants of whole tables, so an
-  old failure cannot block the lake forever: the next good snapshot passes.
+  the new gold inside its transaction, before commit; a failure rolls it back (the lake keeps
+  its previous gold), fails the run and publishes nothing. They look at the latest snapshot
+  or at invariants of whole tables, so an old failure cannot block the lake forever: the
+  next good snapshot passes.
 - `quarantine`: row-level checks on a silver table, ending in `select * from silver.<table>
   where ...` (they may read other silver tables before that, to compare a snapshot's coins
   with its /global, say). They gate new data only: each batch's offending rows are moved out

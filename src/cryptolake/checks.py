@@ -1,17 +1,21 @@
 """Running the data-quality checks (see checkdefs for what they are and what a failure does).
 
-`build_gold` runs the blocking and warning checks on the new gold before promoting it; this
-module also runs every check on the lake as it is, for `cryptolake check`.
+`build_gold` runs the blocking and warning checks on the new gold inside its transaction,
+before commit; a blocking failure rolls it back and is recorded in `meta.audit_failures`
+(`record_audit_failure`). `cryptolake check` runs every check on the lake as it is and shows
+the failures of the last audit when that audit kept its gold out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
+from .catalog import latest_snapshot, set_commit_message
 from .checkdefs import CheckDef, OnFail, check_defs
 from .duck import one_line
 from .errors import CheckError, TransformError
@@ -91,14 +95,83 @@ def run_checks(
     """Run every check on the lake as it is; raise `ChecksFailed` on a blocking failure.
 
     Quarantine checks return no rows here (their rows never reached silver), warnings never
-    raise. `raise_on_failure=False` returns the results whatever they are.
+    raise. When the last gold build failed its audit, its failures come first (named
+    `<check> (rolled back)`): that gold never committed, but its rows are what to look at.
+    `raise_on_failure=False` returns the results whatever they are.
     """
     with open_lake_db(settings, read_only=True) as con:
         results = evaluate(con, check_defs(), progress=progress)
+        kept_out = last_audit_failures(con)
+    results = kept_out + results
     failed = [r for r in results if r.blocks]
     if failed and raise_on_failure:
         raise ChecksFailed(failed)
     return results
+
+
+AUDIT_FAILURES_DDL = (
+    "create table if not exists meta.audit_failures (run_id varchar, check_name varchar, "
+    "description varchar, on_fail varchar, failing_rows bigint, columns varchar[], "
+    "sample json, audited_at timestamptz)"
+)
+
+
+def record_audit_failure(
+    con: duckdb.DuckDBPyConnection, failures: Sequence[CheckResult], *, run_id: str | None
+) -> None:
+    """Keep a failed audit's checks and first rows in `meta.audit_failures` (its own commit).
+
+    Called after the build's transaction rolled back: the lake's gold is the previous one,
+    and this commit adds only the record of why the new one was kept out.
+    """
+    con.execute("begin")
+    con.execute(AUDIT_FAILURES_DDL)
+    con.executemany(
+        "insert into meta.audit_failures values (?, ?, ?, ?, ?, ?, ?, now())",
+        [
+            [
+                run_id,
+                f.name,
+                f.description,
+                f.on_fail,
+                f.failing_rows,
+                f.columns,
+                json.dumps([list(map(str, row)) for row in f.sample]),
+            ]
+            for f in failures
+        ],
+    )
+    set_commit_message(
+        con,
+        f"audit failed: {', '.join(f.name for f in failures)}; gold kept as it was",
+        stage="audit",
+        run_id=run_id,
+    )
+    con.execute("commit")
+
+
+def last_audit_failures(con: duckdb.DuckDBPyConnection) -> list[CheckResult]:
+    """The failures of the last audit, if it failed after the last gold commit; else []."""
+    failed = latest_snapshot(con, stage="audit")
+    gold = latest_snapshot(con, stage="gold")
+    if failed is None or (gold is not None and gold.snapshot_id > failed.snapshot_id):
+        return []
+    rows = con.execute(
+        "select check_name, description, on_fail, failing_rows, columns, sample::varchar "
+        "from meta.audit_failures "
+        "where audited_at = (select max(audited_at) from meta.audit_failures) order by 1"
+    ).fetchall()
+    return [
+        CheckResult(
+            f"{name} (rolled back)",
+            str(description),
+            int(failing),
+            list(columns),
+            [tuple(r) for r in json.loads(sample)],
+            on_fail=on_fail,
+        )
+        for name, description, on_fail, failing, columns, sample in rows
+    ]
 
 
 def quarantine_summary(settings: Settings) -> list[tuple[str, str, int]]:
@@ -110,7 +183,7 @@ def quarantine_summary(settings: Settings) -> list[tuple[str, str, int]]:
                 "group by all order by 3 desc, 1, 2"
             ).fetchall()
         except duckdb.CatalogException:
-            return []  # a lake database built before quarantine existed
+            return []  # a lake without silver yet
     return [(str(t), str(c), int(n)) for t, c, n in rows]
 
 

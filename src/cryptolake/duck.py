@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import duckdb
@@ -24,10 +26,21 @@ def connect(
     }
     if settings.threads:
         config["threads"] = settings.threads
+    if not os.environ.get("HOME"):
+        # cron and systemd may run us without HOME; DuckDB keeps its installed extensions
+        # under the home folder, so name the user's own.
+        config["home_directory"] = _home_folder(lake)
     con = duckdb.connect(str(database), read_only=read_only, config=config)
     # TimeZone needs ICU loaded, which happens on connect, so it cannot go in `config`.
     con.execute("set TimeZone = 'UTC'")
     return con
+
+
+def _home_folder(lake: LakePaths) -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:  # a uid without a passwd entry (a container's): the lake's spill folder
+        return str(lake.tmp)
 
 
 def quote_literal(value: str) -> str:

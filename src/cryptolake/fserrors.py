@@ -59,6 +59,8 @@ _EXPLAINED: dict[int, tuple[str, str]] = {
 # How DuckDB words the same causes in its messages.
 _DUCKDB_CAUSES = (
     ("no space left on device", errno.ENOSPC),
+    ("database or disk is full", errno.ENOSPC),  # SQLite (the lake's catalog)
+    ("attempt to write a readonly database", errno.EACCES),  # SQLite
     ("disk quota exceeded", errno.EDQUOT),
     ("read-only file system", errno.EROFS),
     ("permission denied", errno.EACCES),
@@ -101,8 +103,11 @@ def os_error(exc: OSError, *, doing: str, path: Path | None = None) -> LakeError
     )
 
 
-def duckdb_io_error(exc: duckdb.Error, *, doing: str) -> LakeError | None:
-    """The LakeError for a DuckDB error caused by the file system, or None for any other."""
+def duckdb_io_error(exc: duckdb.Error, *, doing: str, path: str | None = None) -> LakeError | None:
+    """The LakeError for a DuckDB error caused by the file system, or None for any other.
+
+    `path` names the file when DuckDB's message does not (a SQLite catalog's errors).
+    """
     text = str(exc)
     lowered = text.lower()
     if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in lowered:
@@ -113,8 +118,8 @@ def duckdb_io_error(exc: duckdb.Error, *, doing: str) -> LakeError | None:
         )
     for words, code in _DUCKDB_CAUSES:
         if words in lowered:
-            path = _QUOTED_PATH.search(text)
-            return explain(code, path[1] if path else None, doing=doing, fallback=words)
+            quoted = _QUOTED_PATH.search(text)
+            return explain(code, quoted[1] if quoted else path, doing=doing, fallback=words)
     return None
 
 

@@ -1,39 +1,47 @@
-"""Gold: analytics tables built in-process from silver, audited, then promoted.
+"""Gold: analytics tables built in-process from silver, audited before they commit.
 
-Every table is one SQL model in `sql/duckdb/gold/`. The lake database is built whole into a
-new file, the blocking and warning checks run on it (write, audit), and only if none blocks is
-it renamed into place (publish): a reader, the report or `cryptolake publish` never sees gold
-that failed a check, and a failure leaves the previous database as it was. Gold is small next
-to silver (one row per coin per day at most), so a full rebuild stays cheap and simple.
+Every table is one SQL model in `sql/duckdb/gold/`, and one DuckLake table `gold.<model>`.
+A build runs in one DuckLake transaction: the models are (re)built, then the blocking and
+warning checks run on them inside the transaction (write, audit), and only if none blocks does
+it commit (publish). A reader, the report or `cryptolake publish` never sees gold that failed
+a check: a failure rolls back, the lake keeps its previous gold, and the failing checks and
+their first rows are recorded in `meta.audit_failures` for `cryptolake check`.
 
-Gold is built for one quote currency: the one asked for (`--vs-currency`), else the currency
-of the lake's latest snapshot. The database records what it was built from (`meta.build`, and
-the snapshots silver held in `meta.snapshots`), which is what publish compares and ships.
+`coin_daily` is incremental by time range (SQLMesh's model): DuckLake's change feed says the
+earliest day silver changed since the last build, and the rows from the day before it on are
+recomputed, reading 10 days further back for the 7-day windows. The other models are small
+next to silver and rebuilt whole. Gold is built for one quote currency: the one asked for
+(`--vs-currency`), else the currency of the lake's latest snapshot; a change of currency or of
+the models rebuilds everything. `meta.build` records what the gold was built from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import date, timedelta
 
 import duckdb
 
 from . import __version__
+from .catalog import (
+    commit_error,
+    latest_snapshot,
+    open_lake,
+    rollback,
+    set_commit_message,
+    snapshot_id,
+)
 from .checkdefs import check_defs
-from .checks import CheckResult, ChecksFailed, evaluate
-from .errors import LakeError, TransformError
+from .checks import CheckResult, ChecksFailed, evaluate, record_audit_failure
+from .errors import CryptolakeError, LakeError, TransformError
 from .fserrors import duckdb_io_error, on_lake
-from .lake import LakePaths, fsync_dir
-from .lakedb import open_lake_db, refresh_meta_views, refresh_silver_views
+from .lake import LakePaths
+from .lakedb import refresh_meta_views, require_silver
 from .progress import Progress, ProgressCallback, ignore_progress
-from .quarantine import load_quarantine
 from .settings import Settings
-from .silver import processed_runs
 from .sqlfiles import load_sql, sql_names
 
 log = logging.getLogger(__name__)
@@ -57,12 +65,22 @@ class GoldTable:
     seconds: float
 
 
+# How far before the first day it recomputes `coin_daily` reads silver: a day's return needs
+# the day before's close, which needs that day's last snapshot and the day before's; the
+# 7-day volatility needs 7 returns.
+COIN_DAILY_LOOKBACK_DAYS = 10
+# Models rebuilt from `coin_daily_from` on (a `day` column; each reads what it needs before).
+INCREMENTAL_MODELS = ("coin_daily", "market_daily")
+EVERYTHING = date(1900, 1, 1)  # `coin_daily_from` for a whole rebuild
+
+
 @dataclass(frozen=True, slots=True)
 class GoldResult:
     tables: list[GoldTable]
     vs_currency: str = "usd"
-    lake_version: str = ""
+    lake_version: str = ""  # the DuckLake snapshot id the build committed
     checks: list[CheckResult] = field(default_factory=list)
+    coin_daily_from: str | None = None  # the first day recomputed, None for a whole rebuild
 
     @property
     def warnings(self) -> list[CheckResult]:
@@ -76,12 +94,6 @@ def models_fingerprint(vs_currency: str) -> str:
         for name in sql_names(folder):
             digest.update(load_sql(f"{folder}/{name}.sql").encode())
     return digest.hexdigest()[:12]
-
-
-def lake_version(fingerprint: str, runs: set[str]) -> str:
-    """`<models fingerprint>-<silver runs digest>`: equal versions mean equal gold and staging."""
-    digest = hashlib.sha256("\n".join(sorted(runs)).encode()).hexdigest()[:12]
-    return f"{fingerprint}-{digest}"
 
 
 def resolve_currency(con: duckdb.DuckDBPyConnection, asked: str | None) -> str:
@@ -111,63 +123,190 @@ def resolve_currency(con: duckdb.DuckDBPyConnection, asked: str | None) -> str:
 
 
 @on_lake("build gold")
-def build_gold(settings: Settings, *, progress: ProgressCallback = ignore_progress) -> GoldResult:
-    """Build, audit and promote a new `<lake>/cryptolake.duckdb`; returns its tables and checks.
+def build_gold(
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    full_rebuild: bool = False,
+    progress: ProgressCallback = ignore_progress,
+) -> GoldResult:
+    """Build and audit gold in one DuckLake transaction; commit only if every check passes.
 
-    Raises `ChecksFailed` (the previous database stays) when a blocking check fails,
-    `LakeError` when silver is empty or lacks the currency asked for, `TransformError` when a
-    model fails.
+    Returns the tables, the checks and the snapshot id committed. Raises `ChecksFailed` (the
+    lake keeps its previous gold; the failures are kept in `meta.audit_failures`) when a
+    blocking check fails, `LakeError` when silver is empty or lacks the currency asked for,
+    `TransformError` when a model fails.
     """
     lake = LakePaths.at(settings.lake)
-    lake.root.mkdir(parents=True, exist_ok=True)
-    for leftover in lake.root.glob(f".{lake.database.name}.building-*"):
-        leftover.unlink()  # from a killed build; runs hold the lake lock, so none is live
-    building = lake.root / f".{lake.database.name}.building-{uuid.uuid4().hex[:8]}"
     results: list[GoldTable] = []
-    runs = processed_runs(lake)
-    try:
-        with open_lake_db(settings, path=building) as con:
-            refresh_silver_views(con, lake)
+    with open_lake(settings) as con:
+        require_silver(con)
+        currency = resolve_currency(con, settings.vs_currency)
+        con.execute("set variable vs_currency = ?", [currency])
+        fingerprint = models_fingerprint(currency)
+        silver_snapshot = snapshot_id(con)
+        first_day = None if full_rebuild else _coin_daily_from(con, fingerprint, silver_snapshot)
+        latest_day = _set_latest_snapshot(con)
+        con.execute("set variable coin_daily_from = ?", [first_day or EVERYTHING])
+        # The checks on whole tables look at the days this build changed.
+        audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
+        con.execute("set variable audit_from = ?", [audit_from])
+        con.execute("begin")
+        try:
             refresh_meta_views(con, lake)
-            load_quarantine(con, lake)
-            currency = resolve_currency(con, settings.vs_currency)
-            con.execute("set variable vs_currency = ?", [currency])
-            fingerprint = models_fingerprint(currency)
-            version = lake_version(fingerprint, runs)
             for done, name in enumerate(GOLD_MODELS):
                 progress(Progress("gold", "tables", done, len(GOLD_MODELS), name))
-                results.append(_build_model(con, name))
+                by_day = name in INCREMENTAL_MODELS
+                if by_day and first_day == date.max:
+                    results.append(_unchanged(con, name))  # silver has not changed
+                    continue
+                incremental = by_day and first_day is not None
+                results.append(_build_model(con, name, incremental=incremental))
                 if name == "market_cap_segments":
                     for macro in sql_names("duckdb/macros"):
                         con.execute(load_sql(f"duckdb/macros/{macro}.sql"))
-            _record_build(con, version=version, currency=currency, runs=runs)
+            _record_build(
+                con,
+                fingerprint=fingerprint,
+                currency=currency,
+                silver_snapshot=silver_snapshot,
+                run_id=run_id,
+            )
             progress(Progress("gold", "tables", len(GOLD_MODELS), len(GOLD_MODELS), "audit"))
             checks = evaluate(con, check_defs(on_fail=("block", "warn")), progress=progress)
             failed = [c for c in checks if c.blocks]
             if failed:
                 raise ChecksFailed(failed)
-            con.execute("checkpoint")
-        # A WAL left next to the old file would be replayed onto the new one: it must go.
-        Path(f"{lake.database}.wal").unlink(missing_ok=True)
-        os.replace(building, lake.database)
-        fsync_dir(lake.root)
-    finally:
-        building.unlink(missing_ok=True)
-        Path(f"{building}.wal").unlink(missing_ok=True)
-    progress(Progress("gold", "tables", len(GOLD_MODELS), len(GOLD_MODELS), "promoted"))
-    return GoldResult(results, vs_currency=currency, lake_version=version, checks=checks)
+            set_commit_message(
+                con,
+                f"gold: built for {currency}, {_scope(first_day)}",
+                stage="gold",
+                run_id=run_id,
+                vs_currency=currency,
+            )
+            con.execute("commit")
+        except BaseException as exc:
+            rollback(con)
+            if isinstance(exc, ChecksFailed):
+                record_audit_failure(con, exc.failures, run_id=run_id)
+            elif isinstance(exc, duckdb.Error):
+                if (translated := commit_error(settings, exc, doing="build gold")) is not None:
+                    raise translated from exc
+                raise TransformError(
+                    f"Committing gold failed: {exc}. The lake keeps its previous gold."
+                ) from exc
+            raise
+        version = snapshot_id(con)
+    progress(Progress("gold", "tables", len(GOLD_MODELS), len(GOLD_MODELS), "committed"))
+    return GoldResult(
+        results,
+        vs_currency=currency,
+        lake_version=str(version),
+        checks=checks,
+        coin_daily_from=str(first_day) if first_day and first_day != date.max else None,
+    )
 
 
-def _build_model(con: duckdb.DuckDBPyConnection, name: str) -> GoldTable:
+def _scope(first_day: date | None) -> str:
+    if first_day is None:
+        return "whole rebuild"
+    if first_day == date.max:
+        return "coin_daily unchanged"
+    return f"coin_daily from {first_day}"
+
+
+def _unchanged(con: duckdb.DuckDBPyConnection, name: str) -> GoldTable:
+    row = con.execute(f"select count(*) from gold.{name}").fetchone()
+    return GoldTable(name, int(row[0]) if row else 0, 0.0)
+
+
+def _set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
+    """Set `latest_snapshot_at` and `latest_snapshot_date`: the currency's latest snapshot.
+
+    Read from the lake's latest day first (its max comes from DuckLake's statistics, and one
+    partition is read), the whole table only when the currency has no rows that day.
+    """
+    con.execute(
+        "set variable latest_snapshot_at = (select max(snapshot_at) from silver.market_snapshots "
+        "where vs_currency = getvariable('vs_currency') and snapshot_date = "
+        "(select max(snapshot_date) from silver.market_snapshots))"
+    )
+    found = con.execute("select getvariable('latest_snapshot_at') is not null").fetchone()
+    if not (found and found[0]):
+        con.execute(
+            "set variable latest_snapshot_at = (select max(snapshot_at) "
+            "from silver.market_snapshots where vs_currency = getvariable('vs_currency'))"
+        )
+    con.execute(
+        "set variable latest_snapshot_date = cast(getvariable('latest_snapshot_at') as date)"
+    )
+    row = con.execute("select getvariable('latest_snapshot_date')").fetchone()
+    return row[0] if row and isinstance(row[0], date) else EVERYTHING
+
+
+def _coin_daily_from(
+    con: duckdb.DuckDBPyConnection, fingerprint: str, silver_snapshot: int
+) -> date | None:
+    """The first day `coin_daily` must recompute, or None to rebuild it whole.
+
+    Incremental only on top of a build with the same models and currency, read from
+    DuckLake's change feed of silver.market_snapshots since the snapshot that build read.
+    """
+    try:
+        row = con.execute(
+            "select models_fingerprint, silver_snapshot_id from meta.build"
+        ).fetchone()
+        built = con.execute("select count(*) from gold.coin_daily").fetchone()
+    except duckdb.CatalogException:
+        return None  # no gold yet, or one built before these columns existed
+    if (
+        row is None
+        or row[0] != fingerprint
+        or not built
+        or latest_snapshot(con, stage="gold") is None
+    ):
+        return None
+    since = int(row[1])
+    if since >= silver_snapshot:
+        return date.max  # silver unchanged: no day to recompute
+    try:
+        changed = con.execute(
+            "select min(snapshot_date) from ducklake_table_changes("
+            "current_database(), 'silver', 'market_snapshots', ?, ?) "
+            "where vs_currency = getvariable('vs_currency')",
+            [since + 1, silver_snapshot],
+        ).fetchone()
+    except duckdb.Error:
+        return None  # the build's snapshot was expired: rebuild whole
+    if changed is None or not isinstance(changed[0], date):
+        return date.max
+    # A change on day D moves the close (and completeness) of D - 1 too; and a new latest
+    # day completes the previous latest one, however far back (runs may have been missed).
+    first: date = changed[0] - timedelta(days=1)
+    latest = con.execute("select max(day) from gold.coin_daily").fetchone()
+    if latest and isinstance(latest[0], date):
+        first = min(first, latest[0])
+    return first
+
+
+def _build_model(
+    con: duckdb.DuckDBPyConnection, name: str, *, incremental: bool = False
+) -> GoldTable:
     t0 = time.perf_counter()
     sql = load_sql(f"duckdb/gold/{name}.sql")
     try:
-        con.execute(f"create table gold.{name} as {sql}")
+        if incremental:
+            con.execute(f"delete from gold.{name} where day >= getvariable('coin_daily_from')")
+            con.execute(f"insert into gold.{name} by name {sql}")
+        else:
+            con.execute(f"create or replace table gold.{name} as {sql}")
     except duckdb.Error as exc:
+        if isinstance(exc, CryptolakeError):
+            raise
         if (translated := duckdb_io_error(exc, doing="build gold")) is not None:
             raise translated from exc
         raise TransformError(
-            f"Building gold.{name} failed: {exc}. The lake database keeps its previous gold."
+            f"Building gold.{name} failed: {exc}. The lake keeps its previous gold."
         ) from exc
     row = con.execute(f"select count(*) from gold.{name}").fetchone()
     table = GoldTable(name, int(row[0]) if row else 0, time.perf_counter() - t0)
@@ -176,17 +315,24 @@ def _build_model(con: duckdb.DuckDBPyConnection, name: str) -> GoldTable:
 
 
 def _record_build(
-    con: duckdb.DuckDBPyConnection, *, version: str, currency: str, runs: set[str]
+    con: duckdb.DuckDBPyConnection,
+    *,
+    fingerprint: str,
+    currency: str,
+    silver_snapshot: int,
+    run_id: str | None,
 ) -> None:
     """`meta.build` (one row: what this gold was built from) and `meta.snapshots`."""
     con.execute(
-        "create table meta.build as select ? as lake_version, ? as vs_currency, "
-        "?::varchar[] as silver_runs, now() as built_at, ? as cryptolake_version",
-        [version, currency, sorted(runs), __version__],
+        "create or replace table meta.build as select ? as models_fingerprint, "
+        "? as vs_currency, ?::bigint as silver_snapshot_id, ? as run_id, now() as built_at, "
+        "? as cryptolake_version",
+        [fingerprint, currency, silver_snapshot, run_id, __version__],
     )
     # Every market snapshot silver held (all currencies): what publish may ship to staging.
     con.execute(
-        "create table meta.snapshots as select snapshot_at, any_value(run_id) as run_id, "
-        "any_value(vs_currency) as vs_currency, count(*) as coins "
-        "from silver.market_snapshots group by snapshot_at order by snapshot_at"
+        "create or replace table meta.snapshots as select snapshot_at, "
+        "any_value(run_id) as run_id, any_value(vs_currency) as vs_currency, "
+        "count(*) as coins from silver.market_snapshots group by snapshot_at "
+        "order by snapshot_at"
     )

@@ -44,23 +44,6 @@ class LakePaths:
         return self.root / "silver"
 
     @property
-    def silver_state(self) -> Path:
-        return self.silver / "_state"
-
-    @property
-    def silver_quarantine(self) -> Path:
-        """Rows row-level checks kept out of silver: `<table>/<run_id>.parquet`."""
-        return self.silver / "_quarantine"
-
-    @property
-    def silver_staging(self) -> Path:
-        return self.silver / "_staging"
-
-    @property
-    def database(self) -> Path:
-        return self.root / "cryptolake.duckdb"
-
-    @property
     def tmp(self) -> Path:
         """DuckDB's spill folder, so a large build never fills /tmp."""
         return self.root / ".tmp"

@@ -1,111 +1,76 @@
-"""The lake's DuckDB database file: silver views, gold tables, run history (`meta`)."""
+"""The lake as SQL: the DuckLake catalog with silver, gold and run history (`meta`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from .duck import connect, one_line, quote_literal
+from .catalog import open_lake
+from .duck import one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
-from .fserrors import duckdb_io_error, lake_io
 from .history import runs_folder
 from .lake import LakePaths
 from .settings import Settings
-from .silver import TABLES, silver_views_sql
+from .silver import TABLES
 from .sqlfiles import load_sql
-
-SCHEMAS = ("silver", "gold", "meta")
 
 
 @contextmanager
 def open_lake_db(
-    settings: Settings, *, read_only: bool = False, path: Path | None = None
+    settings: Settings, *, read_only: bool = False, as_of: int | str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `<lake>/cryptolake.duckdb` (or `path`) with its schemas and variables.
-
-    (The macros are stored in the file by `build_gold`, so they work in any DuckDB shell.)
-    """
-    lake = LakePaths.at(settings.lake)
-    database = path or lake.database
-    if read_only and not database.exists():
-        raise LakeError(
-            f"No lake database at {database}; run `cryptolake run` (or `transform`) first."
-        )
-    if not read_only:
-        with lake_io("create the lake folder"):
-            lake.root.mkdir(parents=True, exist_ok=True)
-    try:
-        con = connect(settings, database, read_only=read_only)
-    except duckdb.Error as exc:
-        if (translated := duckdb_io_error(exc, doing=f"open {database}")) is not None:
-            raise translated from None
-        text = str(exc).lower()
-        if "could not set lock" in text or "conflicting lock" in text:
-            raise LakeError(
-                f"Cannot open {database}: another program has it open for writing. Close it "
-                "(cryptolake itself only ever opens it read-only or builds a new file)."
-            ) from None
-        raise LakeError(
-            f"Cannot open {database}: it is damaged or not a DuckDB database ({one_line(exc)}). "
-            "Everything in it is derived from the lake: `cryptolake transform` builds it anew."
-        ) from None
-    try:
-        if not read_only:
-            for schema in SCHEMAS:
-                con.execute(f"create schema if not exists {schema}")
-        con.execute("set variable freshness_hours = ?", [float(settings.freshness_hours)])
+    """A connection to the lake (see catalog.open_lake) for reading or building it."""
+    with open_lake(settings, read_only=read_only, as_of=as_of) as con:
         yield con
-    finally:
-        con.close()
 
 
-def refresh_silver_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
-    """(Re)create `silver.<table>` views over the Parquet, with absolute paths.
-
-    Absolute paths make the views work from any working directory; they are rewritten on
-    every build, so a moved lake heals on its next `transform`.
-    """
-    views = silver_views_sql(lake)
+def require_silver(con: duckdb.DuckDBPyConnection) -> None:
+    """Raise LakeError naming the fix when a silver table is missing or has no rows."""
+    present = {
+        str(r[0])
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'silver'"
+        ).fetchall()
+    }
     for table in TABLES:
-        if not any(table.folder(lake).glob("snapshot_date=*/*.parquet")):
-            quarantined = lake.silver_quarantine / table.name
-            if any(quarantined.glob("*.parquet")):
-                glob = quote_literal(str(quarantined / "*.parquet"))
-                checks = ", ".join(
-                    f"{name} ({description})"
-                    for name, description in con.execute(
-                        "select distinct check_name, check_description "
-                        f"from read_parquet({glob}) order by all"
-                    ).fetchall()
-                )
-                raise LakeError(
-                    f"silver.{table.name} has no rows: every row bronze gave it failed a check "
-                    f"and is in quarantine ({quarantined}): {checks}."
-                )
+        rows = (
+            con.execute(f"select count(*) from {table.qualified}").fetchone()
+            if table.name in present
+            else None
+        )
+        if rows and rows[0]:
+            continue
+        quarantined = []
+        if "quarantine" in present:
+            quarantined = con.execute(
+                "select distinct check_name, check_description from silver.quarantine "
+                "where table_name = ? order by all",
+                [table.name],
+            ).fetchall()
+        if quarantined:
+            checks = ", ".join(f"{name} ({description})" for name, description in quarantined)
             raise LakeError(
-                f"silver.{table.name} has no data in {table.folder(lake)}; run `cryptolake "
-                "ingest` then `cryptolake transform` (or `cryptolake run --sample`); if bronze "
-                "has runs already, rebuild silver from them: `cryptolake transform "
-                "--full-refresh`."
+                f"silver.{table.name} has no rows: every row bronze gave it failed a check "
+                f"and is in silver.quarantine: {checks}."
             )
-        try:
-            con.execute(f"create or replace view silver.{table.name} as {views[table.name]}")
-        except duckdb.Error as exc:
-            if (translated := duckdb_io_error(exc, doing=f"read silver.{table.name}")) is not None:
-                raise translated from None
-            raise LakeError(
-                f"silver.{table.name} has a file DuckDB cannot read ({one_line(exc)}). Rebuild "
-                "silver from bronze: `cryptolake transform --full-refresh`."
-            ) from None
+        raise LakeError(
+            f"silver.{table.name} has no rows; run `cryptolake ingest` then `cryptolake "
+            "transform` (or `cryptolake run --sample`); if bronze has runs already, rebuild "
+            "silver from them: `cryptolake transform --full-refresh`."
+        )
 
 
 def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
-    """`meta.runs` over the run records, when there are any."""
+    """`meta.runs` over the run records, when there are any (a view stored in the lake).
+
+    It reads the records by absolute path, rewritten on every build: a moved lake's view
+    heals on its next `transform`.
+    """
     folder = runs_folder(lake)
     if any(folder.glob("*.json")):
         glob = quote_literal(str(folder / "*.json"))
@@ -120,13 +85,15 @@ READING_STATEMENTS = frozenset(
 )
 
 
-def query(settings: Settings, sql: str) -> pa.Table:
-    """Run one read-only statement on the lake database and return its rows as Arrow.
+def query(settings: Settings, sql: str, *, as_of: int | str | None = None) -> pa.Table:
+    """Run one read-only statement on the lake and return its rows as Arrow.
+
+    `as_of` (a snapshot id or an ISO time) reads the lake as it was then.
 
     Raises ConfigError for SQL that is empty, holds several statements, or would change
     something (set, copy ... to, create ...): the lake is opened read-only here.
     """
-    with open_lake_db(settings, read_only=True) as con:
+    with open_lake_db(settings, read_only=True, as_of=as_of) as con:
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
@@ -146,7 +113,7 @@ def query(settings: Settings, sql: str) -> pa.Table:
             raise ConfigError(
                 f"`cryptolake query` only reads the lake, and this is {article}{what} "
                 "statement "
-                "(the lake database is open read-only here). To export rows, use --format csv "
+                "(the lake is attached read-only here). To export rows, use --format csv "
                 "or json and redirect the output; for a session, use `cryptolake shell`."
             )
         try:

@@ -27,6 +27,7 @@ from .ingest import IngestResult, ingest
 from .interrupts import interrupted_by
 from .lake import LakePaths
 from .lock import LakeLock
+from .maintenance import maintain, maintenance_due
 from .progress import ProgressCallback, ignore_progress
 from .publish import PublishResult, publish
 from .settings import Settings
@@ -169,6 +170,7 @@ def run(
                     outcome = _run_stage(
                         settings,
                         result,
+                        run_id=run_id,
                         sample=sample,
                         progress=progress,
                         audited=audited,
@@ -237,6 +239,7 @@ def _run_stage(
     settings: Settings,
     result: StageResult,
     *,
+    run_id: str,
     sample: bool,
     progress: ProgressCallback,
     audited: list[CheckResult] | None,
@@ -253,9 +256,14 @@ def _run_stage(
         result.summary = f"{result.rows.get('coins_markets', 0):,} coins"
         result.detail = f"bronze run {ingested.run_id}" + (" (sample data)" if sample else "")
     elif result.stage == "transform":
-        silver = build_silver(settings, progress=progress)
-        gold = outcome = build_gold(settings, progress=progress)
+        silver = build_silver(settings, run_id=run_id, progress=progress)
+        gold = outcome = build_gold(settings, run_id=run_id, progress=progress)
         notes.extend(silver.notes)
+        if maintenance_due(settings):
+            maintained = maintain(settings, run_id=run_id, progress=progress)
+            notes.append(
+                f"maintenance (every {settings.maintain_every} runs): {maintained.describe()}"
+            )
         result.rows = {f"silver.{t.table}": t.rows_added for t in silver.tables}
         result.rows |= {f"gold.{t.table}": t.rows for t in gold.tables}
         result.rows |= {f"quarantined.{c}": n for c, n in silver.quarantined.items()}
@@ -268,10 +276,14 @@ def _run_stage(
         added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
         result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
         result.detail = (
-            f"{len(silver.runs)} new bronze run(s) into silver"
-            if silver.changed
-            else "silver up to date"
-        ) + f"; gold ({gold.vs_currency}) built and audited"
+            (
+                f"{len(silver.runs)} new bronze run(s) into silver"
+                if silver.changed
+                else "silver up to date"
+            )
+            + f"; gold ({gold.vs_currency}) built, audited and committed as lake snapshot "
+            + gold.lake_version
+        )
         if cleaning := silver.describe_cleaning():
             result.detail += f"; {cleaning}"
     elif result.stage == "check":

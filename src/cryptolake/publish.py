@@ -24,7 +24,8 @@ import duckdb
 import psycopg
 
 from . import __version__
-from .duck import connect, quote_literal
+from .catalog import attach_lake, lake_id, latest_snapshot
+from .duck import connect, one_line, quote_literal
 from .errors import ConfigError, LakeError, PublishError
 from .fserrors import on_lake
 from .gold import GOLD_MODELS
@@ -45,6 +46,7 @@ from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
 from .staging import (
+    SILVER_SOURCE,
     STAGING,
     DayLoad,
     LoadedPartition,
@@ -126,10 +128,6 @@ def publish(
         )
     dsn = settings.postgres_dsn.reveal()
     lake = LakePaths.at(settings.lake)
-    if not lake.database.exists():
-        raise LakeError(
-            f"No lake database at {lake.database}; run `cryptolake transform` before publishing."
-        )
     target = describe_target(dsn)
     started = datetime.now(UTC)
     publish_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -140,16 +138,16 @@ def publish(
     # with 2 threads, 2.1 with 1, and faster), taking a core from the Postgres backends.
     con = connect(settings.with_(threads=1))
     try:
-        # Attached once: what is published is this file's gold, even if a transform
-        # promotes a new one meanwhile.
-        build = _gold_build(con, lake)
+        # Attached at the snapshot of the last committed gold: what is published is that
+        # gold and the silver it was built from, even if a transform commits meanwhile.
+        build = _gold_build(con, settings)
         with publish_lock(
             dsn, settings.pg_schema, target, source=settings.named("postgres_dsn")
         ) as lock:
             try:
                 check_privileges(lock, settings.pg_schema, [*DDL, STAGING])
                 check_sample_mixing(lock, settings.pg_schema, sample=build.sample, target=target)
-                published = _read_published(lock, settings.pg_schema)
+                published = _read_published(lock, settings.pg_schema, lake=build.lake_id)
                 row = lock.execute("show server_encoding").fetchone()
                 server_encoding = str(row[0]) if row else "UTF8"
             except psycopg.Error as exc:
@@ -157,9 +155,10 @@ def publish(
                     f"Publishing to Postgres {target} failed: {explain_pg(scrub(str(exc), dsn))}"
                 ) from None
             if published.lake_version == build.lake_version and not force:
+                # The same DuckLake snapshot: nothing new (data, currency or models).
                 progress(Progress("publish", "postgres", 1, 1, "up to date"))
                 return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
-            new_snapshots = _new_snapshots(con, published)
+            new_snapshots = _new_snapshots(con, published, build)
             # Before anything is written: text the database cannot hold is refused.
             check_encoding(
                 con,
@@ -213,35 +212,45 @@ def publish(
 
 @dataclass(frozen=True, slots=True)
 class _GoldBuild:
-    """What the lake database's gold was built from (its `meta.build` row)."""
+    """The last committed gold: its DuckLake snapshot and what it was built from."""
 
-    lake_version: str
+    snapshot_id: int
+    fingerprint: str  # the models and currency: equal means only new snapshots changed gold
     vs_currency: str
     sample: bool  # built from the bundled sample
+    lake_id: str  # which lake: snapshot ids of another catalog say nothing about this one
 
     @property
-    def fingerprint(self) -> str:
-        """The models' part of the version: equal means only new snapshots changed gold."""
-        return self.lake_version.split("-", 1)[0]
+    def lake_version(self) -> str:
+        return str(self.snapshot_id)
 
 
-def _gold_build(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> _GoldBuild:
-    try:
-        con.execute(f"attach {quote_literal(str(lake.database))} as lake (read_only)")
-        row = con.execute("select lake_version, vs_currency from lake.meta.build").fetchone()
-    except duckdb.CatalogException:
+def _gold_build(con: duckdb.DuckDBPyConnection, settings: Settings) -> _GoldBuild:
+    """Attach the lake as `lake` at the snapshot of its last committed gold."""
+    attach_lake(con, settings)
+    gold = latest_snapshot(con, stage="gold")
+    if gold is None:
         raise LakeError(
-            f"The lake database {lake.database} was built by an older cryptolake (it has no "
-            "audited build record); run `cryptolake transform` once, then publish."
-        ) from None
+            "The lake has no gold yet (no transform has committed one); run `cryptolake "
+            "transform` before publishing."
+        )
+    con.execute("detach lake")
+    attach_lake(con, settings, as_of=gold.snapshot_id)
+    try:
+        row = con.execute("select models_fingerprint, vs_currency from lake.meta.build").fetchone()
+        (sample,) = con.execute(
+            "select coalesce(bool_or(is_sample), false) from lake.gold.crypto_analytics_mart"
+        ).fetchone() or (False,)
     except duckdb.Error as exc:
-        raise LakeError(f"Cannot read the lake database {lake.database}: {exc}") from None
+        raise LakeError(
+            f"Cannot read the lake's gold at snapshot {gold.snapshot_id}: {one_line(exc)}; "
+            "run `cryptolake transform` again."
+        ) from None
     if row is None:
-        raise LakeError(f"The lake database {lake.database} has no build record; transform again.")
-    (sample,) = con.execute(
-        "select coalesce(bool_or(is_sample), false) from lake.gold.crypto_analytics_mart"
-    ).fetchone() or (False,)
-    return _GoldBuild(str(row[0]), str(row[1]), bool(sample))
+        raise LakeError("The lake's gold has no build record; run `cryptolake transform`.")
+    return _GoldBuild(
+        gold.snapshot_id, str(row[0]), str(row[1]), bool(sample), lake_id(con) or "unknown"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,13 +261,10 @@ class _Published:
     snapshots: list[str]  # every snapshot_at staging received, as text with its offset
     days: set[date]  # the days staging has a partition for
     first: bool  # neither staging nor publish_log exists: nothing for consumers yet
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.lake_version.split("-", 1)[0] if self.lake_version else None
+    fingerprint: str | None = None  # the models and currency of the last publish
 
 
-def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
+def _read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> _Published:
     row = conn.execute(
         "select to_regclass(%s), to_regclass(%s)",
         [f"{schema}.publish_log", f"{schema}.{STAGING}"],
@@ -270,9 +276,24 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
         # published again, and the marts are compared with gold as always.
         first = not log_exists and not staging_exists
         return _Published(None, [], attached_days(conn, schema), first)
-    last = conn.execute(
-        f"select lake_version from {schema}.publish_log order by finished_at desc limit 1"
+    # The latest publish of this lake is the one of its newest snapshot, never the latest
+    # clock reading (a clock set ahead must not make later publishes look older). Another
+    # lake's publishes (a catalog rebuilt, another folder) say nothing of this one's ids.
+    has_lake_id = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = %s "
+        "and table_name = 'publish_log' and column_name = 'lake_id'",
+        [schema],
     ).fetchone()
+    last = (
+        conn.execute(
+            f"select lake_version, models_fingerprint from {schema}.publish_log "
+            "where lake_id = %s and lake_version ~ '^[0-9]+$' "
+            "order by lake_version::bigint desc, finished_at desc limit 1",
+            [lake],
+        ).fetchone()
+        if has_lake_id and has_lake_id[0]
+        else None  # written by a cryptolake before DuckLake: no publish of this lake yet
+    )
     snapshots = conn.execute(
         f"select distinct unnest(snapshots)::text from {schema}.publish_log"
     ).fetchall()
@@ -281,25 +302,54 @@ def _read_published(conn: psycopg.Connection[Any], schema: str) -> _Published:
         [str(r[0]) for r in snapshots],
         attached_days(conn, schema),
         first=False,
+        fingerprint=str(last[1]) if last and last[1] else None,
     )
 
 
-def _new_snapshots(con: duckdb.DuckDBPyConnection, published: _Published) -> list[str]:
-    """The snapshots gold was built from (recorded at its build, not whatever silver holds
-    now: publish ships audited data only) that staging lacks, as text; also as the temp
-    table `publish_snapshots`."""
-    new = [
-        str(r[0])
-        for r in con.execute(
-            """
-            select cast(snapshot_at as varchar)
-            from lake.meta.snapshots
-            where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
-            order by snapshot_at
-            """,
-            [published.snapshots],
-        ).fetchall()
-    ]
+def _new_snapshots(
+    con: duckdb.DuckDBPyConnection, published: _Published, build: _GoldBuild
+) -> list[str]:
+    """The market snapshots staging lacks, as text; also as the temp table `publish_snapshots`.
+
+    Read from DuckLake's change feed of silver.market_snapshots between the snapshot last
+    published and the gold being published; without a usable last publish (a first one, a
+    dropped staging, an expired snapshot), from every snapshot the gold was built from
+    (`meta.snapshots`, recorded at its build: publish ships audited data only).
+    """
+    since = published.lake_version
+    new: list[str] | None = None
+    if since and since.isdigit() and published.snapshots and int(since) < build.snapshot_id:
+        try:
+            new = [
+                str(r[0])
+                for r in con.execute(
+                    """
+                    select distinct cast(snapshot_at as varchar)
+                    from ducklake_table_changes('lake', 'silver', 'market_snapshots', ?, ?)
+                    where change_type in ('insert', 'update_postimage')
+                        and snapshot_at not in (
+                            select cast(unnest(?::varchar[]) as timestamptz)
+                        )
+                    order by 1
+                    """,
+                    [int(since) + 1, build.snapshot_id, published.snapshots],
+                ).fetchall()
+            ]
+        except duckdb.Error as exc:
+            log.info("change feed unavailable (%s): comparing snapshots instead", one_line(exc))
+    if new is None:
+        new = [
+            str(r[0])
+            for r in con.execute(
+                """
+                select cast(snapshot_at as varchar)
+                from lake.meta.snapshots
+                where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
+                order by snapshot_at
+                """,
+                [published.snapshots],
+            ).fetchall()
+        ]
     con.execute(
         "create or replace temp table publish_snapshots as "
         "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
@@ -356,7 +406,7 @@ def _publish_in_transaction(
         settings,
         dsn=duckdb_dsn(dsn),
         schema=schema,
-        silver=lake.silver / "market_snapshots",
+        lake_snapshot=build.snapshot_id,
         session_sql=session,
         days=new_days if parallel else [],
         workers=settings.threads or os.cpu_count() or 1,
@@ -404,7 +454,7 @@ def _publish_in_transaction(
                     con,
                     schema=schema,
                     template=template,
-                    silver=lake.silver / "market_snapshots",
+                    source=SILVER_SOURCE,
                     load=load,
                 )
                 loaded.append(LoadedPartition(load.day, rows, time.perf_counter() - t1))
@@ -470,11 +520,14 @@ def _publish_in_transaction(
             _pg(
                 con,
                 f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
-                "latest_snapshot_at, lake_version, cryptolake_version, rows_written, snapshots) "
+                "latest_snapshot_at, lake_version, lake_id, models_fingerprint, "
+                "cryptolake_version, rows_written, snapshots) "
                 f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
                 f"{_pg_literal(finished.isoformat())}, "
                 f"{_pg_literal(latest[0]) if latest and latest[0] else 'null'}, "
-                f"{_pg_literal(build.lake_version)}, {_pg_literal(__version__)}, "
+                f"{_pg_literal(build.lake_version)}, {_pg_literal(build.lake_id)}, "
+                f"{_pg_literal(build.fingerprint)}, "
+                f"{_pg_literal(__version__)}, "
                 f"{_pg_literal(rows_json)}::jsonb, "
                 f"{_pg_literal(snapshots_literal)}::timestamptz[])",
             )

@@ -2,19 +2,14 @@
 
 A negative volume must not reach gold or Postgres, but neither may it stop every later run:
 row-level checks (`on_fail: quarantine`, see checkdefs) run on each new batch before it is
-merged into silver. The rows they return are removed from the batch and kept, with the
-check's name and the whole row as JSON, one Parquet file per table and run:
-
-    silver/_quarantine/<table>/<run_id>.parquet
-
-written before the batch's partitions are swapped in, so a crash redoes both. The lake
-database shows them all as `silver.quarantine`.
+upserted into silver. The rows they return are removed from the batch and kept, with the
+check's name and the whole row as JSON, in the DuckLake table `silver.quarantine`, written in
+the transaction that upserts the batch: a crash loses both or neither.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import re
 from collections.abc import Iterable
 
 import duckdb
@@ -22,10 +17,10 @@ import duckdb
 from .checkdefs import CheckDef
 from .duck import quote_literal
 from .errors import TransformError
-from .lake import LakePaths
 from .sqlfiles import load_sql
 
 ROWS = "quarantine_rows"  # the temp table a build collects quarantined rows in
+_SILVER_NAME = re.compile(r"\bsilver\.(\w+)\b", re.IGNORECASE)
 
 
 def quarantine_ddl(table: str, *, temporary: bool = False) -> str:
@@ -73,9 +68,12 @@ def quarantine_batches(
     """
     con.execute(quarantine_ddl(ROWS, temporary=True))
     con.execute(f"delete from {ROWS}")
-    con.execute("create schema if not exists silver")
-    for table, (batch, _) in batches.items():
-        con.execute(f"create or replace view silver.{table} as select * from {batch}")
+
+    # The checks name `silver.<table>`: here, that table's batch (a temp table: a transaction
+    # writing the lake may write nothing else but temp objects).
+    def on_batches(sql: str) -> str:
+        return _SILVER_NAME.sub(lambda m: batches[m[1]][0] if m[1] in batches else m[0], sql)
+
     counts: dict[tuple[str, str], int] = {}
     try:
         for check in checks:
@@ -83,7 +81,7 @@ def quarantine_batches(
                 continue
             batch, key = batches[check.table]
             counts[(check.table, check.name)] = _set_aside(
-                con, check, check.table, check.sql, batch=batch, key=key
+                con, check, check.table, on_batches(check.sql), batch=batch, key=key
             )
             if not (check.whole_snapshot and counts[(check.table, check.name)]):
                 continue
@@ -103,8 +101,6 @@ def quarantine_batches(
                         key=other_key,
                     )
     finally:
-        for table in batches:
-            con.execute(f"drop view if exists silver.{table}")
         con.execute("drop table if exists failing")
         con.execute("drop table if exists failed_snapshots")
     return counts
@@ -142,48 +138,21 @@ def _set_aside(
     return found
 
 
-def write_quarantine(
-    con: duckdb.DuckDBPyConnection, lake: LakePaths, *, table: str, run_ids: Iterable[str]
-) -> None:
-    """Write each run's quarantined rows of `table` to its file; remove a run's stale file."""
-    folder = lake.silver_quarantine / table
-    con.execute(quarantine_ddl(ROWS, temporary=True))
-    per_run = dict(
-        con.execute(
-            f"select run_id, count(*) from {ROWS} where table_name = ? group by run_id", [table]
-        ).fetchall()
-    )
-    for run_id in run_ids:
-        target = folder / f"{run_id}.parquet"
-        if not per_run.get(run_id):
-            target.unlink(missing_ok=True)
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        staged = folder / f".{run_id}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            con.execute(
-                f"copy (select * from {ROWS} where table_name = {quote_literal(table)} "
-                f"and run_id = {quote_literal(run_id)} order by check_name, row_key) "
-                f"to {quote_literal(str(staged))} (format parquet, compression zstd)"
-            )
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
-
-
-def drop_stale(lake: LakePaths, *, table: str, keep: set[str]) -> None:
-    """Remove quarantine files of runs no longer in silver (after a full refresh)."""
-    for path in (lake.silver_quarantine / table).glob("*.parquet"):
-        if path.stem not in keep:
-            path.unlink()
-
-
-def load_quarantine(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
-    """`silver.quarantine` in the lake database: every quarantined row (empty if none)."""
+def ensure_quarantine(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `silver.quarantine` in the lake if missing (in the caller's transaction)."""
     con.execute(quarantine_ddl("silver.quarantine"))
-    glob = lake.silver_quarantine / "*" / "*.parquet"
-    if any(lake.silver_quarantine.glob("*/*.parquet")):
-        con.execute(
-            "insert into silver.quarantine by name select * from "
-            f"read_parquet({quote_literal(str(glob))}, union_by_name = true)"
-        )
+
+
+def write_quarantine(con: duckdb.DuckDBPyConnection, *, table: str, run_ids: Iterable[str]) -> None:
+    """Replace the quarantined rows of `table` from `run_ids` with this batch's."""
+    con.execute(quarantine_ddl(ROWS, temporary=True))
+    con.execute(
+        "delete from silver.quarantine where table_name = ? "
+        "and run_id in (select unnest(?::varchar[]))",
+        [table, list(run_ids)],
+    )
+    con.execute(
+        f"insert into silver.quarantine select * from {ROWS} where table_name = ? "
+        "order by run_id, check_name, row_key",
+        [table],
+    )

@@ -336,7 +336,7 @@ def _categories(data: ReportData) -> str:
     )
 
 
-def _freshness(data: ReportData, now: datetime, lake: LakePaths) -> str:
+def _freshness(data: ReportData, now: datetime, settings: Settings) -> str:
     items = [
         ("Latest snapshot", format_timestamp(data.snapshot_at)),
         ("Age at report time", format_age(now - data.snapshot_at)),
@@ -344,7 +344,7 @@ def _freshness(data: ReportData, now: datetime, lake: LakePaths) -> str:
         ("Snapshots in the lake", f"{data.snapshots:,}"),
         ("Days in gold.market_daily", f"{len(data.daily):,}"),
         ("Report generated", format_timestamp(now)),
-        ("Lake database", str(lake.database)),
+        ("Lake catalog", settings.catalog_redacted),
     ]
     cells = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in items)
     return f'<section><h2>Data freshness</h2><dl class="facts">{cells}</dl></section>'
@@ -383,9 +383,9 @@ def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
         + f'<div class="grid">{_segments(data)}{_movers_section(data)}</div>'
         + _top_table(data)
         + _categories(data)
-        + _freshness(data, now, lake)
-        + f"<footer>Built by cryptolake {e(__version__)} from the gold tables of "
-        f"{e(lake.database)}. Figures are as CoinGecko reported them at snapshot time.</footer>"
+        + _freshness(data, now, settings)
+        + f"<footer>Built by cryptolake {e(__version__)} from the gold tables of the lake at "
+        f"{e(lake.root)}. Figures are as CoinGecko reported them at snapshot time.</footer>"
         "</main></body></html>\n"
     )
 

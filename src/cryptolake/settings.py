@@ -55,6 +55,7 @@ FLAGS = {
     "rate": "--rate",
     "postgres_dsn": "--postgres",
     "pg_schema": "--pg-schema",
+    "catalog": "--catalog",
 }
 ENV_VARS = {
     "lake": "CRYPTOLAKE_LAKE",
@@ -68,7 +69,11 @@ ENV_VARS = {
     "memory_limit": "CRYPTOLAKE_MEMORY_LIMIT",
     "api_key": "CRYPTOLAKE_API_KEY",
     "postgres_dsn": "CRYPTOLAKE_POSTGRES_DSN",
+    "catalog": "CRYPTOLAKE_CATALOG",
+    "maintain_every": "CRYPTOLAKE_MAINTAIN_EVERY",
+    "snapshot_retention_days": "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS",
 }
+CATALOG_KINDS = ("sqlite:", "postgres:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,11 @@ class Settings:
     freshness_hours: float = 36.0
     memory_limit: str = "2GB"
     threads: int | None = None
+    # The DuckLake catalog of silver and gold: `sqlite:<file>` or `postgres:<libpq conninfo>`
+    # (may hold a password, hence a Secret). None: sqlite:<lake>/catalog.sqlite.
+    catalog: Secret | None = field(default=None, repr=False)
+    maintain_every: int = 28  # runs between automatic maintenance (a week at 4 a day); 0: never
+    snapshot_retention_days: float = 30.0  # lake snapshots older than this are expired
     origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def named(self, name: str) -> str:
@@ -148,6 +158,25 @@ class Settings:
                 f"{n('freshness_hours')} must be a positive number of hours (at most 1,000,000), "
                 f"got {self.freshness_hours}."
             )
+        if self.catalog is not None and not (
+            self.catalog.reveal().startswith(CATALOG_KINDS)
+            and self.catalog.reveal().split(":", 1)[1].strip()
+        ):
+            raise ConfigError(
+                f"{n('catalog')} must be sqlite:<file> or postgres:<libpq conninfo> "
+                "(such as postgres:dbname=lake host=db), or unset for "
+                "sqlite:<lake>/catalog.sqlite."
+            )
+        if self.maintain_every < 0:
+            raise ConfigError(
+                f"{n('maintain_every')} must be 0 (never) or a number of runs, "
+                f"got {self.maintain_every}."
+            )
+        if not 0 <= self.snapshot_retention_days <= 36_500:
+            raise ConfigError(
+                f"{n('snapshot_retention_days')} must be a number of days from 0 to 36,500, "
+                f"got {self.snapshot_retention_days}."
+            )
         problem = _lake_path_problem(self.lake)
         if problem:
             given = n("lake") + ("=" if n("lake").startswith("CRYPTOLAKE_") else " ")
@@ -173,6 +202,26 @@ class Settings:
     def ingest_currency(self) -> str:
         """The quote currency ingest asks CoinGecko for."""
         return self.vs_currency or DEFAULT_VS_CURRENCY
+
+    @property
+    def catalog_uri(self) -> str:
+        """The DuckLake catalog: `sqlite:<absolute file>` or `postgres:<conninfo>`."""
+        if self.catalog is None:
+            return f"sqlite:{Path(self.lake).expanduser().resolve() / 'catalog.sqlite'}"
+        kind, _, where = self.catalog.reveal().partition(":")
+        if kind == "sqlite":
+            return f"sqlite:{Path(where.strip()).expanduser().resolve()}"
+        return f"{kind}:{where.strip()}"
+
+    @property
+    def catalog_redacted(self) -> str:
+        """The catalog as messages may show it (a postgres password blanked)."""
+        uri = self.catalog_uri
+        return (
+            "postgres:" + redact_dsn(uri[len("postgres:") :])
+            if uri.startswith("postgres:")
+            else uri
+        )
 
     @property
     def api_key_header(self) -> str:
@@ -225,6 +274,11 @@ class Settings:
         if "postgres_dsn" in values and isinstance(values["postgres_dsn"], str):
             values["postgres_dsn"] = Secret(values["postgres_dsn"])
         from_env("postgres_dsn", "CRYPTOLAKE_POSTGRES_DSN", Secret)
+        if isinstance(values.get("catalog"), str):
+            values["catalog"] = Secret(values["catalog"])
+        from_env("catalog", "CRYPTOLAKE_CATALOG", Secret)
+        from_env("maintain_every", "CRYPTOLAKE_MAINTAIN_EVERY", int)
+        from_env("snapshot_retention_days", "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS", float)
         if isinstance(values.get("api_key"), str):
             values["api_key"] = Secret(values["api_key"])
 

@@ -1,44 +1,42 @@
-"""Silver: bronze bodies -> typed, de-duplicated, Hive-partitioned Parquet, incrementally.
+"""Silver: bronze bodies -> typed, de-duplicated DuckLake tables, incrementally.
 
-Each table is one SQL model (`sql/duckdb/silver/<table>.sql`) applied to a batch of runs.
-A transform takes the complete runs not yet processed, builds their rows, merges them into
-the partitions they fall in (`snapshot_date=YYYY-MM-DD/data_0.parquet`, one file each) and
-swaps each rewritten file in with an atomic rename. The set of processed runs is written
-last, so a crash at any point leaves readable silver and the next transform redoes the batch;
-the merge de-duplicates on the table's key, so redoing is harmless.
+Each table is one SQL model (`sql/duckdb/silver/<table>.sql`) applied to a batch of runs, and
+one DuckLake table (`silver.<table>`, partitioned by `snapshot_date`). A transform reads the
+complete bronze runs not yet processed, a batch of at most BATCH_DAYS days at a time (a new
+snapshot is one batch), and each batch is one DuckLake transaction: its rows upserted (one row
+per key, newer wins) and its runs recorded in `silver.processed_runs`, committed together. A
+crash at any point leaves the last commit; the next transform redoes the runs it lacks, as
+the processed state and the data can never disagree.
 
-Between the model and the merge, every batch is cleaned the same way whatever its table:
+Between the model and the upsert, every batch is cleaned the same way whatever its table:
 non-finite numbers become null and NUL characters leave text (sanitize.py), and rows failing a
-row-level check are moved to the quarantine (quarantine.py). Both are counted in the result.
+row-level check are moved to `silver.quarantine` (quarantine.py). Both are counted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 
 from .bronze import Manifest, read_manifest, read_manifests, run_manifest_paths
+from .catalog import commit_error, open_lake, rollback, set_commit_message
 from .checkdefs import CheckDef, check_defs
-from .duck import connect, quote_literal
-from .errors import LakeError, TransformError
-from .fserrors import duckdb_io_error, on_lake
-from .lake import LakePaths, atomic_write
+from .errors import CryptolakeError, LakeError, TransformError
+from .fserrors import on_lake
+from .lake import LakePaths
+from .legacy import legacy_files, remove_legacy
 from .progress import Progress, ProgressCallback, ignore_progress
-from .quarantine import drop_stale, key_check, quarantine_batches, write_quarantine
+from .quarantine import ensure_quarantine, key_check, quarantine_batches, write_quarantine
 from .sanitize import Sanitized, null_non_finite, strip_nul
 from .settings import Settings
-from .silver_io import PARTITION, PARTITION_FILE, SilverTable, count_rows, load_batch, merge_batch
+from .silver_io import PARTITION, SilverTable, load_batch, upsert_batch
 
 __all__ = [
     "PARTITION",
-    "PARTITION_FILE",
     "SILVER_FORMAT",
     "TABLES",
     "SilverResult",
@@ -47,20 +45,21 @@ __all__ = [
     "build_silver",
     "pending_runs",
     "processed_runs",
-    "silver_views_sql",
 ]
 
 log = logging.getLogger(__name__)
 
 # Every transform (a full refresh, or the first one over a year of bronze) reads bronze a few
-# weeks at a time: memory stays bounded on any lake size, and each COPY writes few partitions.
-# DuckDB splits a partition into data_0, data_1, ... once a COPY has more than
-# `partitioned_write_max_open_files` (100) partitions open, so keep this well below that.
+# weeks at a time, a transaction per batch: DuckLake holds a transaction's inserts in memory
+# until it commits (a year in one transaction: about 10 GB), and the batch's temp tables stay
+# bounded too. Correctness no longer depends on it: DuckLake commits every file an insert
+# writes, however many partitions it spans.
 BATCH_DAYS = 14
 # What silver's files hold and how they were checked. A lake whose state records an older
 # format is rebuilt from bronze by its next transform. 2: rows cleaned, row checks and the
 # quarantine, total_market_cap_usd in global_snapshots. 3: is_sample in every table.
-SILVER_FORMAT = 3
+# 4: DuckLake tables.
+SILVER_FORMAT = 4
 
 
 TABLES: tuple[SilverTable, ...] = (
@@ -133,41 +132,21 @@ class SilverResult:
         return "; ".join(parts)
 
 
-def _state_path(lake: LakePaths) -> Path:
-    return lake.silver_state / "processed_runs.json"
+def processed_runs(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Run id -> the silver format it was built with, for every run silver holds."""
+    return {
+        str(run_id): int(fmt)
+        for run_id, fmt in con.execute(
+            "select run_id, silver_format from silver.processed_runs"
+        ).fetchall()
+    }
 
 
-def _read_state(lake: LakePaths) -> tuple[set[str], int]:
-    """(run ids already in silver, the silver format that built them); none before any."""
-    path = _state_path(lake)
-    if not path.exists():
-        return set(), SILVER_FORMAT
-    try:
-        state = json.loads(path.read_bytes())
-        return set(state["runs"]), int(state.get("format", 1))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LakeError(
-            f"Silver state {path} is unreadable ({exc}); run `cryptolake transform "
-            "--full-refresh` to rebuild silver from bronze."
-        ) from None
-
-
-def processed_runs(lake: LakePaths) -> set[str]:
-    """Run ids already in silver (recorded after their partitions were swapped in)."""
-    return _read_state(lake)[0]
-
-
-def _write_state(lake: LakePaths, runs: Iterable[str]) -> None:
-    state = {"format": SILVER_FORMAT, "runs": sorted(runs)}
-    atomic_write(_state_path(lake), json.dumps(state, indent=0).encode())
-
-
-def pending_runs(lake: LakePaths) -> list[Manifest]:
-    """Complete bronze runs not yet in silver, oldest first.
+def pending_runs(lake: LakePaths, done: set[str] | dict[str, int]) -> list[Manifest]:
+    """Complete bronze runs not in `done`, oldest first.
 
     Only manifests of unprocessed runs are opened, so the cost stays flat as the lake grows.
     """
-    done = processed_runs(lake)
     found = []
     for path in run_manifest_paths(lake):
         if path.stem in done:
@@ -184,55 +163,83 @@ def build_silver(
     settings: Settings,
     *,
     full_refresh: bool = False,
+    run_id: str | None = None,
     progress: ProgressCallback = ignore_progress,
 ) -> SilverResult:
-    """Transform complete bronze runs into silver Parquet; returns what changed.
+    """Upsert complete bronze runs into the silver tables; returns what changed.
 
-    Incremental by default: only runs not yet in silver are read, and only the partitions
-    they fall in are rewritten. `full_refresh` rebuilds every table from bronze alone.
+    Incremental by default: only runs not yet in silver are read. Each batch of runs (at most
+    BATCH_DAYS days: one new snapshot is one batch) is one DuckLake transaction that upserts
+    its rows and records its runs as processed. `full_refresh` rebuilds every table from
+    bronze alone, batch by batch, each batch replacing its snapshots' rows whole, then drops
+    what no complete run is behind any more: every commit is a complete silver, old rows for
+    the runs not yet redone. `run_id` labels the commits. A lake in the layout of an older
+    cryptolake is rebuilt from bronze and its old files removed once the new tables
+    committed. Raises LakeError without bronze or for an unreadable body, TransformError
+    when a model fails; silver then keeps its last commit.
     """
     lake = LakePaths.at(settings.lake)
     if not lake.bronze.exists():
         raise LakeError(
             f"No bronze folder at {lake.bronze}; run `cryptolake ingest` (or --sample) first."
         )
-    shutil.rmtree(lake.silver_staging, ignore_errors=True)  # leftovers of a crashed build
     notes = []
-    if not full_refresh and _read_state(lake)[1] < SILVER_FORMAT:
-        # Built by an older cryptolake: its rows were never cleaned or checked as today's
-        # are (a snapshot held back by a check then would be published now). Bronze is the
-        # source of truth: rebuild from it.
-        full_refresh = True
-        notes.append(
-            "silver was built by an older cryptolake: rebuilt from bronze (a full refresh) "
-            "so that every row is cleaned and checked as new rows are."
-        )
-    if full_refresh:
-        runs = read_manifests(lake)
-    else:
-        runs = pending_runs(lake)
-    if not runs and not full_refresh:
-        for table in TABLES:
-            progress(Progress("silver", table.name, 0, 0, "up to date"))
-        return SilverResult(runs=[], tables=[], full_refresh=False)
-
-    con = connect(settings)
-    try:
-        results = _build_tables(con, lake, runs, full_refresh=full_refresh, progress=progress)
-    except duckdb.Error as exc:
-        if (translated := duckdb_io_error(exc, doing="build silver")) is not None:
-            raise translated from exc
-        raise TransformError(
-            f"Building silver failed: {exc}. Silver keeps its previous content; fix the cause "
-            "and run `cryptolake transform` again."
-        ) from exc
-    finally:
-        con.close()
-        shutil.rmtree(lake.silver_staging, ignore_errors=True)
-    done = set() if full_refresh else processed_runs(lake)
-    _write_state(lake, done | {m.run_id for m in runs})
+    legacy = legacy_files(lake)
+    with open_lake(settings) as con:
+        done = processed_runs(con)
+        if legacy and not full_refresh:
+            full_refresh = True
+            notes.append(
+                "the lake was in an older cryptolake's layout (cryptolake.duckdb and Parquet "
+                "files of its own): silver and gold are rebuilt into DuckLake from bronze, and "
+                "the old files removed once the new tables committed."
+            )
+        elif not full_refresh and any(fmt < SILVER_FORMAT for fmt in done.values()):
+            # Built by an older cryptolake: its rows were never cleaned or checked as today's
+            # are. Bronze is the source of truth: rebuild from it.
+            full_refresh = True
+            notes.append(
+                "silver was built by an older cryptolake: rebuilt from bronze (a full refresh) "
+                "so that every row is cleaned and checked as new rows are."
+            )
+        runs = read_manifests(lake) if full_refresh else pending_runs(lake, done)
+        if not runs and not full_refresh:
+            for table in TABLES:
+                progress(Progress("silver", table.name, 0, 0, "up to date"))
+            return SilverResult(runs=[], tables=[], full_refresh=False)
+        try:
+            results = _build_tables(
+                con, lake, runs, full_refresh=full_refresh, run_id=run_id, progress=progress
+            )
+        except BaseException as exc:
+            rollback(con)
+            if isinstance(exc, duckdb.Error) and not isinstance(exc, CryptolakeError):
+                if (translated := commit_error(settings, exc, doing="build silver")) is not None:
+                    raise translated from exc
+                raise TransformError(
+                    f"Building silver failed: {exc}. Silver keeps its last commit; fix the "
+                    "cause and run `cryptolake transform` again."
+                ) from exc
+            raise
+    if legacy:
+        remove_legacy(lake, legacy)
     return SilverResult(
         runs=[m.run_id for m in runs], tables=results, full_refresh=full_refresh, notes=notes
+    )
+
+
+def _record_runs(con: duckdb.DuckDBPyConnection, runs: Sequence[Manifest]) -> None:
+    """Record `runs` as processed, in the transaction that upserted their rows."""
+    con.execute(
+        "delete from silver.processed_runs where run_id in (select unnest(?::varchar[]))",
+        [[m.run_id for m in runs]],
+    )
+    con.executemany(
+        "insert into silver.processed_runs values (?, cast(? as timestamptz), ?, ?, ?, now())",
+        [
+            [m.run_id, m.started_at, m.vs_currency, m.source == "sample", SILVER_FORMAT]
+            for m in runs
+        ],
     )
 
 
@@ -263,13 +270,15 @@ def _build_tables(
     runs: Sequence[Manifest],
     *,
     full_refresh: bool,
+    run_id: str | None,
     progress: ProgressCallback,
 ) -> list[TableResult]:
-    """Every table, a batch of runs at a time: load, clean, quarantine, merge.
+    """Every table, a batch of runs at a time: load, clean, quarantine, upsert, commit.
 
     All tables' rows of a batch are loaded before any check runs, so a check may compare
-    them (a snapshot's coins against its /global); the quarantine files are written before
-    the partitions they concern are swapped in.
+    them (a snapshot's coins against its /global). Each batch is one transaction: DuckLake
+    holds a transaction's inserts in memory until it commits, so a year of backlog in one
+    transaction would need memory in proportion (about 10 GB for 21.9M rows).
     """
     batches = _batches(runs, BATCH_DAYS)
     checks = _row_checks()
@@ -277,6 +286,8 @@ def _build_tables(
     for table in TABLES:
         progress(Progress("silver", table.name, 0, len(batches)))
     for done, batch in enumerate(batches, start=1):
+        con.execute("begin")
+        ensure_quarantine(con)
         for table in TABLES:
             t0 = time.perf_counter()
             repaired = load_batch(con, lake, table, batch, into=f"batch_{table.name}")
@@ -286,6 +297,7 @@ def _build_tables(
         set_aside = quarantine_batches(
             con, batches={t.name: (f"batch_{t.name}", t.key) for t in TABLES}, checks=checks
         )
+        snapshots = [m.started_at for m in batch]
         for table in TABLES:
             t0 = time.perf_counter()
             mine = tally[table.name]
@@ -293,10 +305,8 @@ def _build_tables(
                 if where == table.name and rows:
                     mine.quarantined[check_name] = mine.quarantined.get(check_name, 0) + rows
             mine.sanitized += Sanitized(nul_chars=strip_nul(con, f"batch_{table.name}"))
-            write_quarantine(con, lake, table=table.name, run_ids=[m.run_id for m in batch])
-            added, dates = merge_batch(
-                con, lake, table, rows=f"batch_{table.name}", full_refresh=full_refresh
-            )
+            write_quarantine(con, table=table.name, run_ids=[m.run_id for m in batch])
+            added, dates = upsert_batch(con, table, rows=f"batch_{table.name}", snapshots=snapshots)
             mine.rows_added += added
             mine.written.update(dates)
             mine.seconds += time.perf_counter() - t0
@@ -305,15 +315,23 @@ def _build_tables(
                     "silver", table.name, done, len(batches), f"{len(mine.written)} partitions"
                 )
             )
+        _record_runs(con, batch)
+        scope = "full refresh, " if full_refresh else ""
+        part = f"batch {done}/{len(batches)}, " if len(batches) > 1 else ""
+        set_commit_message(
+            con,
+            f"silver: {scope}{part}{len(batch)} bronze run(s)",
+            stage="silver",
+            run_id=run_id,
+            bronze_runs=len(batch),
+        )
+        con.execute("commit")
+    if full_refresh:
+        for name, removed in _drop_unbacked(con, runs, run_id=run_id).items():
+            tally[name].rows_added -= removed
     results = []
     for table in TABLES:
         mine = tally[table.name]
-        if full_refresh:
-            _drop_stale_partitions(lake, table, mine.written)
-            mine.rows_added = count_rows(
-                con, list(table.folder(lake).glob(f"{PARTITION}=*/{PARTITION_FILE}"))
-            )
-            drop_stale(lake, table=table.name, keep={m.run_id for m in runs})
         results.append(
             TableResult(
                 table=table.name,
@@ -328,13 +346,48 @@ def _build_tables(
     return results
 
 
-def _drop_stale_partitions(lake: LakePaths, table: SilverTable, written: set[str]) -> None:
-    """After a full refresh: partitions no complete run is behind any more (bronze removed)."""
-    folder = table.folder(lake)
-    if folder.exists():
-        for stale in folder.glob(f"{PARTITION}=*"):
-            if stale.name.split("=", 1)[1] not in written:
-                shutil.rmtree(stale)
+def _drop_unbacked(
+    con: duckdb.DuckDBPyConnection, runs: Sequence[Manifest], *, run_id: str | None
+) -> dict[str, int]:
+    """After a full refresh: rows, quarantined rows and processed runs that no complete
+    bronze run is behind any more (its manifest removed, or failed); rows removed per table."""
+    kept = [m.run_id for m in runs]
+    snapshots = [m.started_at for m in runs]
+    removed: dict[str, int] = {}
+    con.execute("begin")
+    for table in TABLES:
+        if not _exists(con, table):
+            continue
+        row = con.execute(
+            f"delete from {table.qualified} where snapshot_at not in "
+            "(select cast(unnest(?::varchar[]) as timestamptz))",
+            [snapshots],
+        ).fetchone()
+        removed[table.name] = int(row[0]) if row else 0
+    con.execute(
+        "delete from silver.quarantine where run_id not in (select unnest(?::varchar[]))", [kept]
+    )
+    con.execute(
+        "delete from silver.processed_runs where run_id not in (select unnest(?::varchar[]))",
+        [kept],
+    )
+    set_commit_message(
+        con,
+        "silver: full refresh, rows no bronze run is behind removed",
+        stage="silver",
+        run_id=run_id,
+    )
+    con.execute("commit")
+    return removed
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: SilverTable) -> bool:
+    row = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'silver' and table_name = ?",
+        [table.name],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:
@@ -349,14 +402,3 @@ def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:
             dates = set()
         dates.add(run.ingest_date)
     return batches
-
-
-def silver_views_sql(lake: LakePaths) -> dict[str, str]:
-    """`read_parquet` expressions over each silver table, with absolute paths."""
-    return {
-        t.name: (
-            f"select * from read_parquet({quote_literal(t.glob(lake))}, "
-            "hive_partitioning = true, union_by_name = true)"
-        )
-        for t in TABLES
-    }

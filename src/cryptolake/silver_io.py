@@ -1,8 +1,9 @@
-"""Silver's input and output: a batch of bronze runs into rows, rows into partition files.
+"""Silver's input and output: a batch of bronze runs into rows, rows into DuckLake tables.
 
 `load_batch` runs a table's model over the bodies of a batch of runs into a temp table;
-`merge_batch` merges that table into the partitions it touches and swaps each rewritten file
-in with an atomic rename. Both are called by `build_silver`, which holds the policy.
+`upsert_batch` upserts that table into the silver table (one row per key, the batch's rows
+winning) inside the caller's transaction. Both are called by `build_silver`, which holds the
+policy and the transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,14 +23,13 @@ import pyarrow as pa
 
 from .bronze import Manifest
 from .duck import quote_literal
-from .errors import LakeError, TransformError
+from .errors import LakeError
 from .lake import LakePaths
 from .sqlfiles import load_sql
 
 log = logging.getLogger(__name__)
 
 PARTITION = "snapshot_date"
-PARTITION_FILE = "data_0.parquet"
 # A JSON string escape of a UTF-16 surrogate: how a lone one, which DuckDB refuses, looks.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -42,11 +41,9 @@ class SilverTable:
     key: tuple[str, ...]
     sort: str
 
-    def folder(self, lake: LakePaths) -> Path:
-        return lake.silver / self.name
-
-    def glob(self, lake: LakePaths) -> str:
-        return str(self.folder(lake) / f"{PARTITION}=*" / "*.parquet")
+    @property
+    def qualified(self) -> str:
+        return f"silver.{self.name}"
 
 
 def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.Table:
@@ -146,110 +143,107 @@ def load_batch(
         )
     model = load_sql(f"duckdb/silver/{table.name}.sql")
     repaired = 0
-    for attempt in (1, 2):
-        con.register("bronze_files_arrow", files)
-        con.execute(
-            "create or replace temp table bronze_files as select path, run_id, "
-            "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, trimmed_ids, "
-            "is_sample from bronze_files_arrow"
-        )
-        con.unregister("bronze_files_arrow")
-        if files.num_rows == 0:
-            # No body of this dataset in the batch: the model over an empty array gives its
-            # columns and no rows (read_json needs a file).
-            empty = lake.silver_staging / "empty.json"
-            empty.parent.mkdir(parents=True, exist_ok=True)
-            empty.write_bytes(b"[]")
-            con.execute("set variable bronze_files = [?]", [str(empty)])
-        else:
-            con.execute("set variable bronze_files = (select list(path) from bronze_files)")
-        try:
-            con.execute(f"create or replace temp table {into} as {model}")
+    # The model runs on a cursor of its own (its own transaction): a body DuckDB refuses
+    # (a lone surrogate) must not abort the build's transaction, which then reads the rows.
+    reader = con.cursor()
+    try:
+        reader.execute("set TimeZone = 'UTC'")
+        for attempt in (1, 2):
+            reader.register("bronze_files_arrow", files)
+            reader.execute(
+                "create or replace temp table bronze_files as select path, run_id, "
+                "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, "
+                "trimmed_ids, is_sample from bronze_files_arrow"
+            )
+            reader.unregister("bronze_files_arrow")
+            if files.num_rows == 0:
+                # No body of this dataset in the batch: the model over an empty array gives
+                # its columns and no rows (read_json needs a file).
+                empty = lake.tmp / "silver-input" / "empty.json"
+                empty.parent.mkdir(parents=True, exist_ok=True)
+                empty.write_bytes(b"[]")
+                reader.execute("set variable bronze_files = [?]", [str(empty)])
+            else:
+                reader.execute("set variable bronze_files = (select list(path) from bronze_files)")
+            try:
+                rows = reader.execute(model).to_arrow_table()
+            except duckdb.InvalidInputException as exc:
+                if attempt == 2 or "surrogate" not in str(exc):
+                    raise
+                files, repaired = _repair_unicode(files, lake.tmp / "silver-input" / "repaired")
+                continue
+            con.register("batch_arrow", rows)
+            con.execute(f"create or replace temp table {into} as select * from batch_arrow")
+            con.unregister("batch_arrow")
             return repaired
-        except duckdb.InvalidInputException as exc:
-            if attempt == 2 or "surrogate" not in str(exc):
-                raise
-            files, repaired = _repair_unicode(files, lake.silver_staging / "repaired")
+    finally:
+        reader.close()
     raise AssertionError("unreachable")
 
 
-def count_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> int:
-    if not files:
-        return 0
-    listed = ", ".join(quote_literal(str(f)) for f in files)
-    # Parquet footers hold the row counts: no data is read.
-    row = con.execute(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata([{listed}])"
-    ).fetchone()
-    return int(row[0]) if row else 0
+def _ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str) -> None:
+    """Create the silver table from the batch's columns, or add columns the model gained.
 
-
-def _merge_sql(table: SilverTable, rows: str, existing: Sequence[Path]) -> str:
-    """The batch's rows plus the rows already in the partitions it touches, one row per key."""
+    Partitioned by `snapshot_date`: DuckLake writes each day's rows to its own files and
+    prunes on it. A column a newer model adds reads as null in older rows (DuckLake's schema
+    evolution); a column it drops stays, null from then on.
+    """
+    existing = {
+        str(name): str(kind)
+        for name, kind in con.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where database_name = current_database() and schema_name = 'silver' "
+            "and table_name = ?",
+            [table.name],
+        ).fetchall()
+    }
     if not existing:
-        return f"select * from {rows}"
-    listed = ", ".join(quote_literal(str(f)) for f in existing)
-    key = ", ".join(table.key)
-    # New rows win over stored ones with the same key: stored rows whose key is in the batch
-    # are left out. An anti join suffices, as both sides are already one row per key; the
-    # window it replaces ran as a group-by over every column (~0.5 s a 75k-row partition).
-    # A column added to the model since the stored file was written reads as null there
-    # (union by name).
-    return (
-        f"select * from {rows} "
-        "union all by name "
-        f"select * from read_parquet([{listed}], hive_partitioning = true) as stored "
-        f"anti join {rows} using ({key})"
-    )
+        con.execute(f"create table {table.qualified} as select * from {rows} limit 0")
+        con.execute(f"alter table {table.qualified} set partitioned by ({PARTITION})")
+        return
+    for name, kind in con.execute(
+        f"select column_name, column_type from (describe {rows})"
+    ).fetchall():
+        if name not in existing:
+            con.execute(f'alter table {table.qualified} add column "{name}" {kind}')
 
 
-def merge_batch(
-    con: duckdb.DuckDBPyConnection,
-    lake: LakePaths,
-    table: SilverTable,
-    *,
-    rows: str,
-    full_refresh: bool,
+def upsert_batch(
+    con: duckdb.DuckDBPyConnection, table: SilverTable, *, rows: str, snapshots: Sequence[str]
 ) -> tuple[int, list[str]]:
-    """Merge temp table `rows` into `table`'s partitions; returns (rows added, dates written)."""
-    folder = table.folder(lake)
-    dates = [
-        str(r[0])
-        for r in con.execute(f"select distinct {PARTITION} from {rows} order by 1").fetchall()
-    ]
+    """Upsert temp table `rows` into `table`: one row per key, the batch's rows winning.
+
+    Stored rows with a key in the batch, and every stored row of the batch's `snapshots`
+    (its runs' `snapshot_at`, as text), are deleted, then the batch is inserted, in the
+    caller's transaction: a run processed again replaces its snapshot whole (a row now
+    quarantined goes). The delete names the days, so DuckLake reads only those partitions'
+    files. Returns (net rows added, the days written).
+    """
+    dates = sorted(
+        {
+            str(r[0])
+            for r in con.execute(
+                f"select distinct {PARTITION} from {rows} union select distinct "
+                "cast(cast(unnest(?::varchar[]) as timestamptz) as date)",
+                [list(snapshots)],
+            ).fetchall()
+        }
+    )
     if not dates:
         return 0, []
-    staged = lake.silver_staging / f"{table.name}-{uuid.uuid4().hex}"
-    lake.silver_staging.mkdir(parents=True, exist_ok=True)
-    existing = [
-        folder / f"{PARTITION}={d}" / PARTITION_FILE
-        for d in dates
-        if not full_refresh and (folder / f"{PARTITION}={d}" / PARTITION_FILE).exists()
-    ]
-    before = count_rows(con, existing)
-    merged = _merge_sql(table, rows, existing)
-    con.execute(
-        f"copy ({merged} order by {PARTITION}, {table.sort}) to {quote_literal(str(staged))} "
-        f"(format parquet, compression zstd, partition_by ({PARTITION}), "
-        "filename_pattern 'data_{i}', write_partition_columns false)"
-    )
-    for date in dates:
-        part = f"{PARTITION}={date}"
-        names = sorted(p.name for p in (staged / part).glob("*"))
-        if names != [PARTITION_FILE]:
-            # Only data_0 is swapped in: any other file would be rows silently lost.
-            raise TransformError(
-                f"DuckDB wrote {names or 'no file'} for {table.name}/{part}, expected "
-                f"{PARTITION_FILE} alone; that batch was not swapped in."
-            )
-    after = 0
-    for date in dates:
-        part = f"{PARTITION}={date}"
-        new_file = staged / part / PARTITION_FILE
-        after += count_rows(con, [new_file])
-        target = folder / part / PARTITION_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(new_file, target)  # atomic: readers see the old or the new file
-    shutil.rmtree(staged, ignore_errors=True)
-    log.info("silver.%s: %d partition(s), %+d rows", table.name, len(dates), after - before)
-    return after - before, dates
+    _ensure_table(con, table, rows)
+    listed = ", ".join(f"date {quote_literal(d)}" for d in dates)
+    key = ", ".join(table.key)
+    deleted = con.execute(
+        f"delete from {table.qualified} where {PARTITION} in ({listed}) "
+        f"and (({key}) in (select {key} from {rows}) "
+        "or snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz)))",
+        [list(snapshots)],
+    ).fetchone()
+    inserted = con.execute(
+        f"insert into {table.qualified} by name select * from {rows} "
+        f"order by {PARTITION}, {table.sort}"
+    ).fetchone()
+    added = (int(inserted[0]) if inserted else 0) - (int(deleted[0]) if deleted else 0)
+    log.info("silver.%s: %d partition(s), %+d rows", table.name, len(dates), added)
+    return added, [d for d in dates if d]

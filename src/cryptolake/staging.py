@@ -27,12 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import psycopg
 
+from .catalog import attach_lake
 from .duck import connect, quote_literal
 from .errors import PublishError
 from .pgext import load_postgres_extension, pg_execute, pg_rows
@@ -58,6 +58,9 @@ STATS_COLUMNS = ("coin_id", "symbol", "snapshot_at", "market_cap_rank")
 # sample 3,000 rows in 25 ms; the default (100) would read most of every day, 120 ms each,
 # which made a first publish's statistics cost as much as its index builds.
 STATS_TARGET = 10
+
+
+SILVER_SOURCE = "lake.silver.market_snapshots"  # where a day's staging rows come from
 
 
 def partition_name(day: date) -> str:
@@ -219,7 +222,7 @@ def load_day(
     *,
     schema: str,
     template: PartitionTemplate,
-    silver: Path,
+    source: str,
     load: DayLoad,
     create: bool = True,
     check: Callable[[], None] = lambda: None,
@@ -237,13 +240,14 @@ def load_day(
         # DuckDB caches Postgres's catalog; this connection's cache must see the new table.
         con.execute("call pg_clear_cache()")
     check()
-    # The day's silver partition alone, in silver's order (snapshot, then rank).
-    files = silver / f"{PARTITION}={load.day.isoformat()}" / "*.parquet"
+    # The day's silver partition alone (a literal date: DuckLake reads only its files), in
+    # silver's order (snapshot, then rank).
     snapshots = ", ".join(f"timestamptz {quote_literal(s)}" for s in load.snapshots)
     row = con.execute(
-        f"insert into pg.{schema}.{name} by name select * "
-        f"from read_parquet({quote_literal(str(files))}, hive_partitioning = true) "
-        f"where snapshot_at in ({snapshots})"
+        f"insert into pg.{schema}.{name} by name select * from {source} "
+        f"where {PARTITION} = date {quote_literal(load.day.isoformat())} "
+        f"and snapshot_at in ({snapshots}) "
+        "order by snapshot_at, market_cap_rank nulls last, coin_id"
     ).fetchone()
     check()
     # Indexes once the rows are in: one sorted build each, as a bulk load should.
@@ -272,7 +276,7 @@ class PartitionLoads:
         *,
         dsn: str,
         schema: str,
-        silver: Path,
+        lake_snapshot: int,
         session_sql: str,
         days: Sequence[DayLoad],
         workers: int,
@@ -281,7 +285,7 @@ class PartitionLoads:
         self._settings = settings.with_(threads=1)
         self._dsn = dsn
         self._schema = schema
-        self._silver = silver
+        self._lake_snapshot = lake_snapshot
         self._session_sql = session_sql
         self._template: PartitionTemplate | None = None
         self._days = list(days)
@@ -369,6 +373,8 @@ class PartitionLoads:
             self._running.append(con)
         try:
             load_postgres_extension(con)
+            # The snapshot the publish reads: never a newer one committed meanwhile.
+            attach_lake(con, self._settings, as_of=self._lake_snapshot)
             con.execute(f"attach {quote_literal(self._dsn)} as pg (type postgres)")
             self._ready.wait()
             self._check()
@@ -414,7 +420,7 @@ class PartitionLoads:
                 con,
                 schema=self._schema,
                 template=self._template,
-                silver=self._silver,
+                source=SILVER_SOURCE,
                 load=load,
                 create=False,
                 check=self._check,
@@ -437,12 +443,12 @@ def load_partitions(
     *,
     dsn: str,
     schema: str,
-    silver: Path,
+    lake_snapshot: int,
     session_sql: str,
     days: Sequence[DayLoad],
     workers: int,
 ) -> Iterator[PartitionLoads]:
-    """Start loading `days` from the silver table at `silver` on worker connections.
+    """Start loading `days` from silver at lake snapshot `lake_snapshot` on worker connections.
 
     Workers connect at once; the body of the `with` calls `start(template)`, does its own
     work meanwhile, then calls `wait()`.
@@ -451,7 +457,7 @@ def load_partitions(
         settings,
         dsn=dsn,
         schema=schema,
-        silver=silver,
+        lake_snapshot=lake_snapshot,
         session_sql=session_sql,
         days=days,
         workers=workers,

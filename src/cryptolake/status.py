@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import psycopg
 
 from .bronze import read_manifests
-from .duck import connect, one_line, quote_literal
+from .catalog import Snapshot, catalog_exists, file_counts, latest_snapshot, open_lake, snapshots
+from .duck import one_line
 from .errors import LakeError
 from .fserrors import cause_of, on_lake
 from .gold import GOLD_MODELS
@@ -77,6 +77,10 @@ class LakeStatus:
     # For the sample: when CoinGecko served the recorded prices (its snapshot time is the
     # replay's, so its age says nothing).
     recorded_at: datetime | None = None
+    # The lake's version: the DuckLake snapshot of its last committed gold.
+    lake_version: str | None = None
+    snapshots: list[Snapshot] = field(default_factory=list)  # the latest, newest first
+    files: dict[str, int] = field(default_factory=dict)  # data files per table
 
     @property
     def age_hours(self) -> float | None:
@@ -110,60 +114,21 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         problems.append(f"bronze manifests: {cause_of(exc, reading=True)} ({exc.filename})")
         manifests = []
     complete = [m for m in manifests if m.status == "complete"]
-    try:
-        done = processed_runs(lake)
-    except LakeError as exc:
-        problems.append(f"silver's processed runs: {exc}")
-        done = set()
-    except OSError as exc:
-        problems.append(f"silver's processed runs: {cause_of(exc, reading=True)} ({exc.filename})")
-        done = set()
     bronze = []
     for dataset in DATASETS:
         files = list(lake.dataset(dataset).glob("ingest_date=*/*.json"))
         bronze.append(BronzeDataset(dataset, len(files), sum(f.stat().st_size for f in files)))
-
-    con = connect(settings)
-    try:
-        silver = []
-        latest: datetime | None = None
-        recorded_at: datetime | None = None
-        for table in TABLES:
-            parts = sorted(table.folder(lake).glob(f"{PARTITION}=*/*.parquet"))
-            try:
-                rows = _parquet_rows(con, [str(p) for p in parts])
-                if table.name == "market_snapshots" and parts:
-                    latest = _latest_snapshot(con, parts, _gold_currency(settings, lake))
-                    recorded_at = _recorded_at(con, parts[-1])
-            except duckdb.Error as exc:
-                # One unreadable file must not hide the rest of the inventory.
-                problems.append(f"silver.{table.name}: {one_line(exc)}")
-                rows = 0
-            silver.append(
-                SilverTableStatus(
-                    table.name, len(parts), rows, sum(p.stat().st_size for p in parts)
-                )
-            )
+    tables = _Tables()
+    if catalog_exists(settings):
         try:
-            quarantined = _parquet_rows(
-                con, [str(p) for p in sorted(lake.silver_quarantine.glob("*/*.parquet"))]
-            )
+            tables = _read_tables(settings)
+        except LakeError as exc:
+            problems.append(f"lake catalog: {exc}")
         except duckdb.Error as exc:
-            problems.append(f"silver.quarantine: {one_line(exc)}")
-            quarantined = 0
-    finally:
-        con.close()
-
-    gold: dict[str, int] = {}
+            problems.append(f"lake catalog: {one_line(exc)}")
+    problems += tables.problems
+    latest = tables.gold_latest or tables.silver_latest
     history: list[RunRecord] = []
-    silver_latest = latest
-    if lake.database.exists():
-        try:
-            gold, gold_latest = _gold_counts(settings, lake)
-        except duckdb.Error as exc:
-            problems.append(f"gold: cannot read {lake.database}: {one_line(exc)}")
-        else:
-            latest = gold_latest or latest
     try:
         history = recent_runs(settings, limit=runs)
     except LakeError as exc:
@@ -185,30 +150,33 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         lake=str(lake.root),
         complete_runs=len(complete),
         failed_runs=len(manifests) - len(complete),
-        pending_runs=sum(1 for m in complete if m.run_id not in done),
+        pending_runs=sum(1 for m in complete if m.run_id not in tables.done),
         bronze=bronze,
-        silver=silver,
-        gold=gold,
+        silver=tables.silver,
+        gold=tables.gold,
         latest_snapshot_at=latest,
         freshness_hours=settings.freshness_hours,
         runs=history,
-        quarantined_rows=quarantined,
-        silver_ahead_at=silver_latest
-        if silver_latest and latest and silver_latest > latest
+        quarantined_rows=tables.quarantined,
+        silver_ahead_at=tables.silver_latest
+        if tables.silver_latest and latest and tables.silver_latest > latest
         else None,
         publish=publish,
         problems=problems,
         sample=sample,
         publishing=settings.postgres_dsn is not None,
         publish_unknown=publish_problem is not None,
-        recorded_at=recorded_at if sample else None,
+        recorded_at=tables.recorded_at if sample else None,
+        lake_version=tables.lake_version,
+        snapshots=tables.snapshots,
+        files=tables.files,
     )
 
 
 def _unreadable_folders(lake: LakePaths) -> list[str]:
     """The lake's folders this user may not list (a glob would just find nothing in them)."""
     folders = [lake.runs, runs_folder(lake), *(lake.dataset(d) for d in DATASETS)]
-    folders += [table.folder(lake) for table in TABLES]
+    folders += [lake.silver / table.name for table in TABLES]
     return [
         f"{folder}: permission denied (this user may not read it); give this user read access "
         "(chmod -R u+rX, or run as the lake's owner)."
@@ -233,7 +201,8 @@ def _last_publish(settings: Settings) -> tuple[PublishRecord | None, str | None]
                 return None, None
             row = conn.execute(
                 "select publish_id, finished_at, latest_snapshot_at, lake_version "
-                f"from {schema}.publish_log order by finished_at desc limit 1"
+                f"from {schema}.publish_log order by case when lake_version ~ '^[0-9]+$' "
+                "then lake_version::bigint end desc nulls last, finished_at desc limit 1"
             ).fetchone()
     except psycopg.Error as exc:
         return None, f"last publish: cannot read Postgres {target}: {scrub(str(exc), dsn)}"
@@ -242,95 +211,97 @@ def _last_publish(settings: Settings) -> tuple[PublishRecord | None, str | None]
     return PublishRecord(target, schema, str(row[0]), row[1], row[2], str(row[3])), None
 
 
-def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
-    if not files:
-        return 0
-    listed = ", ".join(quote_literal(f) for f in files)
-    row = con.execute(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata([{listed}])"
-    ).fetchone()
-    return int(row[0]) if row else 0
+@dataclass
+class _Tables:
+    """What the lake's catalog says of silver and gold."""
+
+    silver: list[SilverTableStatus] = field(default_factory=list)
+    gold: dict[str, int] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)  # bronze runs silver holds
+    silver_latest: datetime | None = None
+    gold_latest: datetime | None = None
+    recorded_at: datetime | None = None
+    quarantined: int = 0
+    lake_version: str | None = None
+    snapshots: list[Snapshot] = field(default_factory=list)
+    files: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
-def _gold_currency(settings: Settings, lake: LakePaths) -> str | None:
-    """The currency the lake database's gold is built for, if it says."""
-    if not lake.database.exists():
-        return None
-    try:
-        con = connect(settings, lake.database, read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        row = con.execute("select vs_currency from meta.build").fetchone()
-        return str(row[0]) if row else None
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
-
-
-def _latest_snapshot(
-    con: duckdb.DuckDBPyConnection, partitions: list[Path], currency: str | None
-) -> datetime | None:
-    """Silver's newest snapshot (in `currency`, if given), newest partitions first."""
-    where = f"where vs_currency = {quote_literal(currency)}" if currency else ""
-    for partition in reversed(partitions):
-        rows = (
-            con.execute(
-                "select max(snapshot_at) as latest "
-                f"from read_parquet({quote_literal(str(partition))}) {where}"
-            )
-            .to_arrow_table()
-            .to_pylist()
-        )
-        value = rows[0]["latest"] if rows else None
-        if isinstance(value, datetime):
-            return value
-    return None
-
-
-def _recorded_at(con: duckdb.DuckDBPyConnection, partition: Path) -> datetime | None:
-    """When CoinGecko last updated the quotes of the newest partition."""
-    rows = (
-        con.execute(
-            "select max(last_updated_at) as recorded "
-            f"from read_parquet({quote_literal(str(partition))})"
-        )
-        .to_arrow_table()
-        .to_pylist()
-    )
-    value = rows[0]["recorded"] if rows else None
-    return value if isinstance(value, datetime) else None
-
-
-def _gold_counts(settings: Settings, lake: LakePaths) -> tuple[dict[str, int], datetime | None]:
-    """Rows per gold table, and the newest snapshot gold is built from (None before builds
-    recorded it)."""
-    con = connect(settings, lake.database, read_only=True)
-    try:
+def _read_tables(settings: Settings) -> _Tables:
+    """Counts from the catalog's current snapshot (read-only: a run may be writing)."""
+    found = _Tables()
+    with open_lake(settings, read_only=True) as con:
         existing = {
-            r[0]
+            f"{r[0]}.{r[1]}"
             for r in con.execute(
-                "select table_name from duckdb_tables() where schema_name = 'gold'"
+                "select schema_name, table_name from duckdb_tables() "
+                "where database_name = current_database()"
             ).fetchall()
         }
-        counts = {}
-        for name in GOLD_MODELS:
-            if name in existing:
-                row = con.execute(f"select count(*) from gold.{name}").fetchone()
-                counts[name] = int(row[0]) if row else 0
-        try:
-            rows = (
-                con.execute(
-                    "select max(snapshot_at) as latest from meta.snapshots "
-                    "where vs_currency = (select vs_currency from meta.build)"
+        sizes = dict(
+            con.execute(
+                "select table_name, file_size_bytes + delete_file_size_bytes from lake.table_info()"
+            ).fetchall()
+        )
+        currency = None
+        if "meta.build" in existing:
+            row = con.execute("select vs_currency from meta.build").fetchone()
+            currency = str(row[0]) if row else None
+        for table in TABLES:
+            if table.qualified not in existing:
+                found.silver.append(SilverTableStatus(table.name, 0, 0, 0))
+                continue
+            try:
+                rows, partitions = con.execute(
+                    f"select count(*), count(distinct {PARTITION}) from {table.qualified}"
+                ).fetchone() or (0, 0)
+            except duckdb.Error as exc:
+                # One unreadable file must not hide the rest of the inventory.
+                found.problems.append(f"{table.qualified}: {one_line(exc)}")
+                rows = partitions = 0
+            found.silver.append(
+                SilverTableStatus(
+                    table.name, int(partitions), int(rows), int(sizes.get(table.name) or 0)
                 )
-                .to_arrow_table()
-                .to_pylist()
             )
-        except duckdb.CatalogException:
-            rows = []
-        value = rows[0]["latest"] if rows else None
-        return counts, value if isinstance(value, datetime) else None
-    finally:
-        con.close()
+        if "silver.market_snapshots" in existing and not found.problems:
+            found.silver_latest, found.recorded_at = _one_datetime_row(
+                con,
+                "select max(snapshot_at) as a, max(last_updated_at) as b "
+                "from silver.market_snapshots where vs_currency = coalesce(?, vs_currency)",
+                [currency],
+            )
+        if "silver.processed_runs" in existing:
+            found.done = set(processed_runs(con))
+        if "silver.quarantine" in existing:
+            row = con.execute("select count(*) from silver.quarantine").fetchone()
+            found.quarantined = int(row[0]) if row else 0
+        for name in GOLD_MODELS:
+            if f"gold.{name}" in existing:
+                row = con.execute(f"select count(*) from gold.{name}").fetchone()
+                found.gold[name] = int(row[0]) if row else 0
+        if "meta.snapshots" in existing and currency:
+            found.gold_latest, _ = _one_datetime_row(
+                con,
+                "select max(snapshot_at) as a, null as b from meta.snapshots where vs_currency = ?",
+                [currency],
+            )
+        gold = latest_snapshot(con, stage="gold")
+        found.lake_version = str(gold.snapshot_id) if gold else None
+        found.snapshots = snapshots(con, limit=5)
+        found.files = file_counts(con)
+    return found
+
+
+def _one_datetime_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object]
+) -> tuple[datetime | None, datetime | None]:
+    """Two timestamptz values (`a`, `b`) read through Arrow (no pytz needed)."""
+    rows = con.execute(sql, params).to_arrow_table().to_pylist()
+    first = rows[0] if rows else {}
+    a, b = first.get("a"), first.get("b")
+    return (
+        a if isinstance(a, datetime) else None,
+        b if isinstance(b, datetime) else None,
+    )

@@ -12,15 +12,19 @@
 -- consecutive complete days; volatility_7d_ratio is the sample standard deviation of the last
 -- 7 daily returns, null until all 7 exist. Both are ratios (0.012 = 1.2%), not percents.
 -- market_cap, total_volume and market_cap_rank are the day's last snapshot's.
+-- Incremental by time range: only days from getvariable('coin_daily_from') on are returned,
+-- computed from snapshots 10 days further back (enough for the 7-day windows and the closes
+-- they read); 1900-01-01 returns every day.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
         and current_price is not null
+        and snapshot_date >= getvariable('coin_daily_from') - 10
 ),
 
 lake_clock as (
-    -- Every day before the day of the lake's latest snapshot is complete.
-    select max(snapshot_date) as latest_day from snapshots
+    -- Every day before the day of the lake's latest snapshot (in this currency) is complete.
+    select getvariable('latest_snapshot_date') as latest_day
 ),
 
 days as (
@@ -160,3 +164,4 @@ final as (
 )
 
 select * from final
+where day >= getvariable('coin_daily_from')

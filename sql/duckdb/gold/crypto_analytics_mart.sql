@@ -5,14 +5,13 @@
 -- over its total in USD).
 -- volatility_7d_ratio is the coin's in gold.coin_daily on the lake's last complete day.
 -- is_sample: the snapshot is the bundled sample's (recorded prices), not a live one.
-with snapshots as (
+-- getvariable('latest_snapshot_at') / ('latest_snapshot_date'): the latest snapshot in the
+-- currency, set by the build (a literal day lets DuckLake read that partition's files only).
+with latest as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
-),
-
-latest as (
-    select * from snapshots
-    where snapshot_at = (select max(snapshot_at) from snapshots)
+        and snapshot_date = getvariable('latest_snapshot_date')
+        and snapshot_at = getvariable('latest_snapshot_at')
 ),
 
 volatility as (

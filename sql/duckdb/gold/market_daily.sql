@@ -2,14 +2,18 @@
 -- day's last /global snapshot, breadth (advancing vs declining coins over 24h) from the day's
 -- last market snapshot. A day is complete (is_complete_day) once the lake holds a snapshot of
 -- the next day; until then its figures are the latest so far.
+-- Incremental by time range, as coin_daily: only days from getvariable('coin_daily_from') on
+-- (each day reads only its own snapshots).
 with markets as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
+        and snapshot_date >= getvariable('coin_daily_from')
 ),
 
 globals as (
     select * from silver.global_snapshots
     where vs_currency = getvariable('vs_currency')
+        and snapshot_date >= getvariable('coin_daily_from')
 ),
 
 last_market_snapshot as (
@@ -47,7 +51,7 @@ global_days as (
 ),
 
 lake_clock as (
-    select max(snapshot_date) as latest_day from markets
+    select getvariable('latest_snapshot_date') as latest_day
 ),
 
 final as (

@@ -4,9 +4,11 @@
 -- the snapshot's own rate (vs_currency_per_usd); totals stay in the quote currency.
 -- tracked_market_cap_share_pct is a share of the tracked coins' total, not of the whole
 -- market (gold.market_daily has /global's total beside the tracked one).
+-- The latest snapshot in the currency: getvariable('latest_snapshot_at'), set by the build.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
+        and snapshot_date = getvariable('latest_snapshot_date')
 ),
 
 segments as (
@@ -19,7 +21,7 @@ latest as (
         market_cap_category(market_cap / vs_currency_per_usd(vs_currency, snapshot_at))
             as market_cap_category
     from snapshots
-    where snapshot_at = (select max(snapshot_at) from snapshots)
+    where snapshot_at = getvariable('latest_snapshot_at')
 ),
 
 per_segment as (

@@ -40,6 +40,7 @@ COMMAND_ORDER = (
     "report",
     "query",
     "shell",
+    "maintain",
 )
 
 

@@ -18,6 +18,7 @@ from .app import command, lake_lock, user_errors, verbose_after_command
 from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
+    CatalogOpt,
     LakeOpt,
     PerPageOpt,
     PgSchemaOpt,
@@ -93,18 +94,19 @@ def transform_cmd(
             "Default: the currency of the lake's latest snapshot.",
         ),
     ] = None,
+    catalog: CatalogOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Build silver from new bronze runs, then gold, audited by the checks before it is live."""
+    """Build silver from new bronze runs, then gold, audited by the checks before it commits."""
     verbose_after_command(verbose)
     with user_errors():
-        settings = Settings.resolve(lake=lake, vs_currency=vs_currency)
+        settings = Settings.resolve(lake=lake, vs_currency=vs_currency, catalog=catalog)
         with lake_lock(settings, "transform"), progress_bars() as on_progress:
             silver = gold = None
             if stage in (Stage.silver, Stage.all):
                 silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
             if stage in (Stage.gold, Stage.all):
-                gold = build_gold(settings, progress=on_progress)
+                gold = build_gold(settings, full_rebuild=full_refresh, progress=on_progress)
         if silver is not None:
             render_silver(silver)
         if gold is not None:
@@ -112,11 +114,13 @@ def transform_cmd(
 
 
 @command("check")
-def check_cmd(lake: LakeOpt = None, verbose: VerboseOpt = False) -> None:
+def check_cmd(
+    lake: LakeOpt = None, catalog: CatalogOpt = None, verbose: VerboseOpt = False
+) -> None:
     """Run the data-quality checks on the lake as it is; exit 1 if a blocking one fails."""
     verbose_after_command(verbose)
     with user_errors():
-        settings = Settings.resolve(lake=lake)
+        settings = Settings.resolve(lake=lake, catalog=catalog)
         results = run_checks(settings, raise_on_failure=False)
         render_checks(results)
         quarantined = quarantine_summary(settings)
@@ -146,6 +150,7 @@ def check_cmd(lake: LakeOpt = None, verbose: VerboseOpt = False) -> None:
 @command("publish")
 def publish_cmd(
     lake: LakeOpt = None,
+    catalog: CatalogOpt = None,
     postgres: PostgresOpt = None,
     pg_schema: PgSchemaOpt = None,
     force: Annotated[
@@ -161,3 +166,25 @@ def publish_cmd(
         with lake_lock(settings, "publish", reads_only=True), progress_bars() as on_progress:
             result = publish(settings, force=force, progress=on_progress)
         render_publish(result)
+
+
+@command("maintain")
+def maintain_cmd(
+    lake: LakeOpt = None, catalog: CatalogOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Merge small files, expire old snapshots and delete files no snapshot needs."""
+    from ..maintenance import maintain
+
+    verbose_after_command(verbose)
+    with user_errors():
+        settings = Settings.resolve(lake=lake, catalog=catalog)
+        with lake_lock(settings, "maintain"), progress_bars() as on_progress:
+            result = maintain(settings, progress=on_progress)
+    files = sorted(set(result.files_before) | set(result.files_after))
+    print_table(
+        summary_table(
+            f"maintained in {result.seconds:.1f}s: {result.describe()}",
+            ["table", "files before", "files after"],
+            [[t, result.files_before.get(t, 0), result.files_after.get(t, 0)] for t in files],
+        )
+    )

@@ -80,6 +80,24 @@ PgSchemaOpt = Annotated[
         help="Postgres schema to publish into. Env: CRYPTOLAKE_PG_SCHEMA. Default: cryptolake",
     ),
 ]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        help="DuckLake catalog of silver and gold: sqlite:<file> or postgres:<libpq conninfo>. "
+        "Env: CRYPTOLAKE_CATALOG. Default: sqlite:<lake>/catalog.sqlite",
+        show_default=False,
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Read the lake as it was at this snapshot id (`cryptolake status` lists them) "
+        "or ISO 8601 time. Default: the current snapshot.",
+        metavar="SNAPSHOT_ID|TIME",
+    ),
+]
 JsonOpt = Annotated[
     bool,
     typer.Option(
@@ -109,6 +127,7 @@ SOURCE_FLAGS = {
     "rate": "rate",
     "postgres": "postgres_dsn",
     "pg_schema": "pg_schema",
+    "catalog": "catalog",
 }
 
 

@@ -26,6 +26,7 @@ from .app import (
 from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
+    CatalogOpt,
     JsonOpt,
     LakeOpt,
     PerPageOpt,
@@ -88,6 +89,7 @@ def run_cmd(
     stages: StagesOpt = ALL_STAGES,
     postgres: PostgresOpt = None,
     pg_schema: PgSchemaOpt = None,
+    catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -174,6 +176,16 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
             for s in status.silver
         },
         "gold": status.gold,
+        "lake_version": status.lake_version,
+        "files": status.files,
+        "snapshots": [
+            {
+                "snapshot_id": snap.snapshot_id,
+                "committed_at": snap.committed_at,
+                "message": snap.message,
+            }
+            for snap in status.snapshots
+        ],
         "quarantined_rows": status.quarantined_rows,
         "last_publish_unknown": status.publish_unknown,
         "last_publish": None
@@ -205,6 +217,7 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
 @command("status")
 def status_cmd(
     lake: LakeOpt = None,
+    catalog: CatalogOpt = None,
     postgres: PostgresOpt = None,
     pg_schema: PgSchemaOpt = None,
     as_json: JsonOpt = False,
@@ -276,6 +289,7 @@ def schedule_cmd(
     stages: StagesOpt = ALL_STAGES,
     postgres: PostgresOpt = None,
     pg_schema: PgSchemaOpt = None,
+    catalog: CatalogOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline on a schedule in the foreground; SIGTERM/Ctrl-C stop it cleanly."""

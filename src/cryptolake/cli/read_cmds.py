@@ -11,13 +11,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ..catalog import parse_as_of
 from ..errors import ConfigError
 from ..fserrors import cause_of
 from ..lakedb import query
 from ..settings import Settings
-from ..shell import EXAMPLE_QUERIES, shell_argv
+from ..shell import EXAMPLE_QUERIES, shell_argv, shell_env
 from .app import command, user_errors, verbose_after_command
-from .options import LakeOpt, VerboseOpt
+from .options import AsOfOpt, CatalogOpt, LakeOpt, VerboseOpt
 from .render import console, err_console, print_table, summary_table
 from .results import csv_text, json_text, table_rows
 
@@ -67,12 +68,15 @@ def query_cmd(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table (rich), csv or json (one array).")
     ] = OutputFormat.table,
+    as_of: AsOfOpt = None,
+    catalog: CatalogOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run one SQL query on the lake database and print the result."""
+    """Run one SQL query on the lake (read-only) and print the result."""
     verbose_after_command(verbose)
     with user_errors():
-        result = query(Settings.resolve(lake=lake), _sql_text(sql, file))
+        settings = Settings.resolve(lake=lake, catalog=catalog)
+        result = query(settings, _sql_text(sql, file), as_of=parse_as_of(as_of))
     if result.num_columns == 0:
         err_console.print("the statement ran; it returns no rows.")
     elif output is OutputFormat.csv:
@@ -90,24 +94,28 @@ def shell_cmd(
     sql: Annotated[
         str | None, typer.Option("-c", "--command", help="Run this SQL and exit.")
     ] = None,
+    as_of: AsOfOpt = None,
+    catalog: CatalogOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Open the DuckDB CLI on the lake database, read-only, with example queries."""
+    """Open the DuckDB CLI on the lake, attached read-only, with example queries."""
     verbose_after_command(verbose)
     with user_errors():
-        argv = shell_argv(Settings.resolve(lake=lake), command=sql)
+        settings = Settings.resolve(lake=lake, catalog=catalog)
+        argv = shell_argv(settings, command=sql, as_of=parse_as_of(as_of))
     if sql is None:
         err_console.print("[bold]Example queries[/] (tables: silver.*, gold.*, meta.*):")
         for example in EXAMPLE_QUERIES:
             err_console.print(f"  {escape(example)}", highlight=False, soft_wrap=True)
     sys.stdout.flush()
-    completed = subprocess.run(argv, check=False)
+    completed = subprocess.run(argv, check=False, env=shell_env(settings))
     raise typer.Exit(completed.returncode)
 
 
 @command("report")
 def report_cmd(
     lake: LakeOpt = None,
+    catalog: CatalogOpt = None,
     out: Annotated[
         Path,
         typer.Option("--out", help="HTML file to write (the lake may be read-only)."),
@@ -119,7 +127,7 @@ def report_cmd(
 
     verbose_after_command(verbose)
     with user_errors():
-        result = build_report(Settings.resolve(lake=lake), out=out)
+        result = build_report(Settings.resolve(lake=lake, catalog=catalog), out=out)
     # To stderr when the report itself went to stdout (--out /dev/stdout).
     (console if result.path.is_file() else err_console).print(
         f"report written to {result.path} ({result.bytes:,} bytes)", highlight=False, soft_wrap=True

@@ -79,14 +79,20 @@ def render_silver(result: SilverResult) -> None:
 def render_gold(result: GoldResult) -> None:
     print_table(
         summary_table(
-            f"gold ({result.vs_currency})",
+            f"gold ({result.vs_currency}"
+            + (f", coin_daily from {result.coin_daily_from}" if result.coin_daily_from else "")
+            + ")",
             ["table", "rows", "seconds"],
             [[f"gold.{t.table}", t.rows, round(t.seconds, 2)] for t in result.tables],
         )
     )
     warned = result.warnings
     passed = len(result.checks) - len(warned)
-    console.print(f"[green]{passed} data-quality checks passed[/]; gold promoted")
+    console.print(
+        f"[green]{passed} data-quality checks passed[/]; gold committed as lake snapshot "
+        f"{result.lake_version}",
+        highlight=False,
+    )
     print_notes([f"check {c.name} warns: {c.description}" for c in warned])
 
 
@@ -200,27 +206,60 @@ def render_status(status: LakeStatus) -> None:
     )
     print_table(
         summary_table(
-            "silver (Parquet)"
+            "silver (DuckLake)"
             + (
                 f": {status.quarantined_rows:,} row(s) in quarantine (see silver.quarantine)"
                 if status.quarantined_rows
                 else ""
             ),
-            ["table", "partitions", "rows", "bytes"],
-            [[f"silver.{s.table}", s.partitions, s.rows, s.bytes] for s in status.silver],
+            ["table", "partitions", "rows", "bytes", "files"],
+            [
+                [
+                    f"silver.{s.table}",
+                    s.partitions,
+                    s.rows,
+                    s.bytes,
+                    status.files.get(f"silver.{s.table}", 0),
+                ]
+                for s in status.silver
+            ],
         )
     )
     if status.gold:
         print_table(
             summary_table(
-                "gold", ["table", "rows"], [[f"gold.{t}", n] for t, n in status.gold.items()]
+                "gold",
+                ["table", "rows", "files"],
+                [
+                    [f"gold.{t}", n, status.files.get(f"gold.{t}", 0)]
+                    for t, n in status.gold.items()
+                ],
+            )
+        )
+    if status.snapshots:
+        published = status.publish.lake_version if status.publish else None
+        print_table(
+            summary_table(
+                f"lake snapshots (version {status.lake_version or 'none'}: the last committed "
+                "gold; `--as-of ID` reads an older one)",
+                ["snapshot", "committed", "message"],
+                [
+                    [
+                        s.snapshot_id,
+                        s.committed_at[:19].replace("T", " ") + " UTC",
+                        (s.message or "")
+                        + (" (published)" if published == str(s.snapshot_id) else ""),
+                    ]
+                    for s in status.snapshots
+                ],
             )
         )
     publish = status.publish
     if publish is not None:
         console.print(
             f"last publish: {publish.publish_id} at {publish.finished_at:%Y-%m-%d %H:%M UTC} "
-            f"to {publish.target}, schema {publish.schema} (from Postgres' publish_log)",
+            f"to {publish.target}, schema {publish.schema}, lake snapshot "
+            f"{publish.lake_version} (from Postgres' publish_log)",
             soft_wrap=True,
         )
     elif status.publish_unknown:
