@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from cryptolake.catalog import open_lake, snapshots
-from cryptolake.gold import EVERYTHING, build_gold
+from cryptolake.gold import EVERYTHING, build_gold, set_latest_snapshot
 from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import load_sql
 
@@ -118,7 +118,8 @@ TRANSFORMS = [
     Transform("eur late", [], "eur", f"coin_daily from {day(0)}", eur=(at(12, 6, 5), at(1, 9))),
     Transform("back to usd", [at(12, 0, 5)], "usd", "whole rebuild"),
     Transform("usd again", [at(12, 6, 5)], "usd", f"coin_daily from {day(11)}"),
-    Transform("nothing new", [], "usd", "coin_daily unchanged"),
+    # Nothing new at all: no gold commit (publish stays up to date), the last gold stands.
+    Transform("nothing new", [], "usd", "up to date"),
 ]
 
 
@@ -137,6 +138,7 @@ def built_and_rebuilt_whole(lake: Path, currency: str, *, as_of: int) -> tuple[R
         built = rows_of(con, "select * from gold.coin_daily order by coin_id, day")
         con.execute("set variable vs_currency = ?", [currency])
         con.execute("set variable coin_daily_from = ?", [EVERYTHING])
+        set_latest_snapshot(con)
         model = load_sql("duckdb/gold/coin_daily.sql")
         return built, rows_of(con, f"select * from ({model}) order by coin_id, day")
 
@@ -147,6 +149,7 @@ class Built:
     snapshot_id: int  # of the gold commit
     message: str | None
     coin_daily_from: str | None
+    up_to_date: bool = False
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,15 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Built]
         build_silver(settings)
         result = build_gold(settings)
         assert result.vs_currency == step.currency
-        built.append(Built(step, int(result.lake_version), None, result.coin_daily_from))
+        built.append(
+            Built(
+                step,
+                int(result.lake_version),
+                None,
+                result.coin_daily_from,
+                up_to_date=result.up_to_date,
+            )
+        )
     with open_lake(settings_for(lake), read_only=True) as con:
         messages = {s.snapshot_id: s.message for s in snapshots(con, limit=1000)}
     return lake, [replace(b, message=messages[b.snapshot_id]) for b in built]
@@ -179,6 +190,11 @@ def test_incremental_coin_daily_equals_a_whole_rebuild(
     rows, whole = built_and_rebuilt_whole(lake, step.currency, as_of=snapshot)
     assert rows == whole
     assert rows and {r["vs_currency"] for r in rows} == {step.currency}
+    if step.scope == "up to date":
+        assert built[n].up_to_date
+        assert built[n].snapshot_id == built[n - 1].snapshot_id
+        return
+    assert not built[n].up_to_date
     assert built[n].message == f"gold: built for {step.currency}, {step.scope}"
     if step.scope.startswith("coin_daily from "):
         assert built[n].coin_daily_from == step.scope.removeprefix("coin_daily from ")

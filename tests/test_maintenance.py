@@ -140,10 +140,11 @@ def test_maintain_merges_the_days_files_and_keeps_every_row(lake_copy: Path) -> 
     with open_lake(settings_for(lake_copy), read_only=True) as con:
         # The marker of the maintenance, its one row inlined in the catalog.
         assert file_counts(con) == FILES_AFTER | {"meta.maintenance": 0}
-        labelled = [(s.message, s.extra.get("stage")) for s in snapshots(con, limit=3)]
+        labelled = [(s.message, s.extra.get("stage")) for s in snapshots(con, limit=4)]
     assert labelled == [
         ("maintain: done", "maintain"),
         ("maintain: merge adjacent files", "maintain"),
+        ("maintain: rewrite files with deleted rows", "maintain"),
         ("maintain: flush inlined rows", "maintain"),
     ]
     # The merged files replace the ten on disk; the merged one keeps each row's snapshot.
@@ -167,10 +168,10 @@ def test_snapshots_older_than_the_retention_expire_and_their_files_go(lake_copy:
 
     result = maintain(settings_for(lake_copy).with_(snapshot_retention_days=0))
 
-    # Flush (22) and merge (23) commit first; every snapshot but the current one (23) is then
-    # older than now; the marker commit (24) follows.
-    assert result.snapshots_expired == LAST_GOLD + 2
-    assert snapshot_ids(lake_copy) == [LAST_GOLD + 3, LAST_GOLD + 2]
+    # Flush (22), rewrite (23) and merge (24) commit first; every snapshot but the current one
+    # (24) is then older than now; the marker commit (25) follows.
+    assert result.snapshots_expired == LAST_GOLD + 3
+    assert snapshot_ids(lake_copy) == [LAST_GOLD + 4, LAST_GOLD + 3]
     assert result.files_after == FILES_AFTER
     assert contents(lake_copy) == before
     # Only the files the current snapshot reads are left on disk.
@@ -183,7 +184,7 @@ def test_as_of_an_expired_snapshot_is_one_line(lake_copy: Path) -> None:
         "maintain", "--lake", str(lake_copy), env={"CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS": "0"}
     )
     assert maintained.returncode == 0, maintained.stderr
-    assert "23 snapshot(s) expired" in maintained.stdout
+    assert "24 snapshot(s) expired" in maintained.stdout
 
     result = run_cli("query", "--lake", str(lake_copy), "--as-of", str(FIRST_GOLD), COUNT)
     assert result.returncode == 1
@@ -223,10 +224,12 @@ def test_maintenance_is_due_after_every_n_gold_commits(lake_copy: Path) -> None:
     maintain(settings)
     every_3 = settings.with_(maintain_every=3)
     assert not maintenance_due(every_3)
-    build_gold(settings)  # silver unchanged: still a gold commit
-    build_gold(settings)
+    assert build_gold(settings).up_to_date  # silver unchanged: no gold commit
     assert not maintenance_due(every_3)
-    build_gold(settings)
+    build_gold(settings, full_rebuild=True)  # a gold commit each
+    build_gold(settings, full_rebuild=True)
+    assert not maintenance_due(every_3)
+    build_gold(settings, full_rebuild=True)
     assert maintenance_due(every_3)
     assert not maintenance_due(every_3.with_(maintain_every=4))
 
@@ -258,8 +261,8 @@ def test_a_run_maintains_the_lake_every_3_runs(lake: Path) -> None:
     ), note
     assert len(parquet_files(lake, f"silver/market_snapshots/{DAY}")) == 2  # merged + run 4's
     with open_lake(settings_for(lake), read_only=True) as con:
-        stages = [s.extra.get("stage") for s in snapshots(con, limit=6)]
-    assert stages == ["gold", "silver", "maintain", "maintain", "maintain", "gold"]
+        stages = [s.extra.get("stage") for s in snapshots(con, limit=7)]
+    assert stages == ["gold", "silver", "maintain", "maintain", "maintain", "maintain", "gold"]
 
 
 def test_a_run_whose_maintenance_expires_snapshots_succeeds(lake: Path) -> None:

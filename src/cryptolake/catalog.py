@@ -71,6 +71,29 @@ def catalog_exists(settings: Settings) -> bool:
     return path is None or path.exists()
 
 
+def _refuse_a_second_catalog(settings: Settings, lake: LakePaths, catalog: Path) -> None:
+    """Refuse to start a new catalog beside data files another catalog committed.
+
+    A forgotten --catalog would otherwise fork the lake: a second catalog over the same
+    folder, whose maintenance deletes the first one's files as orphans.
+    """
+    found = next(
+        (
+            p
+            for folder in ("silver", "gold")
+            for p in (lake.root / folder).rglob("ducklake-*.parquet")
+        ),
+        None,
+    )
+    if found is not None:
+        raise LakeError(
+            f"No lake catalog at {catalog}, but {lake.root} holds DuckLake data files "
+            f"({found.relative_to(lake.root)}): they belong to another catalog. Pass the one "
+            "the lake was built with (--catalog or CRYPTOLAKE_CATALOG); to rebuild silver and "
+            f"gold from bronze instead, move {lake.silver} and {lake.root / 'gold'} aside first."
+        )
+
+
 def _create_sqlite_catalog(path: Path) -> None:
     """An empty SQLite file in WAL mode, which DuckLake then initialises.
 
@@ -159,6 +182,7 @@ def open_lake(
     lake = LakePaths.at(settings.lake)
     sqlite_file = catalog_file(settings)
     if sqlite_file is not None and not sqlite_file.exists() and not read_only and as_of is None:
+        _refuse_a_second_catalog(settings, lake, sqlite_file)
         with lake_io("create the lake folder"):
             lake.root.mkdir(parents=True, exist_ok=True)
         _create_sqlite_catalog(sqlite_file)

@@ -81,6 +81,7 @@ class GoldResult:
     lake_version: str = ""  # the DuckLake snapshot id the build committed
     checks: list[CheckResult] = field(default_factory=list)
     coin_daily_from: str | None = None  # the first day recomputed, None for a whole rebuild
+    up_to_date: bool = False  # nothing changed since the last gold: nothing was committed
 
     @property
     def warnings(self) -> list[CheckResult]:
@@ -145,8 +146,22 @@ def build_gold(
         con.execute("set variable vs_currency = ?", [currency])
         fingerprint = models_fingerprint(currency)
         silver_snapshot = snapshot_id(con)
+        if not full_rebuild and (current := _current_gold(con, fingerprint)) is not None:
+            # Nothing changed since the last gold (same models, same currency, no silver
+            # commit since): no new snapshot, so publish stays "up to date".
+            checks = evaluate(con, check_defs(on_fail=("block", "warn")), progress=progress)
+            if failed := [c for c in checks if c.blocks]:
+                raise ChecksFailed(failed)
+            progress(Progress("gold", "tables", len(GOLD_MODELS), len(GOLD_MODELS), "up to date"))
+            return GoldResult(
+                [_unchanged(con, name) for name in GOLD_MODELS],
+                vs_currency=currency,
+                lake_version=str(current),
+                checks=checks,
+                up_to_date=True,
+            )
         first_day = None if full_rebuild else _coin_daily_from(con, fingerprint, silver_snapshot)
-        latest_day = _set_latest_snapshot(con)
+        latest_day = set_latest_snapshot(con)
         con.execute("set variable coin_daily_from = ?", [first_day or EVERYTHING])
         # The checks on whole tables look at the days this build changed.
         audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
@@ -220,7 +235,7 @@ def _unchanged(con: duckdb.DuckDBPyConnection, name: str) -> GoldTable:
     return GoldTable(name, int(row[0]) if row else 0, 0.0)
 
 
-def _set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
+def set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
     """Set `latest_snapshot_at` and `latest_snapshot_date`: the currency's latest snapshot.
 
     Read from the lake's latest day first (its max comes from DuckLake's statistics, and one
@@ -242,6 +257,24 @@ def _set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
     )
     row = con.execute("select getvariable('latest_snapshot_date')").fetchone()
     return row[0] if row and isinstance(row[0], date) else EVERYTHING
+
+
+def _current_gold(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | None:
+    """The last gold's snapshot id if it is built with these models from silver as it is now
+    (no silver commit since), else None."""
+    gold = latest_snapshot(con, stage="gold")
+    silver = latest_snapshot(con, stage="silver")
+    try:
+        row = con.execute(
+            "select models_fingerprint, silver_snapshot_id from meta.build"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
+    if gold is None or row is None or row[0] != fingerprint:
+        return None
+    if silver is not None and silver.snapshot_id > int(row[1]):
+        return None
+    return gold.snapshot_id
 
 
 def _coin_daily_from(

@@ -5,10 +5,11 @@ table and day, a `/global` row is inlined in the catalog). Left alone, a year of
 is thousands of tiny files. Maintenance is DuckLake's, in this order:
 
 1. flush rows inlined in the catalog into Parquet files;
-2. merge adjacent small files of each table (one commit, readers unaffected);
-3. expire snapshots older than the retention (`CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS`, 30):
+2. rewrite files that have deleted rows (an upsert's, an incremental gold's) without them;
+3. merge adjacent small files of each table (one commit, readers unaffected);
+4. expire snapshots older than the retention (`CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS`, 30):
    time travel reaches back that far, no further;
-4. delete the files only expired snapshots needed, and orphaned files (written by a
+5. delete the files only expired snapshots needed, and orphaned files (written by a
    transform that never committed) older than a day: a running transform's files are younger.
 
 A transform runs it after every `CRYPTOLAKE_MAINTAIN_EVERY` gold commits (28: a week at 4 runs
@@ -67,6 +68,11 @@ def maintain(
     days = settings.snapshot_retention_days
     steps = [
         ("flush inlined rows", f"call ducklake_flush_inlined_data('{LAKE}')", True),
+        (
+            "rewrite files with deleted rows",
+            f"call ducklake_rewrite_data_files('{LAKE}', delete_threshold => 0.0)",
+            True,
+        ),
         ("merge adjacent files", f"call ducklake_merge_adjacent_files('{LAKE}')", True),
         (
             f"expire snapshots older than {days:g} days",

@@ -127,7 +127,7 @@ def publish_lock(
     except psycopg.Error as exc:
         raise PublishError(
             f"Cannot connect to Postgres {target}: {scrub(str(exc), dsn)} "
-            f"Check {source}; the lake was not changed."
+            f"Check {source}; nothing was published."
         ) from None
     with conn:
         try:

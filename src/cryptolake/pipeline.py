@@ -276,13 +276,14 @@ def _run_stage(
         added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
         result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
         result.detail = (
-            (
-                f"{len(silver.runs)} new bronze run(s) into silver"
-                if silver.changed
-                else "silver up to date"
-            )
-            + f"; gold ({gold.vs_currency}) built, audited and committed as lake snapshot "
-            + gold.lake_version
+            f"{len(silver.runs)} new bronze run(s) into silver"
+            if silver.changed
+            else "silver up to date"
+        ) + (
+            f"; gold ({gold.vs_currency}) up to date, lake snapshot {gold.lake_version}"
+            if gold.up_to_date
+            else f"; gold ({gold.vs_currency}) built, audited and committed as lake "
+            f"snapshot {gold.lake_version}"
         )
         if cleaning := silver.describe_cleaning():
             result.detail += f"; {cleaning}"

@@ -298,6 +298,9 @@ def _build_tables(
             con, batches={t.name: (f"batch_{t.name}", t.key) for t in TABLES}, checks=checks
         )
         snapshots = [m.started_at for m in batch]
+        # New runs append: no stored row can have their snapshot (one per run start), unless
+        # a processed run started at the same instant.
+        replace = full_refresh or _seen(con, snapshots)
         for table in TABLES:
             t0 = time.perf_counter()
             mine = tally[table.name]
@@ -306,7 +309,9 @@ def _build_tables(
                     mine.quarantined[check_name] = mine.quarantined.get(check_name, 0) + rows
             mine.sanitized += Sanitized(nul_chars=strip_nul(con, f"batch_{table.name}"))
             write_quarantine(con, table=table.name, run_ids=[m.run_id for m in batch])
-            added, dates = upsert_batch(con, table, rows=f"batch_{table.name}", snapshots=snapshots)
+            added, dates = upsert_batch(
+                con, table, rows=f"batch_{table.name}", snapshots=snapshots, replace=replace
+            )
             mine.rows_added += added
             mine.written.update(dates)
             mine.seconds += time.perf_counter() - t0
@@ -379,6 +384,16 @@ def _drop_unbacked(
     )
     con.execute("commit")
     return removed
+
+
+def _seen(con: duckdb.DuckDBPyConnection, snapshots: Sequence[str]) -> bool:
+    """Whether a processed run has one of these snapshot times (its rows are in silver)."""
+    row = con.execute(
+        "select count(*) from silver.processed_runs "
+        "where snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz))",
+        [list(snapshots)],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: SilverTable) -> bool:

@@ -209,7 +209,12 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str)
 
 
 def upsert_batch(
-    con: duckdb.DuckDBPyConnection, table: SilverTable, *, rows: str, snapshots: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    table: SilverTable,
+    *,
+    rows: str,
+    snapshots: Sequence[str],
+    replace: bool = True,
 ) -> tuple[int, list[str]]:
     """Upsert temp table `rows` into `table`: one row per key, the batch's rows winning.
 
@@ -217,7 +222,9 @@ def upsert_batch(
     (its runs' `snapshot_at`, as text), are deleted, then the batch is inserted, in the
     caller's transaction: a run processed again replaces its snapshot whole (a row now
     quarantined goes). The delete names the days, so DuckLake reads only those partitions'
-    files. Returns (net rows added, the days written).
+    files. `replace=False` (runs never processed, whose snapshots no stored row can have)
+    skips the delete: appending a snapshot then reads nothing. Returns (net rows added, the
+    days written).
     """
     dates = sorted(
         {
@@ -234,12 +241,16 @@ def upsert_batch(
     _ensure_table(con, table, rows)
     listed = ", ".join(f"date {quote_literal(d)}" for d in dates)
     key = ", ".join(table.key)
-    deleted = con.execute(
-        f"delete from {table.qualified} where {PARTITION} in ({listed}) "
-        f"and (({key}) in (select {key} from {rows}) "
-        "or snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz)))",
-        [list(snapshots)],
-    ).fetchone()
+    deleted = (
+        con.execute(
+            f"delete from {table.qualified} where {PARTITION} in ({listed}) "
+            f"and (({key}) in (select {key} from {rows}) "
+            "or snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz)))",
+            [list(snapshots)],
+        ).fetchone()
+        if replace
+        else None
+    )
     inserted = con.execute(
         f"insert into {table.qualified} by name select * from {rows} "
         f"order by {PARTITION}, {table.sort}"

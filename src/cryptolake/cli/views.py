@@ -89,8 +89,12 @@ def render_gold(result: GoldResult) -> None:
     warned = result.warnings
     passed = len(result.checks) - len(warned)
     console.print(
-        f"[green]{passed} data-quality checks passed[/]; gold committed as lake snapshot "
-        f"{result.lake_version}",
+        f"[green]{passed} data-quality checks passed[/]; "
+        + (
+            f"gold up to date (lake snapshot {result.lake_version}: nothing new to build)"
+            if result.up_to_date
+            else f"gold committed as lake snapshot {result.lake_version}"
+        ),
         highlight=False,
     )
     print_notes([f"check {c.name} warns: {c.description}" for c in warned])
