@@ -255,7 +255,8 @@ def test_a_run_maintains_the_lake_every_3_runs(lake: Path) -> None:
     assert notes[3] == []
     (note,) = notes[2]
     assert re.fullmatch(
-        r"maintenance \(every 3 runs\): 9 data files -> 13; 0 snapshot\(s\) expired; "
+        r"maintenance \(every 3 runs\): 9 data files -> 13 \(rows inlined in the catalog now in "
+        r"files\); 0 snapshot\(s\) expired; "
         r"\d+ file\(s\) deleted",
         note,
     ), note

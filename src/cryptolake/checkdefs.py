@@ -46,7 +46,8 @@ class CheckDef:
 
 
 def _parse(name: str, sql: str) -> CheckDef:
-    description = "(no description)"
+    lines: list[str] = []  # the description: the comment lines before any directive
+    described = False
     on_fail: str = "block"
     whole_snapshot = False
     for line in sql.splitlines():
@@ -54,8 +55,12 @@ def _parse(name: str, sql: str) -> CheckDef:
             break
         if directive := _DIRECTIVE.match(line):
             on_fail, whole_snapshot = directive[1], bool(directive[2])
-        elif description == "(no description)":
-            description = line.lstrip("- ").strip()
+            described = True
+        elif not described and line.strip("- "):
+            lines.append(line.lstrip("- ").strip())
+        else:
+            described = True
+    description = " ".join(lines) or "(no description)"
     kind = _KINDS.get(on_fail)
     if kind is None:
         raise CryptolakeError(

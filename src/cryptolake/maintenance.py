@@ -46,9 +46,10 @@ class MaintainResult:
 
     def describe(self) -> str:
         before, after = sum(self.files_before.values()), sum(self.files_after.values())
+        flushed = " (rows inlined in the catalog now in files)" if after > before else ""
         return (
-            f"{before:,} data files -> {after:,}; {self.snapshots_expired:,} snapshot(s) "
-            f"expired; {self.files_deleted:,} file(s) deleted"
+            f"{before:,} data files -> {after:,}{flushed}; {self.snapshots_expired:,} "
+            f"snapshot(s) expired; {self.files_deleted:,} file(s) deleted"
         )
 
 

@@ -1,6 +1,6 @@
--- The latest snapshot gold is built from is newer than the limit (CRYPTOLAKE_FRESHNESS_HOURS).
+-- The latest snapshot gold is built from is within the freshness limit (CRYPTOLAKE_FRESHNESS_HOURS).
 -- on_fail: warn
--- meta.snapshots lists the snapshots the lake database's gold was built from: a snapshot in
+-- meta.snapshots lists the snapshots the lake's gold was built from: a snapshot in
 -- silver whose gold failed its audit, or of another currency than gold's, does not make the
 -- lake fresh.
 with latest as (

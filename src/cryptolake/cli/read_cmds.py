@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..catalog import parse_as_of
+from ..catalog import open_lake, parse_as_of
 from ..errors import ConfigError
 from ..fserrors import cause_of
 from ..lakedb import query
@@ -102,7 +102,12 @@ def shell_cmd(
     verbose_after_command(verbose)
     with user_errors():
         settings = Settings.resolve(lake=lake, catalog=catalog)
-        argv = shell_argv(settings, command=sql, as_of=parse_as_of(as_of))
+        snapshot = parse_as_of(as_of)
+        argv = shell_argv(settings, command=sql, as_of=snapshot)
+        # Attached here first: a damaged catalog or a missing snapshot is one line of ours,
+        # not the DuckDB CLI's error text.
+        with open_lake(settings, read_only=True, as_of=snapshot):
+            pass
     if sql is None:
         err_console.print("[bold]Example queries[/] (tables: silver.*, gold.*, meta.*):")
         for example in EXAMPLE_QUERIES:

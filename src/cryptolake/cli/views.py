@@ -174,7 +174,13 @@ def age(hours: float | None) -> str:
 def render_status(status: LakeStatus) -> None:
     fresh = "[green]fresh[/]" if status.is_fresh else "[bold red]stale[/]"
     console.print(f"[bold]lake[/] {escape(status.lake)}", soft_wrap=True)
-    if status.latest_snapshot_at is None:
+    if status.latest_snapshot_at is None and status.pending_runs:
+        console.print(
+            f"no snapshot in silver yet: {fresh}; {status.pending_runs} bronze run(s) wait for "
+            "`cryptolake transform`",
+            soft_wrap=True,
+        )
+    elif status.latest_snapshot_at is None:
         console.print(f"no snapshot yet: {fresh} (run `cryptolake run --sample` to try it)")
     else:
         latest = status.latest_snapshot_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
