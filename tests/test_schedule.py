@@ -13,15 +13,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from cryptolake.errors import ConfigError, LakeError
-from cryptolake.schedule import (
-    CronSchedule,
-    IntervalSchedule,
-    Schedule,
-    ScheduleEvent,
-    parse_schedule,
-    run_schedule,
-    stop_on_signals,
-)
+from cryptolake.schedule import ScheduleEvent, run_schedule, stop_on_signals
+from cryptolake.schedule_spec import CronSchedule, IntervalSchedule, Schedule, parse_schedule
 
 
 def at(text: str) -> datetime:

@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from ..errors import ConfigError, CryptolakeError
 from ..pipeline import STAGES, RunInterrupted, RunResult, parse_stages, run
-from ..schedule import ScheduleEvent, parse_schedule, run_schedule, stop_on_signals
+from ..schedule import ScheduleEvent, run_schedule, stop_on_signals
+from ..schedule_spec import parse_schedule
 from ..status import LakeStatus, lake_status
 from .app import (
     JSON_ERROR_DOCUMENTS,
