@@ -1,7 +1,8 @@
 """The `cryptolake schedule` run loop: waits for each slot, runs, skips overruns, stops cleanly.
 
-When it runs is schedule_spec.py. Everything is in UTC. The loop never prints: it reports `ScheduleEvent`s to a callback, the CLI
-renders them. Clock and wait are injectable, so tests run a day of schedule in microseconds.
+When it runs is schedule_spec.py. Everything is in UTC. The loop never prints: it reports
+`ScheduleEvent`s to a callback, the CLI renders them. Clock and wait are injectable, so tests
+run a day of schedule in microseconds.
 """
 
 from __future__ import annotations
