@@ -11,7 +11,7 @@ import duckdb
 import psycopg
 import pytest
 
-from cryptolake import staging
+from cryptolake import staging, staging_loads
 from cryptolake.errors import PublishError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.progress import Progress
@@ -260,14 +260,14 @@ def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
             raise duckdb.IOException("injected: the disk went away")
         return rows
 
-    monkeypatch.setattr(staging, "load_day", failing_load_day)
+    monkeypatch.setattr(staging_loads, "load_day", failing_load_day)  # what workers call
     with pytest.raises(PublishError, match="injected: the disk went away"):
         publish(settings)
     assert not [t for t in threading.enumerate() if t.name.startswith("publish-load")]
     assert marked(pg_dsn, pg_schema) == THREE_DAYS
     assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{DAY1}") == [(0,)]  # rolled back
 
-    monkeypatch.setattr(staging, "load_day", real_load_day)
+    monkeypatch.setattr(staging_loads, "load_day", real_load_day)
     assert publish(settings).tables[0].rows_now == 300
     assert marked(pg_dsn, pg_schema) == []
 

@@ -54,10 +54,10 @@ from .staging import (
     attach_statement,
     attached_days,
     load_day,
-    load_partitions,
     prepare_schema,
     read_template,
 )
+from .staging_loads import load_partitions
 
 log = logging.getLogger(__name__)
 
