@@ -24,9 +24,8 @@ import duckdb
 import psycopg
 
 from . import __version__
-from .catalog import attach_lake, lake_id, latest_snapshot
-from .duck import connect, one_line, quote_literal
-from .errors import ConfigError, LakeError, PublishError
+from .duck import connect, quote_literal
+from .errors import ConfigError, PublishError
 from .fserrors import on_lake
 from .gold import GOLD_MODELS
 from .lake import LakePaths
@@ -44,6 +43,7 @@ from .pgconnect import (
 from .pgext import load_postgres_extension, pg_execute, pg_rows
 from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
+from .publish_state import GoldBuild, Published, read_gold_build, read_published, snapshots_to_stage
 from .settings import Settings
 from .staging import (
     SILVER_SOURCE,
@@ -51,8 +51,8 @@ from .staging import (
     DayLoad,
     LoadedPartition,
     analyze_statement,
+    append_snapshots,
     attach_statement,
-    attached_days,
     load_day,
     prepare_schema,
     read_template,
@@ -140,14 +140,14 @@ def publish(
     try:
         # Attached at the snapshot of the last committed gold: what is published is that
         # gold and the silver it was built from, even if a transform commits meanwhile.
-        build = _gold_build(con, settings)
+        build = read_gold_build(con, settings)
         with publish_lock(
             dsn, settings.pg_schema, target, source=settings.named("postgres_dsn")
         ) as lock:
             try:
                 check_privileges(lock, settings.pg_schema, [*DDL, STAGING])
                 check_sample_mixing(lock, settings.pg_schema, sample=build.sample, target=target)
-                published = _read_published(lock, settings.pg_schema, lake=build.lake_id)
+                published = read_published(lock, settings.pg_schema, lake=build.lake_id)
                 row = lock.execute("show server_encoding").fetchone()
                 server_encoding = str(row[0]) if row else "UTF8"
             except psycopg.Error as exc:
@@ -158,7 +158,7 @@ def publish(
                 # The same DuckLake snapshot: nothing new (data, currency or models).
                 progress(Progress("publish", "postgres", 1, 1, "up to date"))
                 return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
-            new_snapshots = _new_snapshots(con, published, build)
+            new_snapshots = snapshots_to_stage(con, published, build)
             # Before anything is written: text the database cannot hold is refused.
             check_encoding(
                 con,
@@ -210,154 +210,6 @@ def publish(
         con.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _GoldBuild:
-    """The last committed gold: its DuckLake snapshot and what it was built from."""
-
-    snapshot_id: int
-    fingerprint: str  # the models and currency: equal means only new snapshots changed gold
-    vs_currency: str
-    sample: bool  # built from the bundled sample
-    lake_id: str  # which lake: snapshot ids of another catalog say nothing about this one
-
-    @property
-    def lake_version(self) -> str:
-        return str(self.snapshot_id)
-
-
-def _gold_build(con: duckdb.DuckDBPyConnection, settings: Settings) -> _GoldBuild:
-    """Attach the lake as `lake` at the snapshot of its last committed gold."""
-    attach_lake(con, settings)
-    gold = latest_snapshot(con, stage="gold")
-    if gold is None:
-        raise LakeError(
-            "The lake has no gold yet (no transform has committed one); run `cryptolake "
-            "transform` before publishing."
-        )
-    con.execute("detach lake")
-    attach_lake(con, settings, as_of=gold.snapshot_id)
-    try:
-        row = con.execute("select models_fingerprint, vs_currency from lake.meta.build").fetchone()
-        (sample,) = con.execute(
-            "select coalesce(bool_or(is_sample), false) from lake.gold.crypto_analytics_mart"
-        ).fetchone() or (False,)
-    except duckdb.Error as exc:
-        raise LakeError(
-            f"Cannot read the lake's gold at snapshot {gold.snapshot_id}: {one_line(exc)}; "
-            "run `cryptolake transform` again."
-        ) from None
-    if row is None:
-        raise LakeError("The lake's gold has no build record; run `cryptolake transform`.")
-    return _GoldBuild(
-        gold.snapshot_id, str(row[0]), str(row[1]), bool(sample), lake_id(con) or "unknown"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Published:
-    """What earlier publishes left in the schema (read under the publish lock)."""
-
-    lake_version: str | None  # of the last publish; None without publish_log or staging
-    snapshots: list[str]  # every snapshot_at staging received, as text with its offset
-    days: set[date]  # the days staging has a partition for
-    first: bool  # neither staging nor publish_log exists: nothing for consumers yet
-    fingerprint: str | None = None  # the models and currency of the last publish
-
-
-def _read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> _Published:
-    row = conn.execute(
-        "select to_regclass(%s), to_regclass(%s)",
-        [f"{schema}.publish_log", f"{schema}.{STAGING}"],
-    ).fetchone()
-    log_exists = row is not None and row[0] is not None
-    staging_exists = row is not None and row[1] is not None
-    if not log_exists or not staging_exists:
-        # Without staging (dropped by hand), what publish_log lists was lost: all of it is
-        # published again, and the marts are compared with gold as always.
-        first = not log_exists and not staging_exists
-        return _Published(None, [], attached_days(conn, schema), first)
-    # The latest publish of this lake is the one of its newest snapshot, never the latest
-    # clock reading (a clock set ahead must not make later publishes look older). Another
-    # lake's publishes (a catalog rebuilt, another folder) say nothing of this one's ids.
-    has_lake_id = conn.execute(
-        "select count(*) from information_schema.columns where table_schema = %s "
-        "and table_name = 'publish_log' and column_name = 'lake_id'",
-        [schema],
-    ).fetchone()
-    last = (
-        conn.execute(
-            f"select lake_version, models_fingerprint from {schema}.publish_log "
-            "where lake_id = %s and lake_version ~ '^[0-9]+$' "
-            "order by lake_version::bigint desc, finished_at desc limit 1",
-            [lake],
-        ).fetchone()
-        if has_lake_id and has_lake_id[0]
-        else None  # written by a cryptolake before DuckLake: no publish of this lake yet
-    )
-    snapshots = conn.execute(
-        f"select distinct unnest(snapshots)::text from {schema}.publish_log"
-    ).fetchall()
-    return _Published(
-        str(last[0]) if last else None,
-        [str(r[0]) for r in snapshots],
-        attached_days(conn, schema),
-        first=False,
-        fingerprint=str(last[1]) if last and last[1] else None,
-    )
-
-
-def _new_snapshots(
-    con: duckdb.DuckDBPyConnection, published: _Published, build: _GoldBuild
-) -> list[str]:
-    """The market snapshots staging lacks, as text; also as the temp table `publish_snapshots`.
-
-    Read from DuckLake's change feed of silver.market_snapshots between the snapshot last
-    published and the gold being published; without a usable last publish (a first one, a
-    dropped staging, an expired snapshot), from every snapshot the gold was built from
-    (`meta.snapshots`, recorded at its build: publish ships audited data only).
-    """
-    since = published.lake_version
-    new: list[str] | None = None
-    if since and since.isdigit() and published.snapshots and int(since) < build.snapshot_id:
-        try:
-            new = [
-                str(r[0])
-                for r in con.execute(
-                    """
-                    select distinct cast(snapshot_at as varchar)
-                    from ducklake_table_changes('lake', 'silver', 'market_snapshots', ?, ?)
-                    where change_type in ('insert', 'update_postimage')
-                        and snapshot_at not in (
-                            select cast(unnest(?::varchar[]) as timestamptz)
-                        )
-                    order by 1
-                    """,
-                    [int(since) + 1, build.snapshot_id, published.snapshots],
-                ).fetchall()
-            ]
-        except duckdb.Error as exc:
-            log.info("change feed unavailable (%s): comparing snapshots instead", one_line(exc))
-    if new is None:
-        new = [
-            str(r[0])
-            for r in con.execute(
-                """
-                select cast(snapshot_at as varchar)
-                from lake.meta.snapshots
-                where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
-                order by snapshot_at
-                """,
-                [published.snapshots],
-            ).fetchall()
-        ]
-    con.execute(
-        "create or replace temp table publish_snapshots as "
-        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
-        [new],
-    )
-    return new
-
-
 def _publish_in_transaction(
     con: duckdb.DuckDBPyConnection,
     lake: LakePaths,
@@ -365,8 +217,8 @@ def _publish_in_transaction(
     *,
     lock: psycopg.Connection[Any],
     dsn: str,
-    published: _Published,
-    build: _GoldBuild,
+    published: Published,
+    build: GoldBuild,
     new_snapshots: list[str],
     publish_id: str,
     started: datetime,
@@ -446,7 +298,7 @@ def _publish_in_transaction(
 
             # The days staging has, the days it has not (unless the workers load them),
             # then the marts, their indexes and statistics.
-            written = _append_staging(con, schema, appended)
+            written = append_snapshots(con, schema, appended)
             loaded: list[LoadedPartition] = []
             for load in [] if parallel else new_days:
                 t1 = time.perf_counter()
@@ -522,14 +374,14 @@ def _publish_in_transaction(
                 f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
                 "latest_snapshot_at, lake_version, lake_id, models_fingerprint, "
                 "cryptolake_version, rows_written, snapshots) "
-                f"values ({_pg_literal(publish_id)}, {_pg_literal(started.isoformat())}, "
-                f"{_pg_literal(finished.isoformat())}, "
-                f"{_pg_literal(latest[0]) if latest and latest[0] else 'null'}, "
-                f"{_pg_literal(build.lake_version)}, {_pg_literal(build.lake_id)}, "
-                f"{_pg_literal(build.fingerprint)}, "
-                f"{_pg_literal(__version__)}, "
-                f"{_pg_literal(rows_json)}::jsonb, "
-                f"{_pg_literal(snapshots_literal)}::timestamptz[])",
+                f"values ({quote_literal(publish_id)}, {quote_literal(started.isoformat())}, "
+                f"{quote_literal(finished.isoformat())}, "
+                f"{quote_literal(latest[0]) if latest and latest[0] else 'null'}, "
+                f"{quote_literal(build.lake_version)}, {quote_literal(build.lake_id)}, "
+                f"{quote_literal(build.fingerprint)}, "
+                f"{quote_literal(__version__)}, "
+                f"{quote_literal(rows_json)}::jsonb, "
+                f"{quote_literal(snapshots_literal)}::timestamptz[])",
             )
             # Still holding the publish lock? If its connection was lost, another publish
             # may have started: roll back rather than commit beside it.
@@ -544,29 +396,3 @@ def _publish_in_transaction(
             raise
     advance("committed")
     return PublishResult(publish_id, target, schema, tables, len(new_snapshots), notes=notes)
-
-
-def _append_staging(
-    con: duckdb.DuckDBPyConnection, schema: str, snapshots: dict[date, list[str]]
-) -> int:
-    """Insert new snapshots of days staging already has a partition for; returns the rows."""
-    if not snapshots:
-        return 0
-    # Literal dates let DuckDB prune silver's snapshot_date partitions.
-    dates = ", ".join(f"date '{day.isoformat()}'" for day in sorted(snapshots))
-    con.execute(
-        "create or replace temp table appended_snapshots as "
-        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
-        [[s for snaps in snapshots.values() for s in snaps]],
-    )
-    row = con.execute(
-        f"insert into pg.{schema}.{STAGING} by name select * "
-        "from lake.silver.market_snapshots "
-        f"where snapshot_date in ({dates}) "
-        "and snapshot_at in (select snapshot_at from appended_snapshots)"
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _pg_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -206,6 +206,30 @@ class LoadedPartition:
     seconds: float
 
 
+def append_snapshots(
+    con: duckdb.DuckDBPyConnection, schema: str, snapshots: dict[date, list[str]]
+) -> int:
+    """Insert new snapshots of days staging already has a partition for; returns the rows.
+
+    Runs in DuckDB's current transaction, with the lake attached as `lake` and Postgres as `pg`.
+    """
+    if not snapshots:
+        return 0
+    # Literal dates let DuckDB prune silver's snapshot_date partitions.
+    dates = ", ".join(f"date '{day.isoformat()}'" for day in sorted(snapshots))
+    con.execute(
+        "create or replace temp table appended_snapshots as "
+        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
+        [[s for snaps in snapshots.values() for s in snaps]],
+    )
+    row = con.execute(
+        f"insert into pg.{schema}.{STAGING} by name select * from {SILVER_SOURCE} "
+        f"where snapshot_date in ({dates}) "
+        "and snapshot_at in (select snapshot_at from appended_snapshots)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def load_day(
     con: duckdb.DuckDBPyConnection,
     *,

@@ -1,0 +1,176 @@
+"""What a publish compares: the lake's last committed gold against what Postgres last got.
+
+The lake side is the DuckLake snapshot of the last gold commit (its version) and what that
+gold was built from; the Postgres side is `publish_log` (the latest publish of this lake, by
+snapshot id) and the snapshots staging holds. The snapshots staging lacks come from DuckLake's
+change feed since the published snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import duckdb
+import psycopg
+
+from .catalog import attach_lake, lake_id, latest_snapshot
+from .duck import one_line
+from .errors import LakeError
+from .settings import Settings
+from .staging import (
+    STAGING,
+    attached_days,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GoldBuild:
+    """The last committed gold: its DuckLake snapshot and what it was built from."""
+
+    snapshot_id: int
+    fingerprint: str  # the models and currency: equal means only new snapshots changed gold
+    vs_currency: str
+    sample: bool  # built from the bundled sample
+    lake_id: str  # which lake: snapshot ids of another catalog say nothing about this one
+
+    @property
+    def lake_version(self) -> str:
+        return str(self.snapshot_id)
+
+
+def read_gold_build(con: duckdb.DuckDBPyConnection, settings: Settings) -> GoldBuild:
+    """Attach the lake as `lake` at the snapshot of its last committed gold."""
+    attach_lake(con, settings)
+    gold = latest_snapshot(con, stage="gold")
+    if gold is None:
+        raise LakeError(
+            "The lake has no gold yet (no transform has committed one); run `cryptolake "
+            "transform` before publishing."
+        )
+    con.execute("detach lake")
+    attach_lake(con, settings, as_of=gold.snapshot_id)
+    try:
+        row = con.execute("select models_fingerprint, vs_currency from lake.meta.build").fetchone()
+        (sample,) = con.execute(
+            "select coalesce(bool_or(is_sample), false) from lake.gold.crypto_analytics_mart"
+        ).fetchone() or (False,)
+    except duckdb.Error as exc:
+        raise LakeError(
+            f"Cannot read the lake's gold at snapshot {gold.snapshot_id}: {one_line(exc)}; "
+            "run `cryptolake transform` again."
+        ) from None
+    if row is None:
+        raise LakeError("The lake's gold has no build record; run `cryptolake transform`.")
+    return GoldBuild(
+        gold.snapshot_id, str(row[0]), str(row[1]), bool(sample), lake_id(con) or "unknown"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What earlier publishes left in the schema (read under the publish lock)."""
+
+    lake_version: str | None  # of the last publish; None without publish_log or staging
+    snapshots: list[str]  # every snapshot_at staging received, as text with its offset
+    days: set[date]  # the days staging has a partition for
+    first: bool  # neither staging nor publish_log exists: nothing for consumers yet
+    fingerprint: str | None = None  # the models and currency of the last publish
+
+
+def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> Published:
+    row = conn.execute(
+        "select to_regclass(%s), to_regclass(%s)",
+        [f"{schema}.publish_log", f"{schema}.{STAGING}"],
+    ).fetchone()
+    log_exists = row is not None and row[0] is not None
+    staging_exists = row is not None and row[1] is not None
+    if not log_exists or not staging_exists:
+        # Without staging (dropped by hand), what publish_log lists was lost: all of it is
+        # published again, and the marts are compared with gold as always.
+        first = not log_exists and not staging_exists
+        return Published(None, [], attached_days(conn, schema), first)
+    # The latest publish of this lake is the one of its newest snapshot, never the latest
+    # clock reading (a clock set ahead must not make later publishes look older). Another
+    # lake's publishes (a catalog rebuilt, another folder) say nothing of this one's ids.
+    has_lake_id = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = %s "
+        "and table_name = 'publish_log' and column_name = 'lake_id'",
+        [schema],
+    ).fetchone()
+    last = (
+        conn.execute(
+            f"select lake_version, models_fingerprint from {schema}.publish_log "
+            "where lake_id = %s and lake_version ~ '^[0-9]+$' "
+            "order by lake_version::bigint desc, finished_at desc limit 1",
+            [lake],
+        ).fetchone()
+        if has_lake_id and has_lake_id[0]
+        else None  # written by a cryptolake before DuckLake: no publish of this lake yet
+    )
+    snapshots = conn.execute(
+        f"select distinct unnest(snapshots)::text from {schema}.publish_log"
+    ).fetchall()
+    return Published(
+        str(last[0]) if last else None,
+        [str(r[0]) for r in snapshots],
+        attached_days(conn, schema),
+        first=False,
+        fingerprint=str(last[1]) if last and last[1] else None,
+    )
+
+
+def snapshots_to_stage(
+    con: duckdb.DuckDBPyConnection, published: Published, build: GoldBuild
+) -> list[str]:
+    """The market snapshots staging lacks, as text; also as the temp table `publish_snapshots`.
+
+    Read from DuckLake's change feed of silver.market_snapshots between the snapshot last
+    published and the gold being published; without a usable last publish (a first one, a
+    dropped staging, an expired snapshot), from every snapshot the gold was built from
+    (`meta.snapshots`, recorded at its build: publish ships audited data only).
+    """
+    since = published.lake_version
+    new: list[str] | None = None
+    if since and since.isdigit() and published.snapshots and int(since) < build.snapshot_id:
+        try:
+            new = [
+                str(r[0])
+                for r in con.execute(
+                    """
+                    select distinct cast(snapshot_at as varchar)
+                    from ducklake_table_changes('lake', 'silver', 'market_snapshots', ?, ?)
+                    where change_type in ('insert', 'update_postimage')
+                        and snapshot_at not in (
+                            select cast(unnest(?::varchar[]) as timestamptz)
+                        )
+                    order by 1
+                    """,
+                    [int(since) + 1, build.snapshot_id, published.snapshots],
+                ).fetchall()
+            ]
+        except duckdb.Error as exc:
+            log.info("change feed unavailable (%s): comparing snapshots instead", one_line(exc))
+    if new is None:
+        new = [
+            str(r[0])
+            for r in con.execute(
+                """
+                select cast(snapshot_at as varchar)
+                from lake.meta.snapshots
+                where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
+                order by snapshot_at
+                """,
+                [published.snapshots],
+            ).fetchall()
+        ]
+    con.execute(
+        "create or replace temp table publish_snapshots as "
+        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
+        [new],
+    )
+    return new
