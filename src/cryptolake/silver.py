@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from .bronze import Manifest, read_manifest, read_manifests, run_manifest_paths
+from .bronze import Manifest, read_manifests
 from .catalog import commit_error, open_lake, rollback, set_commit_message
 from .checkdefs import CheckDef, check_defs
 from .errors import CryptolakeError, LakeError, TransformError
@@ -34,6 +34,13 @@ from .quarantine import ensure_quarantine, key_check, quarantine_batches, write_
 from .sanitize import Sanitized, null_non_finite, strip_nul
 from .settings import Settings
 from .silver_io import PARTITION, SilverTable, load_batch, upsert_batch
+from .silver_runs import (
+    drop_unbacked,
+    pending_runs,
+    processed_runs,
+    record_runs,
+    seen_snapshots,
+)
 
 __all__ = [
     "PARTITION",
@@ -132,32 +139,6 @@ class SilverResult:
         return "; ".join(parts)
 
 
-def processed_runs(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Run id -> the silver format it was built with, for every run silver holds."""
-    return {
-        str(run_id): int(fmt)
-        for run_id, fmt in con.execute(
-            "select run_id, silver_format from silver.processed_runs"
-        ).fetchall()
-    }
-
-
-def pending_runs(lake: LakePaths, done: set[str] | dict[str, int]) -> list[Manifest]:
-    """Complete bronze runs not in `done`, oldest first.
-
-    Only manifests of unprocessed runs are opened, so the cost stays flat as the lake grows.
-    """
-    found = []
-    for path in run_manifest_paths(lake):
-        if path.stem in done:
-            continue
-        manifest = read_manifest(path)
-        if manifest.status == "complete":
-            found.append(manifest)
-    found.sort(key=lambda m: (m.started_at, m.run_id))
-    return found
-
-
 @on_lake("build silver")
 def build_silver(
     settings: Settings,
@@ -228,21 +209,6 @@ def build_silver(
     )
 
 
-def _record_runs(con: duckdb.DuckDBPyConnection, runs: Sequence[Manifest]) -> None:
-    """Record `runs` as processed, in the transaction that upserted their rows."""
-    con.execute(
-        "delete from silver.processed_runs where run_id in (select unnest(?::varchar[]))",
-        [[m.run_id for m in runs]],
-    )
-    con.executemany(
-        "insert into silver.processed_runs values (?, cast(? as timestamptz), ?, ?, ?, now())",
-        [
-            [m.run_id, m.started_at, m.vs_currency, m.source == "sample", SILVER_FORMAT]
-            for m in runs
-        ],
-    )
-
-
 def _row_checks() -> list[CheckDef]:
     """The quarantine checks: each table's built-in key check, then the SQL ones."""
     built_in = [
@@ -300,7 +266,7 @@ def _build_tables(
         snapshots = [m.started_at for m in batch]
         # New runs append: no stored row can have their snapshot (one per run start), unless
         # a processed run started at the same instant.
-        replace = full_refresh or _seen(con, snapshots)
+        replace = full_refresh or seen_snapshots(con, snapshots)
         for table in TABLES:
             t0 = time.perf_counter()
             mine = tally[table.name]
@@ -320,7 +286,7 @@ def _build_tables(
                     "silver", table.name, done, len(batches), f"{len(mine.written)} partitions"
                 )
             )
-        _record_runs(con, batch)
+        record_runs(con, batch, silver_format=SILVER_FORMAT)
         scope = "full refresh, " if full_refresh else ""
         part = f"batch {done}/{len(batches)}, " if len(batches) > 1 else ""
         set_commit_message(
@@ -332,7 +298,7 @@ def _build_tables(
         )
         con.execute("commit")
     if full_refresh:
-        for name, removed in _drop_unbacked(con, runs, run_id=run_id).items():
+        for name, removed in drop_unbacked(con, runs, tables=TABLES, run_id=run_id).items():
             tally[name].rows_added -= removed
     results = []
     for table in TABLES:
@@ -349,60 +315,6 @@ def _build_tables(
             )
         )
     return results
-
-
-def _drop_unbacked(
-    con: duckdb.DuckDBPyConnection, runs: Sequence[Manifest], *, run_id: str | None
-) -> dict[str, int]:
-    """After a full refresh: rows, quarantined rows and processed runs that no complete
-    bronze run is behind any more (its manifest removed, or failed); rows removed per table."""
-    kept = [m.run_id for m in runs]
-    snapshots = [m.started_at for m in runs]
-    removed: dict[str, int] = {}
-    con.execute("begin")
-    for table in TABLES:
-        if not _exists(con, table):
-            continue
-        row = con.execute(
-            f"delete from {table.qualified} where snapshot_at not in "
-            "(select cast(unnest(?::varchar[]) as timestamptz))",
-            [snapshots],
-        ).fetchone()
-        removed[table.name] = int(row[0]) if row else 0
-    con.execute(
-        "delete from silver.quarantine where run_id not in (select unnest(?::varchar[]))", [kept]
-    )
-    con.execute(
-        "delete from silver.processed_runs where run_id not in (select unnest(?::varchar[]))",
-        [kept],
-    )
-    set_commit_message(
-        con,
-        "silver: full refresh, rows no bronze run is behind removed",
-        stage="silver",
-        run_id=run_id,
-    )
-    con.execute("commit")
-    return removed
-
-
-def _seen(con: duckdb.DuckDBPyConnection, snapshots: Sequence[str]) -> bool:
-    """Whether a processed run has one of these snapshot times (its rows are in silver)."""
-    row = con.execute(
-        "select count(*) from silver.processed_runs "
-        "where snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz))",
-        [list(snapshots)],
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: SilverTable) -> bool:
-    row = con.execute(
-        "select count(*) from duckdb_tables() where database_name = current_database() "
-        "and schema_name = 'silver' and table_name = ?",
-        [table.name],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:

@@ -181,6 +181,16 @@ def load_batch(
     raise AssertionError("unreachable")
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: SilverTable) -> bool:
+    """Whether silver has `table` yet (in the lake in use)."""
+    row = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'silver' and table_name = ?",
+        [table.name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str) -> None:
     """Create the silver table from the batch's columns, or add columns the model gained.
 
