@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cryptolake.catalog import open_lake
 from cryptolake.cli import app
 from cryptolake.errors import LakeError
 from cryptolake.formatting import format_change, format_money, format_price, format_share
 from cryptolake.gold import build_gold
 from cryptolake.ingest import ingest
-from cryptolake.lakedb import open_lake_db
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.report import ReportResult, build_report
 from cryptolake.settings import Settings
@@ -265,7 +265,7 @@ def test_names_from_the_data_are_escaped(lake: Path) -> None:
 def test_a_lake_without_gold_is_a_clear_error(lake: Path) -> None:
     with pytest.raises(LakeError, match="cryptolake run"):
         build_report(settings_for(lake))
-    with open_lake_db(settings_for(lake)):
+    with open_lake(settings_for(lake)):
         pass  # the database file and its schemas, but no gold tables
     with pytest.raises(LakeError, match=r"no gold tables yet .*`cryptolake transform`"):
         build_report(settings_for(lake))
@@ -304,7 +304,7 @@ def test_cli_writes_the_report(
 
 
 def test_cli_without_gold_exits_1_with_one_line(lake: Path) -> None:
-    with open_lake_db(settings_for(lake)):
+    with open_lake(settings_for(lake)):
         pass
     result = invoke("report", "--lake", str(lake))
     assert result.exit_code == 1

@@ -15,12 +15,11 @@ from typing import Any
 
 import duckdb
 
-from .catalog import latest_snapshot, set_commit_message
+from .catalog import latest_snapshot, open_lake, set_commit_message
 from .checkdefs import CheckDef, OnFail, check_defs
 from .duck import one_line
 from .errors import CheckError, TransformError
 from .fserrors import duckdb_io_error
-from .lakedb import open_lake_db
 from .progress import Progress, ProgressCallback, ignore_progress
 from .settings import Settings
 
@@ -99,7 +98,7 @@ def run_checks(
     `<check> (rolled back)`): that gold never committed, but its rows are what to look at.
     `raise_on_failure=False` returns the results whatever they are.
     """
-    with open_lake_db(settings, read_only=True) as con:
+    with open_lake(settings, read_only=True) as con:
         results = evaluate(con, check_defs(), progress=progress)
         kept_out = last_audit_failures(con)
     results = kept_out + results
@@ -176,7 +175,7 @@ def last_audit_failures(con: duckdb.DuckDBPyConnection) -> list[CheckResult]:
 
 def quarantine_summary(settings: Settings) -> list[tuple[str, str, int]]:
     """(table, check, rows) of every quarantined row group in the lake, largest first."""
-    with open_lake_db(settings, read_only=True) as con:
+    with open_lake(settings, read_only=True) as con:
         try:
             rows = con.execute(
                 "select table_name, check_name, count(*) from silver.quarantine "

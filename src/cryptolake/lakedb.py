@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -17,15 +15,6 @@ from .lake import LakePaths
 from .settings import Settings
 from .silver import TABLES
 from .sqlfiles import load_sql
-
-
-@contextmanager
-def open_lake_db(
-    settings: Settings, *, read_only: bool = False, as_of: int | str | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the lake (see catalog.open_lake) for reading or building it."""
-    with open_lake(settings, read_only=read_only, as_of=as_of) as con:
-        yield con
 
 
 def require_silver(con: duckdb.DuckDBPyConnection) -> None:
@@ -93,7 +82,7 @@ def query(settings: Settings, sql: str, *, as_of: int | str | None = None) -> pa
     Raises ConfigError for SQL that is empty, holds several statements, or would change
     something (set, copy ... to, create ...): the lake is opened read-only here.
     """
-    with open_lake_db(settings, read_only=True, as_of=as_of) as con:
+    with open_lake(settings, read_only=True, as_of=as_of) as con:
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:

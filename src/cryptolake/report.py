@@ -14,10 +14,10 @@ from pathlib import Path
 
 import duckdb
 
+from .catalog import open_lake
 from .errors import LakeError, TransformError
 from .fserrors import cause_of, on_lake
 from .lake import atomic_write
-from .lakedb import open_lake_db
 from .report_data import Mover, Row, read_report_data
 from .report_html import coin_name, render_html
 from .settings import Settings
@@ -56,7 +56,7 @@ def build_report(
     """
     path = Path(out or "report.html").expanduser()
     now = now or datetime.now(UTC)
-    with open_lake_db(settings, read_only=True) as con:
+    with open_lake(settings, read_only=True) as con:
         try:
             data = read_report_data(con)
         except duckdb.Error as exc:
