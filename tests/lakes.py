@@ -13,7 +13,7 @@ import duckdb
 from cryptolake.catalog import attach_lake, open_lake
 from cryptolake.duck import connect
 from cryptolake.ingest import IngestResult, ingest
-from cryptolake.lake import DATASETS
+from cryptolake.datasets import snapshot_dataset_names
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 
@@ -38,7 +38,7 @@ def land(
     top: int | None = None,
     per_page: int = 250,
     global_body: bytes | None = None,
-    datasets: Sequence[str] = DATASETS,
+    datasets: Sequence[str] = snapshot_dataset_names(),
 ) -> IngestResult:
     """Ingest one recorded markets body (plus /global, /coins/categories) as a run at `at`."""
     body = fixture_bytes(markets) if isinstance(markets, str) else markets

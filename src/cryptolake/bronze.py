@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field, replace
@@ -31,7 +32,12 @@ from .errors import LakeError
 from .lake import LakePaths, atomic_write, move_no_replace
 
 MANIFEST_VERSION = 1
-RunStatus = Literal["complete", "failed"]
+# A history request's id: its run's id and its number in the run.
+HISTORY_REQUEST = re.compile(r"-h\d{5,}$")
+# "skipped": a history request the API answered with "no such coin" (HTTP 404): no body, and
+# a record so the coin is not asked again at once.
+RunStatus = Literal["complete", "failed", "skipped"]
+RunKind = Literal["snapshot", "history"]
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -65,6 +71,8 @@ class BronzeFile:
     refetch: int = 0
     # Fields the body carries that no contract knows (the API added them): kept, not read.
     unknown_fields: list[str] = field(default_factory=list)
+    # The coin of a per-coin request (history datasets).
+    coin_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +94,14 @@ class Manifest:
     # What happened that a reader of the run should know (coins re-fetched, fields added).
     notes: list[str] = field(default_factory=list)
     manifest_version: int = MANIFEST_VERSION
+    # "snapshot": one ingest run of every snapshot dataset. "history": one request of a
+    # history dataset for one coin (a manifest per request, see backfill.py), which names its
+    # dataset, coin and the days it asked for, and the backfill or run it belongs to.
+    kind: RunKind = "snapshot"
+    dataset: str | None = None
+    coin_id: str | None = None
+    days: int | None = None
+    parent_run_id: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2).encode() + b"\n"
@@ -229,12 +245,46 @@ def read_manifests(lake: LakePaths, *, status: RunStatus | None = "complete") ->
     return found
 
 
+def is_history_request(path: Path) -> bool:
+    """Whether a manifest path is a history request's (`<run_id>-h00001.json`)."""
+    return HISTORY_REQUEST.search(path.stem) is not None
+
+
 def latest_manifest(lake: LakePaths) -> Manifest | None:
-    """The newest complete run's manifest (by run id, which sorts by start time), if any."""
-    paths = run_manifest_paths(lake)
+    """The newest complete snapshot run's manifest (run ids sort by start time), if any."""
+    paths = [p for p in run_manifest_paths(lake) if not is_history_request(p)]
     paths.sort(key=lambda p: p.stem)
     for path in reversed(paths):
         manifest = read_manifest(path)
         if manifest.status == "complete":
             return manifest
     return None
+
+
+def history_body_path(*, dataset: str, ingest_date: str, request_id: str, coin_id: str) -> str:
+    """Where a history request's body lands, relative to the lake root."""
+    return f"bronze/{dataset}/ingest_date={ingest_date}/{request_id}-{coin_id}.json"
+
+
+def commit_request(lake: LakePaths, manifest: Manifest, body: bytes | None) -> Path:
+    """Land one history request: its body (if any) in its partition, then its manifest.
+
+    Each write is atomic and never replaces a file; a crash between the two leaves a body no
+    manifest lists, which readers ignore. If the manifest cannot be written (a full disk),
+    the body is removed again, so a request lands whole or not at all. Returns the manifest's
+    path.
+    """
+    written: Path | None = None
+    if body is not None:
+        (entry,) = manifest.files
+        written = lake.root / entry.path
+        atomic_write(written, body, overwrite=False)
+    path = lake.runs / f"ingest_date={manifest.ingest_date}" / f"{manifest.run_id}.json"
+    try:
+        atomic_write(path, manifest.to_json(), overwrite=False)
+    except BaseException:
+        if written is not None:
+            with contextlib.suppress(OSError):
+                written.unlink()
+        raise
+    return path

@@ -208,6 +208,7 @@ class CoinGeckoClient:
             f"CoinGecko {path} failed: {verdict.what}.{advice}",
             transient=False,
             status=verdict.status,
+            code=verdict.code,
         )
 
     def get(

@@ -22,10 +22,18 @@ class ApiError(CryptolakeError):
     dropped connection, truncated body) or not (bad parameter, changed response shape).
     """
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.code = code  # CoinGecko's error code from the body (10012, ...), when it sent one
 
 
 class ApiKeyError(ApiError):

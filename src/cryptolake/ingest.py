@@ -13,9 +13,10 @@ from pathlib import Path
 from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .contracts import check_body, describe_missing
+from .datasets import SNAPSHOT_DATASETS, snapshot_dataset_names
 from .errors import ConfigError, ContractError, CryptolakeError, LakeError, RunStopped
 from .fserrors import on_lake, os_error
-from .lake import DATASETS, LakePaths
+from .lake import LakePaths
 from .paging import fetch_markets
 from .progress import Progress, ProgressCallback, ignore_progress
 from .replay import ReplayServer, sample_data
@@ -64,7 +65,7 @@ def ingest(
     settings: Settings,
     *,
     sample: bool = False,
-    datasets: Sequence[str] = DATASETS,
+    datasets: Sequence[str] = snapshot_dataset_names(),
     progress: ProgressCallback = ignore_progress,
     client: CoinGeckoClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -76,12 +77,14 @@ def ingest(
     becomes visible in bronze, and the error is raised again. `should_stop` is polled while
     waiting (a backoff, a rate limit): once true, the run stops with RunStopped.
     """
-    unknown = set(datasets) - set(DATASETS)
+    known = snapshot_dataset_names()
+    unknown = set(datasets) - set(known)
     if unknown or not datasets:
         raise ConfigError(
-            f"Unknown dataset(s) {sorted(unknown)}; choose from {', '.join(DATASETS)}."
+            f"Unknown dataset(s) {sorted(unknown)}; choose from {', '.join(known)} (history "
+            "datasets are fetched by `cryptolake backfill`)."
         )
-    _refuse_mixing(LakePaths.at(settings.lake), "sample" if sample else "api")
+    refuse_mixing(LakePaths.at(settings.lake), "sample" if sample else "api")
     if sample:
         if settings.ingest_currency != "usd":
             raise ConfigError(
@@ -181,16 +184,17 @@ def _run(
         return len(run.files) - 1
 
     try:
-        for dataset in DATASETS:
+        for declared in SNAPSHOT_DATASETS:
+            dataset = declared.name
             if dataset not in datasets:
                 continue
             t0 = time.perf_counter()
             before = len(run.files)
-            if dataset == "coins_markets":
+            if declared.fan_out == "pages":
                 paged = fetch_markets(
                     settings,
                     client,
-                    lambda page, fetched, **kw: stage("coins_markets", page, fetched, **kw),
+                    lambda page, fetched, _d=dataset, **kw: stage(_d, page, fetched, **kw),
                     progress,
                 )
                 notes.extend(paged.notes)
@@ -198,10 +202,11 @@ def _run(
                     run.files[index] = replace(run.files[index], trimmed_ids=trimmed)
                 records = paged.coins
             else:
-                endpoint = "/global" if dataset == "global" else "/coins/categories"
                 progress(Progress("ingest", dataset, 0, 1))
                 fetched = client.get(
-                    endpoint, validate=_expect_global if dataset == "global" else _expect_list
+                    declared.path_for(),
+                    declared.params_for(vs_currency=settings.ingest_currency) or None,
+                    validate=_expect_global if dataset == "global" else _expect_list,
                 )
                 records = len(fetched.data) if isinstance(fetched.data, list) else 1
                 stage(dataset, 1, fetched, records=records)
@@ -300,7 +305,7 @@ def stoppable_sleep(should_stop: Callable[[], bool]) -> Callable[[float], None]:
     return sleep
 
 
-def _refuse_mixing(lake: LakePaths, source: str) -> None:
+def refuse_mixing(lake: LakePaths, source: str) -> None:
     """Sample data never mixes with live data in one lake, either way round."""
     latest = latest_manifest(lake)
     if latest is None or latest.source == source:

@@ -7,8 +7,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-DATASETS = ("coins_markets", "global", "coins_categories")
-
 
 @dataclass(frozen=True, slots=True)
 class LakePaths:

@@ -118,7 +118,8 @@ def _set_aside(
     """Move the rows `sql` returns from temp table `batch` (of silver `table`) to quarantine."""
     con.execute(f"create or replace temp table failing as {sql}")
     columns = {r[0] for r in con.execute("describe failing").fetchall()}
-    needed = {*key, "run_id", "snapshot_at"}
+    # Snapshot rows carry their snapshot_at; history rows (event time from the data) do not.
+    needed = {*key, "run_id"}
     if not needed <= columns:
         raise TransformError(
             f"Check {check.name} quarantines rows of silver.{table}, so it must select "
@@ -128,9 +129,10 @@ def _set_aside(
     found = int(row[0]) if row else 0
     if found:
         row_key = ", ".join(f"{quote_literal(k)}, failing.{k}" for k in key)
+        snapshot_at = "failing.snapshot_at" if "snapshot_at" in columns else "null"
         con.execute(
             f"insert into {ROWS} select ?, ?, ?, json_object({row_key}), failing.run_id, "
-            "failing.snapshot_at, to_json(failing), now() from failing",
+            f"{snapshot_at}, to_json(failing), now() from failing",
             [table, check.name, check.description],
         )
         matches = " and ".join(f"{batch}.{k} = failing.{k}" for k in key)

@@ -7,15 +7,51 @@ live run (HTTP, throttle, retries, bronze). Tests and demos use it the same way.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .datasets import HISTORY_DATASETS
+
 API_PREFIX = "/api/v3"
+# CoinGecko's answers for an unknown coin and for history beyond the keyless plan's 365 days
+# (HTTP 404 and HTTP 401, shapes as recorded from the live API).
+COIN_NOT_FOUND = b'{"error":"coin not found"}'
+KEYLESS_DAYS = 365
+
+
+def beyond_time_range_body(now: datetime) -> bytes:
+    """The 401 body of error 10012 (history older than the plan allows)."""
+    stamp = now.astimezone(UTC).isoformat(timespec="milliseconds")
+    return json.dumps(
+        {
+            "error": {
+                "status": {
+                    "timestamp": stamp,
+                    "error_code": 10012,
+                    "error_message": "Your request exceeds the allowed time range. Public API "
+                    "users are limited to querying historical data within the past 365 days. "
+                    "Upgrade to a paid plan to enjoy full historical data access: "
+                    "https://www.coingecko.com/en/api/pricing. ",
+                }
+            }
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _route(endpoint: str) -> re.Pattern[str]:
+    """A declared endpoint as a pattern: `/coins/{coin_id}/ohlc` matches `/coins/x/ohlc`."""
+    return re.compile("^" + re.escape(endpoint).replace(r"\{coin_id\}", "(?P<coin_id>[^/]+)") + "$")
+
+
+_ROUTES = [(d, _route(d.endpoint)) for d in HISTORY_DATASETS]
 
 
 @dataclass
@@ -25,6 +61,10 @@ class ReplayData:
     markets: bytes
     bodies: Mapping[str, bytes] = field(default_factory=dict)
     vs_currency: str = "usd"
+    # Per-coin datasets: dataset name -> coin id -> body. A coin without a body gets the
+    # API's 404 `coin not found`; `days` beyond `max_days` gets its 401 (error 10012).
+    coin_bodies: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    max_days: int = KEYLESS_DAYS
 
     def markets_page(self, per_page: int, page: int) -> bytes:
         # The recorded page itself when asked for it, byte for byte; other pages are slices of
@@ -43,7 +83,13 @@ class ReplayData:
 def sample_data() -> ReplayData:
     """The recorded responses shipped in the package (see sample/ATTRIBUTION.md)."""
     pkg = resources.files("cryptolake") / "sample"
+    chart = "market_chart_bitcoin_usd_days30_julianfssen-coingecko_ruby_2021-05-15.json"
+    ohlc = "ohlc_bitcoin_usd_days7_julianfssen-coingecko_ruby_2021-05-15.json"
     return ReplayData(
+        coin_bodies={
+            "coin_market_chart": {"bitcoin": (pkg / chart).read_bytes()},
+            "coin_ohlc": {"bitcoin": (pkg / ohlc).read_bytes()},
+        },
         markets=(pkg / "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
         bodies={
             "/global": (pkg / "global_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
@@ -99,7 +145,29 @@ class _Handler(BaseHTTPRequestHandler):
         elif path in data.bodies:
             self._send(200, data.bodies[path])
         else:
+            for declared, pattern in _ROUTES:
+                if match := pattern.match(path):
+                    self._coin(declared.name, match["coin_id"], query)
+                    return
             self._send(404, b'{"error":"Not Found"}')
+
+    def _coin(self, dataset: str, coin_id: str, query: Mapping[str, str]) -> None:
+        data = self.server.data
+        if "vs_currency" not in query:
+            self._send(422, b'{"error":"Missing parameter vs_currency"}')
+            return
+        days = query.get("days", "")
+        if days != "max" and not days.isdigit():
+            self._send(422, b'{"error":"Invalid days parameter"}')
+            return
+        if days == "max" or int(days) > data.max_days:
+            self._send(401, beyond_time_range_body(datetime.now(UTC)))
+            return
+        body = data.coin_bodies.get(dataset, {}).get(coin_id)
+        if body is None or query["vs_currency"] != data.vs_currency:
+            self._send(404, COIN_NOT_FOUND)
+            return
+        self._send(200, body)
 
 
 class _Server(ThreadingHTTPServer):

@@ -56,6 +56,8 @@ FLAGS = {
     "postgres_dsn": "--postgres",
     "pg_schema": "--pg-schema",
     "catalog": "--catalog",
+    "history_budget": "--history-budget",
+    "history_days": "--days",
 }
 ENV_VARS = {
     "lake": "CRYPTOLAKE_LAKE",
@@ -72,6 +74,8 @@ ENV_VARS = {
     "catalog": "CRYPTOLAKE_CATALOG",
     "maintain_every": "CRYPTOLAKE_MAINTAIN_EVERY",
     "snapshot_retention_days": "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS",
+    "history_budget": "CRYPTOLAKE_HISTORY_BUDGET",
+    "history_days": "CRYPTOLAKE_HISTORY_DAYS",
 }
 CATALOG_KINDS = ("sqlite:", "postgres:")
 
@@ -106,6 +110,10 @@ class Settings:
     catalog: Secret | None = field(default=None, repr=False)
     maintain_every: int = 28  # runs between automatic maintenance (a week at 4 a day); 0: never
     snapshot_retention_days: float = 30.0  # lake snapshots older than this are expired
+    # Requests a run's `history` stage may spend on coins whose daily history has gaps (20 at
+    # the keyless 10 a minute: two minutes); 0 turns the stage off. `backfill` has no budget.
+    history_budget: int = 20
+    history_days: int = 365  # how far back daily history reaches (the keyless API's limit)
     origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def named(self, name: str) -> str:
@@ -176,6 +184,16 @@ class Settings:
             raise ConfigError(
                 f"{n('snapshot_retention_days')} must be a number of days from 0 to 36,500, "
                 f"got {self.snapshot_retention_days}."
+            )
+        if self.history_budget < 0:
+            raise ConfigError(
+                f"{n('history_budget')} must be 0 (no history stage) or a number of requests, "
+                f"got {self.history_budget}."
+            )
+        if not 1 <= self.history_days <= 36_500:
+            raise ConfigError(
+                f"{n('history_days')} must be a number of days from 1 (365 is what the keyless "
+                f"API serves), got {self.history_days}."
             )
         problem = _lake_path_problem(self.lake)
         if problem:
@@ -279,6 +297,8 @@ class Settings:
         from_env("catalog", "CRYPTOLAKE_CATALOG", Secret)
         from_env("maintain_every", "CRYPTOLAKE_MAINTAIN_EVERY", int)
         from_env("snapshot_retention_days", "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS", float)
+        from_env("history_budget", "CRYPTOLAKE_HISTORY_BUDGET", int)
+        from_env("history_days", "CRYPTOLAKE_HISTORY_DAYS", int)
         if isinstance(values.get("api_key"), str):
             values["api_key"] = Secret(values["api_key"])
 

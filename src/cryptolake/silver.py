@@ -25,6 +25,7 @@ import duckdb
 from .bronze import Manifest, read_manifests
 from .catalog import commit_error, open_lake, rollback, set_commit_message
 from .checkdefs import CheckDef, check_defs
+from .datasets import DATASETS
 from .errors import CryptolakeError, LakeError, TransformError
 from .fserrors import on_lake
 from .lake import LakePaths
@@ -69,21 +70,11 @@ BATCH_DAYS = 14
 SILVER_FORMAT = 4
 
 
-TABLES: tuple[SilverTable, ...] = (
-    SilverTable(
-        "market_snapshots",
-        "coins_markets",
-        ("coin_id", "snapshot_at"),
-        "snapshot_at, market_cap_rank nulls last, coin_id",
-    ),
-    SilverTable("global_snapshots", "global", ("snapshot_at",), "snapshot_at"),
-    SilverTable(
-        "category_snapshots",
-        "coins_categories",
-        ("category_id", "snapshot_at"),
-        "snapshot_at, market_cap_usd desc nulls last, category_id",
-    ),
-)
+# One table per declared dataset (datasets.py), in declaration order.
+TABLES: tuple[SilverTable, ...] = tuple(SilverTable.of(d) for d in DATASETS)
+# A batch also ends after this many bronze runs: a backfill lands one run per request, and a
+# transaction holds its inserts in memory until it commits.
+BATCH_RUNS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +200,16 @@ def build_silver(
     )
 
 
+# Key columns that hold text (ids), which the built-in key check looks at.
+_TEXT_KEYS = ("coin_id", "category_id", "vs_currency")
+
+
 def _row_checks() -> list[CheckDef]:
     """The quarantine checks: each table's built-in key check, then the SQL ones."""
     built_in = [
-        key_check(t.name, t.key, tuple(k for k in t.key if k != "snapshot_at"))
+        key_check(t.name, t.key, tuple(k for k in t.key if k in _TEXT_KEYS))
         for t in TABLES
-        if any(k != "snapshot_at" for k in t.key)
+        if any(k in _TEXT_KEYS for k in t.key)
     ]
     return built_in + check_defs(on_fail=("quarantine",))
 
@@ -246,7 +241,7 @@ def _build_tables(
     holds a transaction's inserts in memory until it commits, so a year of backlog in one
     transaction would need memory in proportion (about 10 GB for 21.9M rows).
     """
-    batches = _batches(runs, BATCH_DAYS)
+    batches = _batches(runs, BATCH_DAYS, BATCH_RUNS)
     checks = _row_checks()
     tally = {t.name: _Tally() for t in TABLES}
     for table in TABLES:
@@ -263,7 +258,7 @@ def _build_tables(
         set_aside = quarantine_batches(
             con, batches={t.name: (f"batch_{t.name}", t.key) for t in TABLES}, checks=checks
         )
-        snapshots = [m.started_at for m in batch]
+        snapshots = [m.started_at for m in batch if m.kind == "snapshot"]
         # New runs append: no stored row can have their snapshot (one per run start), unless
         # a processed run started at the same instant.
         replace = full_refresh or seen_snapshots(con, snapshots)
@@ -317,12 +312,12 @@ def _build_tables(
     return results
 
 
-def _batches(runs: Sequence[Manifest], days: int) -> list[list[Manifest]]:
-    """Consecutive runs grouped so a batch spans at most `days` snapshot dates."""
+def _batches(runs: Sequence[Manifest], days: int, most: int) -> list[list[Manifest]]:
+    """Consecutive runs grouped so a batch spans at most `days` ingest dates and `most` runs."""
     batches: list[list[Manifest]] = []
     dates: set[str] = set()
     for run in runs:
-        if batches and (run.ingest_date in dates or len(dates) < days):
+        if batches and len(batches[-1]) < most and (run.ingest_date in dates or len(dates) < days):
             batches[-1].append(run)
         else:
             batches.append([run])

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from .bronze import Manifest
+from .datasets import Dataset
 from .duck import quote_literal
 from .errors import LakeError
 from .lake import LakePaths
@@ -36,14 +37,44 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 @dataclass(frozen=True, slots=True)
 class SilverTable:
+    """A silver table and the bronze dataset it is built from (see datasets.py)."""
+
     name: str
     dataset: str
     key: tuple[str, ...]
     sort: str
+    time_column: str = PARTITION
+    partition_by: tuple[str, ...] = (PARTITION,)
+    required: bool = True
+
+    @classmethod
+    def of(cls, declared: Dataset) -> SilverTable:
+        model = declared.silver
+        return cls(
+            model.table,
+            declared.name,
+            model.key,
+            model.sort,
+            model.time_column,
+            model.partition_by,
+            model.required,
+        )
 
     @property
     def qualified(self) -> str:
         return f"silver.{self.name}"
+
+    @property
+    def by_snapshot(self) -> bool:
+        """Rows belong to a run's snapshot: a run processed again replaces its rows whole."""
+        return "snapshot_at" in self.key
+
+    @property
+    def partition_expr(self) -> str:
+        """SQL naming a row's partition: its day, or the month of its day for history."""
+        if self.partition_by == (self.time_column,):
+            return self.time_column
+        return f"date_trunc('month', {self.time_column})"
 
 
 def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.Table:
@@ -55,11 +86,15 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
         "page": [],
         "trimmed_ids": [],
         "is_sample": [],
+        "coin_id": [],
+        "fetched_at": [],
     }
     for run in runs:
         for entry in run.files:
             if entry.dataset != dataset:
                 continue
+            rows["coin_id"].append(entry.coin_id)
+            rows["fetched_at"].append(entry.fetched_at)
             rows["path"].append(str(lake.root / entry.path))
             rows["run_id"].append(run.run_id)
             rows["snapshot_at"].append(run.started_at)
@@ -76,6 +111,8 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
             "page": pa.array(rows["page"], pa.int32()),
             "trimmed_ids": pa.array(rows["trimmed_ids"], pa.list_(pa.string())),
             "is_sample": pa.array(rows["is_sample"], pa.bool_()),
+            "coin_id": pa.array(rows["coin_id"], pa.string()),
+            "fetched_at": pa.array(rows["fetched_at"], pa.string()),
         }
     )
 
@@ -153,7 +190,8 @@ def load_batch(
             reader.execute(
                 "create or replace temp table bronze_files as select path, run_id, "
                 "cast(snapshot_at as timestamptz) as snapshot_at, vs_currency, page, "
-                "trimmed_ids, is_sample from bronze_files_arrow"
+                "trimmed_ids, is_sample, coin_id, cast(fetched_at as timestamptz) as "
+                "fetched_at from bronze_files_arrow"
             )
             reader.unregister("bronze_files_arrow")
             if files.num_rows == 0:
@@ -191,12 +229,13 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: SilverTable) -> bool:
     return bool(row and row[0])
 
 
-def _ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str) -> None:
+def ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str) -> None:
     """Create the silver table from the batch's columns, or add columns the model gained.
 
-    Partitioned by `snapshot_date`: DuckLake writes each day's rows to its own files and
-    prunes on it. A column a newer model adds reads as null in older rows (DuckLake's schema
-    evolution); a column it drops stays, null from then on.
+    Partitioned as declared (snapshots by `snapshot_date`, history by month of `day`):
+    DuckLake writes each partition's rows to its own files and prunes on it. A column a newer
+    model adds reads as null in older rows (DuckLake's schema evolution); a column it drops
+    stays, null from then on.
     """
     existing = {
         str(name): str(kind)
@@ -209,7 +248,9 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: SilverTable, rows: str)
     }
     if not existing:
         con.execute(f"create table {table.qualified} as select * from {rows} limit 0")
-        con.execute(f"alter table {table.qualified} set partitioned by ({PARTITION})")
+        con.execute(
+            f"alter table {table.qualified} set partitioned by ({', '.join(table.partition_by)})"
+        )
         return
     for name, kind in con.execute(
         f"select column_name, column_type from (describe {rows})"
@@ -228,14 +269,19 @@ def upsert_batch(
 ) -> tuple[int, list[str]]:
     """Upsert temp table `rows` into `table`: one row per key, the batch's rows winning.
 
-    Stored rows with a key in the batch, and every stored row of the batch's `snapshots`
-    (its runs' `snapshot_at`, as text), are deleted, then the batch is inserted, in the
-    caller's transaction: a run processed again replaces its snapshot whole (a row now
+    Snapshot tables: stored rows with a key in the batch, and every stored row of the batch's
+    `snapshots` (its runs' `snapshot_at`, as text), are deleted, then the batch is inserted,
+    in the caller's transaction: a run processed again replaces its snapshot whole (a row now
     quarantined goes). The delete names the days, so DuckLake reads only those partitions'
     files. `replace=False` (runs never processed, whose snapshots no stored row can have)
-    skips the delete: appending a snapshot then reads nothing. Returns (net rows added, the
-    days written).
+    skips the delete: appending a snapshot then reads nothing. History tables (event time
+    from the data): stored rows with a key in the batch are replaced, the delete bounded by
+    the batch's time range. Returns (net rows added, the partitions written: days, or months
+    for history).
     """
+    ensure_table(con, table, rows)
+    if not table.by_snapshot:
+        return _upsert_by_key(con, table, rows=rows)
     dates = sorted(
         {
             str(r[0])
@@ -248,7 +294,6 @@ def upsert_batch(
     )
     if not dates:
         return 0, []
-    _ensure_table(con, table, rows)
     listed = ", ".join(f"date {quote_literal(d)}" for d in dates)
     key = ", ".join(table.key)
     deleted = (
@@ -268,3 +313,28 @@ def upsert_batch(
     added = (int(inserted[0]) if inserted else 0) - (int(deleted[0]) if deleted else 0)
     log.info("silver.%s: %d partition(s), %+d rows", table.name, len(dates), added)
     return added, [d for d in dates if d]
+
+
+def _upsert_by_key(
+    con: duckdb.DuckDBPyConnection, table: SilverTable, *, rows: str
+) -> tuple[int, list[str]]:
+    """Replace stored rows whose key the batch has, within the batch's time range."""
+    when = table.time_column
+    found = con.execute(
+        f"select min({when})::varchar, max({when})::varchar, "
+        f"list(distinct strftime({when}, '%Y-%m') order by 1) from {rows}"
+    ).fetchone()
+    if not found or found[0] is None:
+        return 0, []
+    low, high, months = found
+    key = ", ".join(table.key)
+    deleted = con.execute(
+        f"delete from {table.qualified} where {when} between {quote_literal(low)} and "
+        f"{quote_literal(high)} and ({key}) in (select {key} from {rows})"
+    ).fetchone()
+    inserted = con.execute(
+        f"insert into {table.qualified} by name select * from {rows} order by {table.sort}"
+    ).fetchone()
+    added = (int(inserted[0]) if inserted else 0) - (int(deleted[0]) if deleted else 0)
+    log.info("silver.%s: %d month(s), %+d rows", table.name, len(months), added)
+    return added, [str(m) for m in months]

@@ -51,11 +51,16 @@ def record_runs(
         "delete from silver.processed_runs where run_id in (select unnest(?::varchar[]))",
         [[m.run_id for m in runs]],
     )
-    con.executemany(
-        "insert into silver.processed_runs values (?, cast(? as timestamptz), ?, ?, ?, now())",
+    con.execute(
+        "insert into silver.processed_runs select unnest(?::varchar[]), "
+        "cast(unnest(?::varchar[]) as timestamptz), unnest(?::varchar[]), "
+        "unnest(?::boolean[]), ?, now()",
         [
-            [m.run_id, m.started_at, m.vs_currency, m.source == "sample", silver_format]
-            for m in runs
+            [m.run_id for m in runs],
+            [m.started_at for m in runs],
+            [m.vs_currency for m in runs],
+            [m.source == "sample" for m in runs],
+            silver_format,
         ],
     )
 
@@ -80,17 +85,24 @@ def drop_unbacked(
     """After a full refresh: rows, quarantined rows and processed runs that no complete
     bronze run is behind any more (its manifest removed, or failed); rows removed per table."""
     kept = [m.run_id for m in runs]
-    snapshots = [m.started_at for m in runs]
+    snapshots = [m.started_at for m in runs if m.kind == "snapshot"]
     removed: dict[str, int] = {}
     con.execute("begin")
     for table in tables:
         if not table_exists(con, table):
             continue
-        row = con.execute(
-            f"delete from {table.qualified} where snapshot_at not in "
-            "(select cast(unnest(?::varchar[]) as timestamptz))",
-            [snapshots],
-        ).fetchone()
+        row = (
+            con.execute(
+                f"delete from {table.qualified} where snapshot_at not in "
+                "(select cast(unnest(?::varchar[]) as timestamptz))",
+                [snapshots],
+            ).fetchone()
+            if table.by_snapshot
+            else con.execute(
+                f"delete from {table.qualified} where run_id not in (select unnest(?::varchar[]))",
+                [kept],
+            ).fetchone()
+        )
         removed[table.name] = int(row[0]) if row else 0
     con.execute(
         "delete from silver.quarantine where run_id not in (select unnest(?::varchar[]))", [kept]

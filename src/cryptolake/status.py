@@ -11,16 +11,17 @@ import psycopg
 
 from .bronze import read_manifests
 from .catalog import Snapshot, catalog_exists, file_counts, latest_snapshot, open_lake, snapshots
+from .datasets import DATASETS
 from .duck import one_line
 from .errors import LakeError
 from .fserrors import cause_of, on_lake
 from .gold import GOLD_MODELS
 from .history import RunRecord, recent_runs, runs_folder
-from .lake import DATASETS, LakePaths
+from .lake import LakePaths
 from .lock import lock_is_held
 from .pgconnect import describe_target, scrub
 from .settings import Settings
-from .silver import PARTITION, TABLES, processed_runs
+from .silver import TABLES, processed_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +116,11 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         manifests = []
     complete = [m for m in manifests if m.status == "complete"]
     bronze = []
-    for dataset in DATASETS:
-        files = list(lake.dataset(dataset).glob("ingest_date=*/*.json"))
-        bronze.append(BronzeDataset(dataset, len(files), sum(f.stat().st_size for f in files)))
+    for declared in DATASETS:
+        files = list(lake.dataset(declared.name).glob("ingest_date=*/*.json"))
+        bronze.append(
+            BronzeDataset(declared.name, len(files), sum(f.stat().st_size for f in files))
+        )
     tables = _Tables()
     if catalog_exists(settings):
         try:
@@ -175,7 +178,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
 
 def _unreadable_folders(lake: LakePaths) -> list[str]:
     """The lake's folders this user may not list (a glob would just find nothing in them)."""
-    folders = [lake.runs, runs_folder(lake), *(lake.dataset(d) for d in DATASETS)]
+    folders = [lake.runs, runs_folder(lake), *(lake.dataset(d.name) for d in DATASETS)]
     folders += [lake.silver / table.name for table in TABLES]
     return [
         f"{folder}: permission denied (this user may not read it); give this user read access "
@@ -254,7 +257,8 @@ def _read_tables(settings: Settings) -> _Tables:
                 continue
             try:
                 rows, partitions = con.execute(
-                    f"select count(*), count(distinct {PARTITION}) from {table.qualified}"
+                    f"select count(*), count(distinct {table.partition_expr}) "
+                    f"from {table.qualified}"
                 ).fetchone() or (0, 0)
             except duckdb.Error as exc:
                 # One unreadable file must not hide the rest of the inventory.

@@ -211,4 +211,4 @@ JSON_ERROR_DOCUMENTS: dict[str, Callable[[str, list[str]], dict[str, Any]]] = {}
 
 
 # Importing the command modules registers their commands on the app.
-from . import lake_cmds, pipeline_cmds, read_cmds  # noqa: E402, F401
+from . import history_cmds, lake_cmds, pipeline_cmds, read_cmds  # noqa: E402, F401

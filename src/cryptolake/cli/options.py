@@ -128,6 +128,8 @@ SOURCE_FLAGS = {
     "postgres": "postgres_dsn",
     "pg_schema": "pg_schema",
     "catalog": "catalog",
+    "days": "history_days",
+    "history_budget": "history_budget",
 }
 
 

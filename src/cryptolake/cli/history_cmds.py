@@ -1,0 +1,143 @@
+"""`backfill`: a year of daily history for the top coins, then silver and gold."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..backfill import HistoryResult, fetch_history
+from ..errors import ConfigError
+from ..gold import build_gold
+from ..silver import build_silver
+from .app import command, lake_lock, user_errors, verbose_after_command
+from .options import (
+    ApiPlanOpt,
+    ApiUrlOpt,
+    CatalogOpt,
+    LakeOpt,
+    RateOpt,
+    SampleOpt,
+    VerboseOpt,
+    settings_from,
+)
+from .render import console, print_notes, print_table, progress_bars, summary_table
+from .views import render_gold, render_silver, warn_sample
+
+
+def render_history(result: HistoryResult) -> None:
+    """The summary of a backfill or a history stage."""
+    rate = f", {result.requests_per_minute:.1f} req/min" if result.requests_per_minute else ""
+    print_table(
+        summary_table(
+            f"history run {result.run_id} ({result.requests} requests{rate})",
+            ["coins", "bodies", "points", "bytes", "not found", "left", "seconds"],
+            [
+                [
+                    result.coins,
+                    result.bodies,
+                    result.points,
+                    result.bytes,
+                    len(result.not_found),
+                    result.left,
+                    round(result.seconds, 1),
+                ]
+            ],
+        )
+    )
+    notes = list(result.notes)
+    if result.not_found:
+        shown = ", ".join(result.not_found[:10])
+        more = f" and {len(result.not_found) - 10} more" if len(result.not_found) > 10 else ""
+        notes.append(
+            f"CoinGecko does not know {len(result.not_found)} coin(s) (HTTP 404): {shown}{more}; "
+            "skipped, and not asked again for a week."
+        )
+    if result.planned == 0:
+        notes.append("history is complete: every coin is covered up to today.")
+    print_notes(notes)
+
+
+@command("backfill")
+def backfill_cmd(
+    lake: LakeOpt = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            help="How many days back. Env: CRYPTOLAKE_HISTORY_DAYS. Default: 365 (the most "
+            "the keyless API serves).",
+        ),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            help="The top N coins of the latest snapshot. Env: CRYPTOLAKE_TOP. Default: 250",
+        ),
+    ] = None,
+    coins: Annotated[
+        str | None,
+        typer.Option("--coins", help="Coin ids instead of the top N: bitcoin,ethereum"),
+    ] = None,
+    with_ohlc: Annotated[
+        bool,
+        typer.Option(
+            "--with-ohlc",
+            help="Also fetch 30 days of 4-hour OHLC candles per coin (real daily highs and "
+            "lows); later runs keep them current.",
+            metavar="",
+        ),
+    ] = False,
+    fetch_only: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-only", help="Land the bodies in bronze; skip silver and gold.", metavar=""
+        ),
+    ] = False,
+    api_url: ApiUrlOpt = None,
+    api_plan: ApiPlanOpt = None,
+    vs_currency: Annotated[
+        str | None,
+        typer.Option(
+            "--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"
+        ),
+    ] = None,
+    rate: RateOpt = None,
+    catalog: CatalogOpt = None,
+    sample: SampleOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fetch daily history (and optionally 4-hour candles) for the top coins, then build.
+
+    Resumable: every response is committed to bronze as it arrives, so a backfill that was
+    stopped asks only for what is still missing. Incremental: a coin covered up to yesterday
+    is asked for the missing days only.
+    """
+    verbose_after_command(verbose)
+    with user_errors():
+        if top is not None and coins is not None:
+            raise ConfigError("give --top or --coins, not both: --coins names the coins.")
+        settings = settings_from(locals())
+        if sample:
+            warn_sample()
+        with lake_lock(settings, "backfill"), progress_bars() as on_progress:
+            result = fetch_history(
+                settings,
+                top=top,
+                coins=coins,
+                with_ohlc=with_ohlc,
+                sample=sample,
+                progress=on_progress,
+            )
+            silver = gold = None
+            if not fetch_only and result.bodies:
+                silver = build_silver(settings, progress=on_progress)
+                gold = build_gold(settings, progress=on_progress)
+        render_history(result)
+        if silver is not None:
+            render_silver(silver)
+        if gold is not None:
+            render_gold(gold)
+        elif not fetch_only and not result.bodies:
+            console.print("nothing new landed: silver and gold unchanged.")
