@@ -11,9 +11,9 @@ from typing import Any
 import duckdb
 
 from cryptolake.catalog import attach_lake, open_lake
+from cryptolake.datasets import snapshot_dataset_names
 from cryptolake.duck import connect
 from cryptolake.ingest import IngestResult, ingest
-from cryptolake.datasets import snapshot_dataset_names
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 

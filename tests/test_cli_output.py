@@ -255,8 +255,14 @@ def test_run_json_on_success(lake: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert document["status"] == "success" and document["error"] is None
     assert document["sample"] is True
-    assert [s["stage"] for s in document["stages"]] == ["ingest", "transform", "check", "publish"]
-    assert [s["status"] for s in document["stages"]] == ["ok", "ok", "ok", "skipped"]
+    assert [s["stage"] for s in document["stages"]] == [
+        "ingest",
+        "history",
+        "transform",
+        "check",
+        "publish",
+    ]
+    assert [s["status"] for s in document["stages"]] == ["ok", "ok", "ok", "ok", "skipped"]
 
 
 @pytest.mark.parametrize(
@@ -264,7 +270,8 @@ def test_run_json_on_success(lake: Path) -> None:
     [
         (
             ["--stages", "nope"],
-            "--stages takes a comma-separated subset of ingest,transform,check,publish; got nope.",
+            "--stages takes a comma-separated subset of ingest,history,transform,check,publish; "
+            "got nope.",
         ),
         (["--per-page", "0"], "--per-page must be between 1 and 250, got 0."),
     ],

@@ -115,6 +115,7 @@ def test_sigterm_while_ingest_waits_to_retry_stops_the_schedule_at_once(
     assert (record.status, record.trigger) == ("stopped", "schedule")
     assert [(s["stage"], s["status"]) for s in record.stages] == [
         ("ingest", "stopped"),
+        ("history", "not_run"),
         ("transform", "not_run"),
         ("check", "not_run"),
         ("publish", "not_run"),

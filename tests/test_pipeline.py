@@ -77,14 +77,14 @@ def test_run_without_postgres_skips_publish_and_says_how(lake: Path, api: Replay
     result = run(make_settings(lake, api))
     assert result.status == "success"
     by_stage = {s.stage: s for s in result.stages}
-    assert [s.status for s in result.stages] == ["ok", "ok", "ok", "skipped"]
+    assert [s.status for s in result.stages] == ["ok", "ok", "ok", "ok", "skipped"]
     assert by_stage["ingest"].rows == {"coins_markets": 60, "global": 1, "coins_categories": 90}
     assert by_stage["transform"].rows["silver.market_snapshots"] == 60
     assert by_stage["transform"].rows["gold.crypto_analytics_mart"] == 50
     assert "CRYPTOLAKE_POSTGRES_DSN" in by_stage["publish"].detail
     (record,) = recent_runs(make_settings(lake, api))
     assert (record.run_id, record.status, record.trigger) == (result.run_id, "success", "manual")
-    assert [s["status"] for s in record.stages] == ["ok", "ok", "ok", "skipped"]
+    assert [s["status"] for s in record.stages] == ["ok", "ok", "ok", "ok", "skipped"]
 
 
 @pytest.mark.postgres
@@ -260,7 +260,7 @@ def test_should_stop_between_stages(lake: Path, api: ReplayServer) -> None:
 
     result = run(make_settings(lake, api), should_stop=stop_after_ingest)
     assert result.status == "stopped"
-    assert [s.status for s in result.stages] == ["ok", "not_run", "not_run", "not_run"]
+    assert [s.status for s in result.stages] == ["ok", "not_run", "not_run", "not_run", "not_run"]
 
 
 def test_status_reports_inventory_freshness_and_runs(lake: Path, api: ReplayServer) -> None:
@@ -273,11 +273,17 @@ def test_status_reports_inventory_freshness_and_runs(lake: Path, api: ReplayServ
         "coins_markets": 3,
         "global": 1,
         "coins_categories": 1,
+        "coin_market_chart": 0,
+        "coin_ohlc": 0,
     }
+    # The replay has no history: the run's history stage spent its budget on 404s.
+    assert (status.history_requests, status.history_not_found) == (0, 20)
     assert [(s.table, s.partitions, s.rows) for s in status.silver] == [
         ("market_snapshots", 1, 60),
         ("global_snapshots", 1, 1),
         ("category_snapshots", 1, 90),
+        ("coin_history_daily", 0, 0),
+        ("coin_ohlc_4h", 0, 0),
     ]
     assert status.gold["crypto_analytics_mart"] == 50
     assert status.is_fresh and status.age_hours is not None and status.age_hours < 1

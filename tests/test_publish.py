@@ -21,7 +21,7 @@ from cryptolake.cli import app
 from cryptolake.errors import ConfigError, PublishError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.progress import Progress
-from cryptolake.publish import STAGING, publish
+from cryptolake.publish import HISTORY, STAGING, publish
 
 from .lakes import T0, lake_db, lake_files, land, settings_for
 from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
@@ -76,14 +76,22 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
     for table, column, kind in columns:
         by_table.setdefault(table, []).append(column)
         assert kind in ALLOWED_TYPES, (table, column, kind)  # binary COPY, no numeric
-    assert set(by_table) == {STAGING, *GOLD_MODELS, "publish_log", "crypto_market_summary"}
+    assert set(by_table) == {
+        STAGING,
+        HISTORY,
+        *GOLD_MODELS,
+        "publish_log",
+        "crypto_market_summary",
+    }
     con = lake_db(built_lake)
     for mart in GOLD_MODELS:
         gold_columns = [r[0] for r in con.execute(f"describe gold.{mart}").fetchall()]
         assert by_table[mart] == gold_columns
     silver = [r[0] for r in con.execute("describe silver.market_snapshots").fetchall()]
+    history = [r[0] for r in con.execute("describe silver.coin_history_daily").fetchall()]
     con.close()
     assert by_table[STAGING] == silver
+    assert by_table[HISTORY] == history
 
     indexes = {
         (table, definition.split(" USING ")[1])
@@ -98,6 +106,7 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
         ("crypto_analytics_mart", "btree (market_cap_category)"),
         ("market_segment_analysis", "btree (market_cap_category)"),
         ("coin_daily", "btree (coin_id text_pattern_ops, day)"),
+        (HISTORY, "btree (coin_id, day, vs_currency)"),
         ("coin_daily", "btree (day, market_cap_rank)"),
         ("market_daily", "btree (day)"),
         ("category_leaderboard", "btree (category_id)"),

@@ -142,6 +142,8 @@ def test_a_snapshot_at_odds_with_its_global_is_set_aside_whole(lake: Path) -> No
         "market_snapshots": {"market_snapshots_within_global_total": 100},
         "global_snapshots": {"market_snapshots_within_global_total": 1},
         "category_snapshots": {"market_snapshots_within_global_total": 90},
+        "coin_history_daily": {},
+        "coin_ohlc_4h": {},
     }
     build_gold(settings_for(lake))  # passes: the snapshot is not in silver
     assert gold(lake, "crypto_analytics_mart") == before

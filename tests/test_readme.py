@@ -83,6 +83,8 @@ FIELD_FOR_ENV = {
     "CRYPTOLAKE_MEMORY_LIMIT": ("memory_limit", "1GB", "1GB"),
     "CRYPTOLAKE_MAINTAIN_EVERY": ("maintain_every", "7", 7),
     "CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", "3", 3.0),
+    "CRYPTOLAKE_HISTORY_BUDGET": ("history_budget", "5", 5),
+    "CRYPTOLAKE_HISTORY_DAYS": ("history_days", "90", 90),
 }
 
 
@@ -94,10 +96,10 @@ def settings_rows() -> list[tuple[str, str, str]]:
 
 def test_settings_table_flags_exist() -> None:
     rows = settings_rows()
-    assert len(rows) == 15
+    assert len(rows) == 17
     for _, flag, _env in rows:
         if flag != "—":
-            assert any(flag in help_text(c) for c in ("run", "ingest", "publish")), flag
+            assert any(flag in help_text(c) for c in ("run", "ingest", "publish", "backfill")), flag
 
 
 @pytest.mark.parametrize("env", sorted(FIELD_FOR_ENV))

@@ -4,13 +4,13 @@ One publish is one Postgres transaction (DuckDB runs its statements and `postgre
 calls on one connection inside it): consumers see the previous complete state until COMMIT,
 then the new one. Marts are emptied with DELETE, not dropped or truncated, so views that
 consumers built on them keep working and readers are never blocked. Staging only ever gains
-the snapshots it does not have yet. Rows travel by DuckDB's binary COPY into tables with
-explicit Postgres types (`sql/postgres/`), matched by column name.
+the snapshots it does not have yet; history staging gets the rows silver changed, by key
+(staging_history.py). Rows travel by DuckDB's binary COPY into tables with explicit Postgres
+types (`sql/postgres/`), matched by column name.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,13 +23,12 @@ from typing import Any
 import duckdb
 import psycopg
 
-from . import __version__
 from .duck import connect, quote_literal
 from .errors import ConfigError, PublishError
 from .fserrors import on_lake
 from .gold import GOLD_MODELS
 from .lake import LakePaths
-from .marts import count, refresh_start, replace_mart
+from .marts import count, replace_mart
 from .pgconnect import (
     LOCK_TIMEOUT,
     check_privileges,
@@ -40,10 +39,19 @@ from .pgconnect import (
     publish_lock,
     scrub,
 )
-from .pgext import load_postgres_extension, pg_execute, pg_rows
+from .pgext import load_postgres_extension, pg_execute
 from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
-from .publish_state import GoldBuild, Published, read_gold_build, read_published, snapshots_to_stage
+from .publish_state import (
+    GoldBuild,
+    Published,
+    coin_daily_changed_from,
+    history_changes,
+    log_publish,
+    read_gold_build,
+    read_published,
+    snapshots_to_stage,
+)
 from .settings import Settings
 from .staging import (
     SILVER_SOURCE,
@@ -56,12 +64,15 @@ from .staging import (
     load_day,
     prepare_schema,
     read_template,
+    relation_exists,
 )
+from .staging_history import HISTORY, ROWS, HistoryChanges, upsert_history
 from .staging_loads import load_partitions
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "HISTORY",
     "STAGING",
     "PublishResult",
     "PublishedTable",
@@ -72,7 +83,7 @@ __all__ = [
 
 MARTS = GOLD_MODELS
 # DDL files in the order they must run: tables, then the view that reads them.
-DDL = (STAGING, *MARTS, "publish_log", "crypto_market_summary")
+DDL = (STAGING, HISTORY, *MARTS, "publish_log", "crypto_market_summary")
 STATEMENT_TIMEOUT = "15min"
 IDLE_IN_TRANSACTION_TIMEOUT = "5min"
 # Columns ANALYZE samples on the marts that grow with history; the small marts get all.
@@ -101,12 +112,6 @@ class PublishResult:
 def _pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Run raw SQL in Postgres inside DuckDB's current transaction."""
     pg_execute(con, sql)
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, relation: str) -> bool:
-    """Whether `schema.relation` exists, as this transaction sees it."""
-    rows = pg_rows(con, f"select to_regclass('{schema}.{relation}') is not null")
-    return bool(rows and rows[0][0])
 
 
 @on_lake("read the lake to publish it")
@@ -159,6 +164,7 @@ def publish(
                 progress(Progress("publish", "postgres", 1, 1, "up to date"))
                 return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
             new_snapshots = snapshots_to_stage(con, published, build)
+            history = history_changes(con, published, build)
             # Before anything is written: text the database cannot hold is refused.
             check_encoding(
                 con,
@@ -166,6 +172,7 @@ def publish(
                 relations=[
                     "select * from lake.silver.market_snapshots "
                     "where snapshot_at in (select snapshot_at from publish_snapshots)",
+                    *([f"select * from {ROWS}"] if history.rows else []),
                     *(f"select * from lake.gold.{mart}" for mart in MARTS),
                 ],
                 target=target,
@@ -195,6 +202,7 @@ def publish(
                     published=published,
                     build=build,
                     new_snapshots=new_snapshots,
+                    history=history,
                     publish_id=publish_id,
                     started=started,
                     force=force,
@@ -220,6 +228,7 @@ def _publish_in_transaction(
     published: Published,
     build: GoldBuild,
     new_snapshots: list[str],
+    history: HistoryChanges,
     publish_id: str,
     started: datetime,
     force: bool,
@@ -227,7 +236,7 @@ def _publish_in_transaction(
     target: str,
 ) -> PublishResult:
     schema = settings.pg_schema
-    steps = len(MARTS) + 3
+    steps = len(MARTS) + 4
     step = 0
 
     def advance(detail: str) -> None:
@@ -290,7 +299,7 @@ def _publish_in_transaction(
                             )
                     elif name != STAGING:
                         indexes.append(statement)
-                    elif not _exists(con, schema, index[1]):
+                    elif not relation_exists(con, schema, index[1]):
                         _pg(con, statement)
             con.execute("call pg_clear_cache()")
             template = read_template(con, schema)
@@ -316,11 +325,14 @@ def _publish_in_transaction(
                 con,
                 f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
             )
-            # Only new snapshots changed gold (same models, same currency): coin_daily is
-            # rewritten from the first day they change on; else every mart is whole.
-            since = None
-            if new_snapshots and not force and published.fingerprint == build.fingerprint:
-                since = refresh_start(con, schema, date.fromisoformat(new_snapshots[0][:10]))
+            t1 = time.perf_counter()
+            upserted, history_now = upsert_history(con, schema, history)
+            tables.append(PublishedTable(HISTORY, upserted, history_now, time.perf_counter() - t1))
+            advance(f"{HISTORY}: {upserted:,} rows")
+            # coin_daily is rewritten from the first day gold changed it on (its change feed);
+            # the other marts, and coin_daily when that day is unknown, whole.
+            first = None if force else coin_daily_changed_from(con, published, build)
+            since = first.isoformat() if first else None
             for mart in MARTS:
                 t1 = time.perf_counter()
                 rows, mart_rows = replace_mart(con, schema, mart, since=since)
@@ -363,25 +375,14 @@ def _publish_in_transaction(
             tables.insert(0, PublishedTable(STAGING, written, rows_now, time.perf_counter() - t0))
             advance(f"{STAGING}: +{written:,} rows")
 
-            latest = con.execute(
-                "select max(snapshot_at)::varchar from lake.meta.snapshots"
-            ).fetchone()
-            finished = datetime.now(UTC)
-            rows_json = json.dumps({t.table: t.rows_written for t in tables})
-            snapshots_literal = "{" + ",".join(f'"{s}"' for s in new_snapshots) + "}"
-            _pg(
+            log_publish(
                 con,
-                f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
-                "latest_snapshot_at, lake_version, lake_id, models_fingerprint, "
-                "cryptolake_version, rows_written, snapshots) "
-                f"values ({quote_literal(publish_id)}, {quote_literal(started.isoformat())}, "
-                f"{quote_literal(finished.isoformat())}, "
-                f"{quote_literal(latest[0]) if latest and latest[0] else 'null'}, "
-                f"{quote_literal(build.lake_version)}, {quote_literal(build.lake_id)}, "
-                f"{quote_literal(build.fingerprint)}, "
-                f"{quote_literal(__version__)}, "
-                f"{quote_literal(rows_json)}::jsonb, "
-                f"{quote_literal(snapshots_literal)}::timestamptz[])",
+                schema,
+                publish_id=publish_id,
+                started=started,
+                build=build,
+                rows_written={t.table: t.rows_written for t in tables},
+                snapshots=new_snapshots,
             )
             # Still holding the publish lock? If its connection was lost, another publish
             # may have started: roll back rather than commit beside it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         data = self.server.data
         self.server.requests.append(self.path)
+        self.server.arrivals.append(time.monotonic())
         if not parts.path.startswith(API_PREFIX):
             self._send(404, b'{"error":"Not Found"}')
             return
@@ -177,6 +179,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.data = data
         self.requests: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, for rate tests
 
 
 class ReplayServer:
@@ -197,6 +200,11 @@ class ReplayServer:
     @property
     def requests(self) -> list[str]:
         return self._server.requests
+
+    @property
+    def arrivals(self) -> list[float]:
+        """When each request arrived (time.monotonic()), in order."""
+        return self._server.arrivals
 
     def __enter__(self) -> ReplayServer:
         self._thread.start()

@@ -8,8 +8,8 @@ movers), read through a read-only connection: writing a report never changes the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -18,8 +18,9 @@ from .catalog import open_lake
 from .errors import LakeError, TransformError
 from .fserrors import cause_of, on_lake
 from .lake import atomic_write
-from .report_data import Mover, Row, read_report_data
-from .report_html import coin_name, render_html
+from .report_data import Mover, read_report_data
+from .report_html import render_html
+from .report_parts import Row, coin_name
 from .settings import Settings
 
 
@@ -43,6 +44,13 @@ class ReportResult:
     days: int
     best_24h: Mover | None
     worst_24h: Mover | None
+    # The year section: its first and last day (None without a complete day), and per top
+    # coin with enough closes, the drawdown from the year's high (percent, <= 0) and the
+    # 30-day volatility (a ratio).
+    year_start: date | None = None
+    year_end: date | None = None
+    drawdown_pct: Mapping[str, float] = field(default_factory=dict)
+    volatility_30d: Mapping[str, float] = field(default_factory=dict)
 
 
 @on_lake("write the report")
@@ -108,4 +116,14 @@ def build_report(
         days=len(data.daily),
         best_24h=mover(data.gainers),
         worst_24h=mover(data.losers),
+        year_start=data.year.start,
+        year_end=data.year.end,
+        drawdown_pct={
+            c.coin_id: c.drawdown_pct for c in data.year.coins if c.drawdown_pct is not None
+        },
+        volatility_30d={
+            c.coin_id: c.volatility_30d_ratio
+            for c in data.year.coins
+            if c.volatility_30d_ratio is not None
+        },
     )

@@ -1,5 +1,7 @@
 """What the HTML report shows, read from the lake: gold, and silver's latest snapshot.
 
+The year section's figures (the top coins' last 365 days) are read by report_year.py.
+
 Read through a read-only connection; `read_report_data` raises LakeError when gold is
 missing or empty, and lets DuckDB errors through for the caller to word.
 """
@@ -8,16 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 
 from .errors import LakeError
-
-Row = dict[str, Any]
+from .report_parts import Row
+from .report_year import YearData, read_year
 
 GOLD_TABLES = (
     "crypto_analytics_mart",
+    "coin_daily",
     "market_segment_analysis",
     "market_cap_segments",
     "market_daily",
@@ -50,6 +52,7 @@ class ReportData:
     snapshots: int
     tracked_coins: int
     first_snapshot_at: datetime
+    year: YearData
 
     @property
     def latest(self) -> Row:
@@ -164,4 +167,5 @@ def read_report_data(con: duckdb.DuckDBPyConnection) -> ReportData:
         snapshots=counts["snapshots"],
         tracked_coins=counts["tracked_coins"],
         first_snapshot_at=counts["first_snapshot_at"] or mart[0]["snapshot_at"],
+        year=read_year(con),
     )

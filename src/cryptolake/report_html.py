@@ -6,10 +6,8 @@ prints. Rendered from `ReportData` (report_data.py); report.py reads the lake an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from html import escape
 from importlib import resources
 
 from . import __version__
@@ -24,7 +22,18 @@ from .formatting import (
     format_volatility,
 )
 from .lake import LakePaths
-from .report_data import ReportData, Row
+from .report_data import ReportData
+from .report_parts import (
+    Row,
+    change_cell,
+    coin_label,
+    coin_name,
+    day_label,
+    e,
+    responsive,
+    span_label,
+)
+from .report_year_html import year_section
 from .settings import Settings
 from .svg import Bar, Series, Slice, bar_list, donut, line_chart
 
@@ -38,35 +47,6 @@ SEGMENT_COLORS = {
 OTHER_SEGMENT_COLOR = "#999999"
 UP, DOWN = "#15803d", "#b91c1c"
 BTC_COLOR, ETH_COLOR = "#f7931a", "#6366f1"
-
-
-def e(value: object) -> str:
-    """Escape any value for HTML text or a quoted attribute."""
-    return escape(str(value), quote=True)
-
-
-def _change_cell(value: float | None, extra: str = "") -> str:
-    sign = 0 if value is None or math.isnan(value) else round(value, 2)
-    cls = " ".join(c for c in ("num", "up" if sign > 0 else "down" if sign < 0 else "", extra) if c)
-    return f'<td class="{cls}">{e(format_change(value))}</td>'
-
-
-def coin_name(row: Row) -> str:
-    """A coin's display name; its id where the API gave no name."""
-    return str(row["name"] or row["coin_id"])
-
-
-def _coin_label(name: str, symbol: str) -> str:
-    return f'{e(name)} <span class="sym">{e(symbol.upper())}</span>'
-
-
-def _day(day: date) -> str:
-    return f"{day:%b} {day.day}"
-
-
-def _responsive(wide: str, narrow: str) -> str:
-    """Both drawings of a chart; CSS shows the narrow one on small screens (text stays legible)."""
-    return f'<div class="wide">{wide}</div><div class="narrow">{narrow}</div>'
 
 
 def _kpis(data: ReportData, now: datetime, settings: Settings) -> str:
@@ -142,12 +122,11 @@ def _dominance(data: ReportData) -> str:
         note = "One day of history so far: each daily run adds a point."
     else:
         first, last = data.daily[0]["day"], data.daily[-1]["day"]
-        since = _day(first) + (f", {first.year}" if first.year != last.year else "")
-        note = f"{days} days, {since} to {_day(last)}, {last.year}; each day's last snapshot."
+        note = f"{days} days, {span_label(first, last)}; each day's last snapshot."
     return (
         '<section class="card"><h2>Bitcoin and Ether dominance</h2>'
         f'<p class="note">Share of the total crypto market cap. {e(note)}</p>'
-        f"{_responsive(chart(1000, 300), chart(360, 240))}</section>"
+        f"{responsive(chart(1000, 300), chart(360, 240))}</section>"
     )
 
 
@@ -197,7 +176,7 @@ def _segments(data: ReportData) -> str:
             f'<td class="num">{r["coin_count"]:,}</td>'
             f'<td class="num">{e(format_money(r["total_market_cap"], cur))}</td>'
             f'<td class="num strong">{e(format_share(r["tracked_market_cap_share_pct"]))}</td>'
-            + _change_cell(r["median_price_change_24h_pct"], "opt")
+            + change_cell(r["median_price_change_24h_pct"], "opt")
             + "</tr>"
         )
     table = (
@@ -234,7 +213,7 @@ def _movers_section(data: ReportData) -> str:
             for r in rows
         ]
         label = "24h price change"
-        return _responsive(
+        return responsive(
             bar_list(items, max_value=scale, label=label),
             bar_list(items, max_value=scale, label=label, width=360, label_width=112),
         )
@@ -254,11 +233,11 @@ def _top_table(data: ReportData) -> str:
         rows.append(
             "<tr>"
             f'<td class="num rank">{r["market_cap_rank"]}</td>'
-            f'<td class="l coin">{_coin_label(coin_name(r), str(r["symbol"] or ""))}</td>'
+            f'<td class="l coin">{coin_label(coin_name(r), str(r["symbol"] or ""))}</td>'
             f'<td class="num strong">{e(format_price(r["current_price"], cur))}</td>'
             f'<td class="num">{e(format_money(r["market_cap"], cur))}</td>'
-            + _change_cell(r["price_change_24h_pct"])
-            + _change_cell(r["price_change_7d_pct"])
+            + change_cell(r["price_change_24h_pct"])
+            + change_cell(r["price_change_7d_pct"])
             + f'<td class="l"><span class="pill {e(segment)}">{e(segment)}</span></td>'
             f'<td class="num">{e(format_ratio(r["volume_to_market_cap_ratio"]))}</td>'
             f'<td class="num">{e(format_volatility(r["volatility_7d_ratio"]))}</td>'
@@ -288,7 +267,7 @@ def _categories(data: ReportData) -> str:
             f'<td class="l">{e(r["name"])}</td>'
             f'<td class="num">{e(format_money(r["market_cap_usd"], "usd"))}</td>'
             f'<td class="barcell"><span class="bar" style="width:{width:.1f}%"></span></td>'
-            + _change_cell(r["market_cap_change_24h_pct"])
+            + change_cell(r["market_cap_change_24h_pct"])
             + f'<td class="num">{e(format_money(r["volume_24h_usd"], "usd"))}</td>'
             "</tr>"
         )
@@ -324,7 +303,7 @@ CSS = (resources.files("cryptolake") / "report.css").read_text(encoding="utf-8")
 def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
     """The whole report as one HTML document."""
     snapshot = data.snapshot_at.astimezone(UTC)
-    title = f"Crypto market report, {_day(snapshot)}, {snapshot.year}"
+    title = f"Crypto market report, {day_label(snapshot)}, {snapshot.year}"
     subtitle = (
         (
             f"Sample data recorded {format_timestamp(data.recorded_at)} (not live prices) · "
@@ -347,6 +326,7 @@ def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
         f'<h1>{e(title)}</h1><p class="sub">{e(subtitle)}</p></header>'
         + _kpis(data, now, settings)
         + f'<div class="grid">{_dominance(data)}</div>'
+        + year_section(data.year, currency=data.vs_currency, is_sample=data.is_sample)
         + f'<div class="grid">{_segments(data)}{_movers_section(data)}</div>'
         + _top_table(data)
         + _categories(data)

@@ -139,6 +139,12 @@ def read_template(con: duckdb.DuckDBPyConnection, schema: str) -> PartitionTempl
     )
 
 
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, relation: str) -> bool:
+    """Whether `schema.relation` exists in Postgres, as DuckDB's current transaction sees it."""
+    rows = pg_rows(con, f"select to_regclass('{schema}.{relation}') is not null")
+    return bool(rows and rows[0][0])
+
+
 def attached_days(conn: psycopg.Connection[Any], schema: str) -> set[date]:
     """The days staging has a partition for (none if there is no staging yet)."""
     rows = conn.execute(

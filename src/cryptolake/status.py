@@ -54,9 +54,9 @@ class PublishRecord:
 @dataclass(frozen=True, slots=True)
 class LakeStatus:
     lake: str
-    complete_runs: int
+    complete_runs: int  # snapshot runs (ingest)
     failed_runs: int
-    pending_runs: int
+    pending_runs: int  # complete runs and history requests silver has not read yet
     bronze: list[BronzeDataset]
     silver: list[SilverTableStatus]
     gold: dict[str, int]
@@ -82,6 +82,11 @@ class LakeStatus:
     lake_version: str | None = None
     snapshots: list[Snapshot] = field(default_factory=list)  # the latest, newest first
     files: dict[str, int] = field(default_factory=dict)  # data files per table
+    # History requests (a manifest each, see backfill.py): landed, and coins the API did not
+    # know; coins with daily history in silver.
+    history_requests: int = 0
+    history_not_found: int = 0
+    history_coins: int = 0
 
     @property
     def age_hours(self) -> float | None:
@@ -114,7 +119,9 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
     except OSError as exc:
         problems.append(f"bronze manifests: {cause_of(exc, reading=True)} ({exc.filename})")
         manifests = []
-    complete = [m for m in manifests if m.status == "complete"]
+    snapshot_runs = [m for m in manifests if m.kind == "snapshot"]
+    complete = [m for m in snapshot_runs if m.status == "complete"]
+    requests = [m for m in manifests if m.kind == "history"]
     bronze = []
     for declared in DATASETS:
         files = list(lake.dataset(declared.name).glob("ingest_date=*/*.json"))
@@ -152,8 +159,13 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
     return LakeStatus(
         lake=str(lake.root),
         complete_runs=len(complete),
-        failed_runs=len(manifests) - len(complete),
-        pending_runs=sum(1 for m in complete if m.run_id not in tables.done),
+        failed_runs=len(snapshot_runs) - len(complete),
+        pending_runs=sum(
+            1 for m in manifests if m.status == "complete" and m.run_id not in tables.done
+        ),
+        history_requests=sum(1 for m in requests if m.status == "complete"),
+        history_not_found=sum(1 for m in requests if m.status == "skipped"),
+        history_coins=tables.history_coins,
         bronze=bronze,
         silver=tables.silver,
         gold=tables.gold,
@@ -229,6 +241,7 @@ class _Tables:
     snapshots: list[Snapshot] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    history_coins: int = 0
 
 
 def _read_tables(settings: Settings) -> _Tables:
@@ -278,6 +291,11 @@ def _read_tables(settings: Settings) -> _Tables:
             )
         if "silver.processed_runs" in existing:
             found.done = set(processed_runs(con))
+        if "silver.coin_history_daily" in existing and not found.problems:
+            row = con.execute(
+                "select count(distinct coin_id) from silver.coin_history_daily"
+            ).fetchone()
+            found.history_coins = int(row[0]) if row else 0
         if "silver.quarantine" in existing:
             row = con.execute("select count(*) from silver.quarantine").fetchone()
             found.quarantined = int(row[0]) if row else 0

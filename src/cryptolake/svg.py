@@ -153,8 +153,35 @@ def _spread(ys: list[float], gap: float) -> list[float]:
     return out
 
 
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
+
+
+def _last(points: Sequence[tuple[date, float | None]]) -> tuple[date | None, float | None]:
+    """The latest point with a value, or (None, None)."""
+    present = [(d, v) for d, v in points if v is not None]
+    return max(present, key=lambda p: p[0]) if present else (None, None)
+
+
 def _date_label(day: date, with_year: bool) -> str:
     return f"{day:%b} {day.day}" + (f" {day.year}" if with_year else "")
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis over [low, high] (both > 0): 1, 2 and 5 times powers of ten,
+    only the powers themselves when those are too many, the round steps between when the
+    range is narrower than two of them."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    steps = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5)]
+    below = max((t for t in steps if t <= low), default=steps[0])
+    above = min((t for t in steps if t >= high), default=steps[-1])
+    ticks = [t for t in steps if below <= t <= above]
+    if len(ticks) > 7:
+        powers = [10.0**k for k in range(first, last + 1)]
+        return [t for t in powers if below <= t <= above] or ticks
+    if len(ticks) < 3:
+        return [t for t in nice_ticks(low, high) if t > 0]
+    return ticks
 
 
 def line_chart(
@@ -165,21 +192,33 @@ def line_chart(
     width: float = 1000,
     height: float = 300,
     tick_format: Callable[[float], str] | None = None,
+    end_format: Callable[[Series, float], str] | None = None,
+    legend: bool = True,
+    log_scale: bool = False,
 ) -> str:
     """Lines over calendar days sharing one y axis; each line ends in its latest value.
 
     Days are placed by date, so a missing day shows as a wider step. One day of data draws a
     single labelled point per series in the middle, which reads as a start rather than a bug.
+    `end_format` words a line's end label (default: its value); `legend=False` leaves the
+    legend to the page (many series wrap better in HTML); `log_scale` spaces values by ratio
+    (for amounts that differ by orders of magnitude; values <= 0 are left out).
     """
     tick_format = tick_format or value_format
-    left, right, top, bottom = 52.0, 92.0, 30.0, 34.0
-    plot_w, plot_h = width - left - right, height - top - bottom
+    end_format = end_format or (lambda _s, v: value_format(v))
+    if log_scale:
+        series = [Series(s.name, s.color, [(d, _positive(v)) for d, v in s.points]) for s in series]
     days = sorted({d for s in series for d, v in s.points if v is not None})
     values = [v for s in series for _, v in s.points if v is not None]
+    ends_text = [end_format(s, v) for s in series for _, v in [_last(s.points)] if v is not None]
+    left, top, bottom = 52.0 if not log_scale else 64.0, 30.0 if legend else 12.0, 34.0
+    # Room for the end labels (13px bold: about 8px a character).
+    right = max(92.0, 18 + 8 * max((len(t) for t in ends_text), default=0))
+    plot_w, plot_h = width - left - right, height - top - bottom
     body: list[str] = []
     # Legend across the top.
     x = left
-    for s in series:
+    for s in series if legend else ():
         body.append(f'<rect x="{_num(x)}" y="6" width="14" height="4" rx="2" fill="{s.color}"/>')
         body.append(_text(x + 20, 12, s.name, size=13, fill="#0f172a"))
         x += 20 + 8 * len(s.name) + 28
@@ -187,11 +226,19 @@ def line_chart(
         body.append(_text(width / 2, height / 2, "No data yet", anchor="middle", size=14))
         return _svg(width, height, label, body)
 
-    ticks = nice_ticks(min(values), max(values))
-    y_low, y_high = ticks[0], ticks[-1]
+    if log_scale:
+        ticks = log_ticks(min(values), max(values))
+        y_low = math.log10(min(ticks[0], *values))
+        y_high = math.log10(max(ticks[-1], *values))
+        if not y_high > y_low:
+            y_low, y_high = y_low - 0.5, y_high + 0.5
+    else:
+        ticks = nice_ticks(min(values), max(values))
+        y_low, y_high = ticks[0], ticks[-1]
 
     def ypos(value: float) -> float:
-        return top + plot_h * (1 - (value - y_low) / (y_high - y_low))
+        scaled = math.log10(value) if log_scale else value
+        return top + plot_h * (1 - (scaled - y_low) / (y_high - y_low))
 
     first, last = days[0], days[-1]
     span = (last - first).days
@@ -251,7 +298,7 @@ def line_chart(
                 )
         if present:
             day, value = present[-1]
-            ends.append((xpos(day), ypos(value), value_format(value), s.color))
+            ends.append((xpos(day), ypos(value), end_format(s, value), s.color))
     label_ys = _spread([y + 4 for _, y, _, _ in ends], 16)
     for (ex, _, text, color), ly in zip(ends, label_ys, strict=True):
         body.append(_text(ex + 10, ly, text, size=13, fill=color, weight=650))

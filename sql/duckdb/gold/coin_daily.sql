@@ -1,25 +1,56 @@
--- gold.coin_daily: one row per coin per UTC day: OHLC, daily return and 7-day volatility.
+-- gold.coin_daily: one row per coin per UTC day: OHLC, daily return, 7- and 30-day volatility.
 --
--- A day is complete once the lake holds a snapshot (of any coin, in this currency) at or
--- after 00:00 UTC of the next day. Until then its row is provisional: is_complete_day is
--- false, its close is the latest price so far, and it has no return.
--- The close of a complete day D is the price at 00:00 UTC of D+1 (CoinGecko's convention),
--- read from the snapshot nearest that instant, if one is within 12 hours of it: the coin's
--- last of D or its first of D+1 (close_at says which); with none that near, D has no close.
--- The open is read the same way at 00:00 UTC of D, so a day opens at the previous day's
--- close; high and low span the day's snapshots and both.
+-- Two inputs have days: the snapshots (silver.market_snapshots) and the daily history
+-- (silver.coin_history_daily: CoinGecko's price, market cap and volume at 00:00 UTC of a day).
+-- A coin has a row for every day either holds, in the gold currency; `source` says which:
+-- 'snapshots', 'history' or 'both'.
+--
+-- The close of day D is the price at 00:00 UTC of D+1 (CoinGecko's convention): history's
+-- point of D+1 where history has one; else read from the snapshot nearest that instant, if
+-- one is within 12 hours of it: the coin's last of D or its first of D+1. With neither, D
+-- has no close. close_at is the instant the close was read at (the history point's, or the
+-- snapshot's). The open of D is history's point of D, else read from the snapshots the same
+-- way at 00:00 UTC of D, so a day opens at the previous day's close.
+-- A day is complete once its close is known to history (history has D+1's point), or once
+-- the lake holds a snapshot (of any coin, in this currency) at or after 00:00 UTC of D+1.
+-- Until then its row is provisional: is_complete_day is false, its close is the latest
+-- snapshot price so far (none without snapshots that day), and it has no return.
+-- High and low span the day's complete 4-hour candles (silver.coin_ohlc_4h) where fetched;
+-- else the day's snapshots, its open and its close; a day with neither has none (a range
+-- made of the open and close alone would be a fake). high_low_source says which:
+-- 'candles', 'snapshots' or null.
 -- daily_return_ratio is the close over the previous day's close, minus 1, only between two
--- consecutive complete days; volatility_7d_ratio is the sample standard deviation of the last
--- 7 daily returns, null until all 7 exist. Both are ratios (0.012 = 1.2%), not percents.
--- market_cap, total_volume and market_cap_rank are the day's last snapshot's.
+-- consecutive complete days; volatility_7d_ratio and volatility_30d_ratio are the sample
+-- standard deviations of the last 7 and 30 daily returns, null until all of them exist.
+-- All three are ratios (0.012 = 1.2%), not percents.
+-- market_cap, total_volume and market_cap_rank are the day's last snapshot's; on a day
+-- without snapshots, market_cap and total_volume are history's, the rank is null, and the
+-- symbol and name are the coin's latest in any snapshot of this currency (null if none).
 -- Incremental by time range: only days from getvariable('coin_daily_from') on are returned,
--- computed from snapshots 10 days further back (enough for the 7-day windows and the closes
--- they read); 1900-01-01 returns every day.
+-- computed from snapshots, history and candles 33 days further back (gold.py's
+-- COIN_DAILY_LOOKBACK_DAYS: the 30 returns of a 30-day window, the closes they read, and a
+-- margin); 1900-01-01 returns every day.
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
         and current_price is not null
-        and snapshot_date >= getvariable('coin_daily_from') - 10
+        and snapshot_date >= getvariable('coin_daily_from') - 33
+),
+
+history as (
+    -- Filtered to the currency and the days first: a year of history is ~91k rows.
+    select coin_id, day, price, market_cap, total_volume, point_at
+    from silver.coin_history_daily
+    where vs_currency = getvariable('vs_currency')
+        and day >= getvariable('coin_daily_from') - 33
+),
+
+candles_4h as (
+    select coin_id, day, high_price, low_price
+    from silver.coin_ohlc_4h
+    where vs_currency = getvariable('vs_currency')
+        and is_complete
+        and day >= getvariable('coin_daily_from') - 33
 ),
 
 lake_clock as (
@@ -34,7 +65,6 @@ days as (
         snapshot_date as day,
         arg_max(symbol, snapshot_at) as symbol,
         arg_max(name, snapshot_at) as name,
-        any_value(vs_currency) as vs_currency,
         arg_max(market_cap_rank, snapshot_at) as market_cap_rank,
         arg_max(market_cap, snapshot_at) as market_cap,
         arg_max(total_volume, snapshot_at) as total_volume,
@@ -52,7 +82,7 @@ days as (
 neighbours as (
     select
         days.*,
-        days.day < lake_clock.latest_day as is_complete_day,
+        days.day < lake_clock.latest_day as is_complete_by_snapshots,
         -- Midnight at the start of the day, in Unix seconds (no time zone arithmetic).
         (days.day - date '1970-01-01') * 86400 as starts_s,
         -- The coin's last snapshot of the day before and first of the day after, if any.
@@ -101,24 +131,112 @@ choices as (
     from boundaries
 ),
 
-candles as (
+snapshot_days as (
+    -- The snapshots' open and close of each day they have (before history is consulted).
     select
         *,
         case
             when opens_at_previous_close then previous_last_price
             when open_after_s <= 43200 then first_price
-        end as open_price,
+        end as snapshot_open_price,
         case
-            when not is_complete_day then last_price  -- provisional: the latest so far
+            when not is_complete_by_snapshots then last_price  -- provisional: the latest so far
             when closes_on_next_day then next_first_price
             when close_before_s < 43200 then last_price
-        end as close_price,
+        end as snapshot_close_price,
         case
-            when not is_complete_day then last_at
+            when not is_complete_by_snapshots then last_at
             when closes_on_next_day then next_first_at
             when close_before_s < 43200 then last_at
-        end as close_at
+        end as snapshot_close_at
     from choices
+),
+
+history_closes as (
+    -- History's point of D+1 is D's close: keyed by the day it closes.
+    select coin_id, day - 1 as day, price as close_price, point_at as close_at
+    from history
+    where price is not null
+),
+
+candle_ranges as (
+    select coin_id, day, max(high_price) as high_price, min(low_price) as low_price
+    from candles_4h
+    group by coin_id, day
+),
+
+recent_names as (
+    -- A coin's latest symbol and name, for its days without snapshots. The snapshots read
+    -- reach the lake's latest day, so a coin's latest among them is its latest of all.
+    select coin_id, arg_max(symbol, last_at) as symbol, arg_max(name, last_at) as name
+    from days
+    where coin_id in (select coin_id from history)
+    group by coin_id
+),
+
+older_names as (
+    -- History's coins without a snapshot in those days (rare): their latest from all of
+    -- silver (nothing is read when there are none).
+    select coin_id, arg_max(symbol, snapshot_at) as symbol, arg_max(name, snapshot_at) as name
+    from silver.market_snapshots
+    where vs_currency = getvariable('vs_currency')
+        and current_price is not null
+        and coin_id in (
+            select coin_id from history
+            except
+            select coin_id from recent_names
+        )
+    group by coin_id
+),
+
+known_names as (
+    select * from recent_names
+    union all
+    select * from older_names
+),
+
+merged as (
+    select
+        coin_id,
+        day,
+        case
+            when history.coin_id is null then 'snapshots'
+            when snapshot_days.coin_id is null then 'history'
+            else 'both'
+        end as source,
+        snapshot_days.coin_id is not null as has_snapshots,
+        coalesce(snapshot_days.symbol, known_names.symbol) as symbol,
+        coalesce(snapshot_days.name, known_names.name) as name,
+        snapshot_days.market_cap_rank,
+        history_closes.close_price is not null
+        or coalesce(day < lake_clock.latest_day, false) as is_complete_day,
+        coalesce(history.price, snapshot_days.snapshot_open_price) as open_price,
+        coalesce(history_closes.close_price, snapshot_days.snapshot_close_price) as close_price,
+        case
+            when history_closes.close_price is not null then history_closes.close_at
+            else snapshot_days.snapshot_close_at
+        end as close_at,
+        snapshot_days.day_high_price,
+        snapshot_days.day_low_price,
+        candle_ranges.high_price as candle_high_price,
+        candle_ranges.low_price as candle_low_price,
+        candle_ranges.coin_id is not null as has_candles,
+        case
+            when snapshot_days.coin_id is not null then snapshot_days.market_cap
+            else history.market_cap
+        end as market_cap,
+        case
+            when snapshot_days.coin_id is not null then snapshot_days.total_volume
+            else history.total_volume
+        end as total_volume,
+        coalesce(snapshot_days.snapshot_count, 0) as snapshot_count,
+        snapshot_days.last_at as last_snapshot_at
+    from snapshot_days
+    full outer join history using (coin_id, day)
+    left join history_closes using (coin_id, day)
+    left join candle_ranges using (coin_id, day)
+    left join known_names using (coin_id)
+    cross join lake_clock
 ),
 
 returns as (
@@ -127,10 +245,11 @@ returns as (
         case
             when is_complete_day
                 and lag(day) over coin_days = day - 1
+                and lag(is_complete_day) over coin_days
                 and lag(close_price) over coin_days > 0
                 then close_price / lag(close_price) over coin_days - 1
         end as daily_return_ratio
-    from candles
+    from merged
     window coin_days as (partition by coin_id order by day)
 ),
 
@@ -140,27 +259,47 @@ final as (
         day,
         symbol,
         name,
-        vs_currency,
+        getvariable('vs_currency') as vs_currency,
         is_complete_day,
         market_cap_rank,
         open_price,
-        greatest(day_high_price, open_price, close_price) as high_price,
-        least(day_low_price, open_price, close_price) as low_price,
+        case
+            when has_candles then candle_high_price
+            when has_snapshots then greatest(day_high_price, open_price, close_price)
+        end as high_price,
+        case
+            when has_candles then candle_low_price
+            when has_snapshots then least(day_low_price, open_price, close_price)
+        end as low_price,
         close_price,
         market_cap,
         total_volume,
         daily_return_ratio,
+        -- The last 7 (30) rows are the last 7 (30) days when the first of them is 6 (29)
+        -- days back; rows frames are cheaper than range frames over days.
         case
-            when count(daily_return_ratio) over last_7_days = 7
+            when lag(day, 6) over coin_days = day - 6
+                and count(daily_return_ratio) over last_7_days = 7
                 then stddev_samp(daily_return_ratio) over last_7_days
         end as volatility_7d_ratio,
+        case
+            when lag(day, 29) over coin_days = day - 29
+                and count(daily_return_ratio) over last_30_days = 30
+                then stddev_samp(daily_return_ratio) over last_30_days
+        end as volatility_30d_ratio,
         snapshot_count,
         close_at,
-        last_at as last_snapshot_at
+        last_snapshot_at,
+        source,
+        case
+            when has_candles then 'candles'
+            when has_snapshots then 'snapshots'
+        end as high_low_source
     from returns
-    window last_7_days as (
-        partition by coin_id order by day range between interval 6 days preceding and current row
-    )
+    window
+        coin_days as (partition by coin_id order by day),
+        last_7_days as (coin_days rows between 6 preceding and current row),
+        last_30_days as (coin_days rows between 29 preceding and current row)
 )
 
 select * from final

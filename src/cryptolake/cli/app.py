@@ -32,6 +32,7 @@ from .render import console, err_console, print_error, setup_logging
 COMMAND_ORDER = (
     "run",
     "ingest",
+    "backfill",
     "transform",
     "check",
     "publish",

@@ -95,7 +95,7 @@ def run_cmd(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the pipeline: ingest -> transform (silver, gold) -> checks -> publish."""
+    """Run the pipeline: ingest -> history -> transform (silver, gold) -> checks -> publish."""
     verbose_after_command(verbose)
     if as_json:
         _run_json(locals())
@@ -170,6 +170,9 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
             "complete_runs": status.complete_runs,
             "failed_runs": status.failed_runs,
             "pending_runs": status.pending_runs,
+            "history_requests": status.history_requests,
+            "history_not_found": status.history_not_found,
+            "history_coins": status.history_coins,
             "datasets": {b.dataset: {"files": b.files, "bytes": b.bytes} for b in status.bronze},
         },
         "silver": {

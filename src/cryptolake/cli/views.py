@@ -209,7 +209,18 @@ def render_status(status: LakeStatus) -> None:
     print_table(
         summary_table(
             f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
-            f"{status.pending_runs} not yet in silver",
+            + (
+                f"{status.history_requests} history requests"
+                + (
+                    f" ({status.history_not_found} coins not found)"
+                    if status.history_not_found
+                    else ""
+                )
+                + ", "
+                if status.history_requests or status.history_not_found
+                else ""
+            )
+            + f"{status.pending_runs} not yet in silver",
             ["dataset", "files", "bytes"],
             [[b.dataset, b.files, b.bytes] for b in status.bronze],
         )
