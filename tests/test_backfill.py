@@ -116,7 +116,7 @@ def test_a_killed_backfill_resumes_without_refetching(tmp_path: Path) -> None:
         child.wait(timeout=30)
         first = asked(server)
         landed = {m.coin_id for m in read_manifests(LakePaths.at(lake)) if m.kind == "history"}
-        assert 10 <= len(landed) < len(coins)
+        assert 9 <= len(landed) < len(coins)  # all but the request in flight, at most
         server.requests.clear()
         result = fetch_history(settings_on(lake, server), coins=coins, now=lambda: NOW)
         second = [coin for coin, _ in asked(server)]

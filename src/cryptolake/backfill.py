@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .bronze import BronzeFile, Manifest, commit_request, history_body_path, iso, new_run_id
+from .bronze import BronzeFile, Manifest, iso, new_run_id
+from .bronze_requests import RequestLanding, history_body_path
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .datasets import BY_NAME, Dataset
 from .errors import ApiError, ConfigError
@@ -170,69 +171,80 @@ def _fetch(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> HistoryResult:
     lake = LakePaths.at(settings.lake)
+    landing = RequestLanding(lake)
     t0 = time.perf_counter()
     first_request = client.stats.requests
     notes: list[str] = []
     not_found: list[str] = []
     coins: set[str] = set()
-    bodies = points = size = answered = 0
+    bodies = points = size = 0
     clamp: int | None = None
     total = len(requests)
     coin_total = len({r.coin_id for r in requests})
     done_coins: set[str] = set()
     interval = 60.0 / settings.rate
-    for number, request in enumerate(requests, start=1):
-        if should_stop():
-            break
-        left = total - number + 1
-        elapsed = time.perf_counter() - t0
-        pace = max(interval, elapsed / (number - 1)) if number > 1 else interval
-        progress(
-            Progress(
-                "history",
-                "coins",
-                len(done_coins),
-                coin_total,
-                f"{left:,} requests left, ETA {_clock(left * pace)} at {settings.rate:g}/min",
-            )
-        )
-        declared = BY_NAME[request.dataset]
-        asked = min(request.days, clamp) if clamp else request.days
-        params = declared.params_for(vs_currency=settings.ingest_currency, days=asked)
-        path = declared.path_for(request.coin_id)
-        try:
-            fetched = client.get(path, params, validate=_shape(declared))
-        except ApiError as exc:
-            if exc.status == NOT_FOUND:
-                _commit(lake, settings, run_id, number, request, asked, source, None, now)
-                not_found.append(request.coin_id)
-                answered += 1
-                done_coins.add(request.coin_id)
-                continue
-            if exc.code == TIME_RANGE_CODE and asked > KEYLESS_MAX_DAYS:
-                clamp = KEYLESS_MAX_DAYS
-                note = (
-                    f"CoinGecko serves at most {KEYLESS_MAX_DAYS} days of history to this "
-                    f"plan (error 10012): asked for {asked}, clamped to {KEYLESS_MAX_DAYS}. "
-                    "A paid key (CRYPTOLAKE_API_PLAN=pro) serves more."
+    try:
+        for number, request in enumerate(requests, start=1):
+            if should_stop():
+                break
+            left = total - number + 1
+            elapsed = time.perf_counter() - t0
+            pace = max(interval, elapsed / (number - 1)) if number > 1 else interval
+            progress(
+                Progress(
+                    "history",
+                    "coins",
+                    len(done_coins),
+                    coin_total,
+                    f"{left:,} requests left, ETA {_clock(left * pace)} at {settings.rate:g}/min",
                 )
-                log.warning(note)
-                notes.append(note)
-                asked = KEYLESS_MAX_DAYS
-                params = declared.params_for(vs_currency=settings.ingest_currency, days=asked)
-                fetched = client.get(path, params, validate=_shape(declared))
-            else:
-                raise
-        entry = _commit(lake, settings, run_id, number, request, asked, source, fetched, now)
-        assert entry is not None  # a body was landed
-        answered += 1
-        bodies += 1
-        points += entry.records
-        size += entry.bytes
-        coins.add(request.coin_id)
-        done_coins.add(request.coin_id)
+            )
+            declared = BY_NAME[request.dataset]
+            asked = min(request.days, clamp) if clamp else request.days
+            path = declared.path_for(request.coin_id)
+            fetched: Fetched | None
+            try:
+                fetched = client.get(
+                    path,
+                    declared.params_for(vs_currency=settings.ingest_currency, days=asked),
+                    validate=_shape(declared),
+                )
+            except ApiError as exc:
+                if exc.status == NOT_FOUND:
+                    fetched = None
+                    not_found.append(request.coin_id)
+                elif exc.code == TIME_RANGE_CODE and asked > KEYLESS_MAX_DAYS:
+                    clamp = asked = KEYLESS_MAX_DAYS
+                    note = (
+                        f"CoinGecko serves at most {KEYLESS_MAX_DAYS} days of history to this "
+                        f"plan (error 10012): asked for {request.days}, clamped to "
+                        f"{KEYLESS_MAX_DAYS}. A paid key (CRYPTOLAKE_API_PLAN=pro) serves more."
+                    )
+                    log.warning(note)
+                    notes.append(note)
+                    fetched = client.get(
+                        path,
+                        declared.params_for(vs_currency=settings.ingest_currency, days=asked),
+                        validate=_shape(declared),
+                    )
+                else:
+                    raise
+            entry = _land(landing, settings, run_id, number, request, asked, source, fetched, now)
+            done_coins.add(request.coin_id)
+            if entry is not None:
+                bodies += 1
+                points += entry.records
+                size += entry.bytes
+                coins.add(request.coin_id)
+            # Commit now if the next request would wait anyway (a rate-limited API: each
+            # request is committed as it arrives), else in groups of at most half a second.
+            if landing.due or client.throttle.ready_in() > 0:
+                landing.flush()
+    finally:
+        landing.flush()
     seconds = time.perf_counter() - t0
     made = client.stats.requests - first_request
+    answered = landing.committed
     progress(Progress("history", "coins", len(done_coins), coin_total, f"{answered:,} requests"))
     return HistoryResult(
         run_id=run_id,
@@ -250,8 +262,8 @@ def _fetch(
     )
 
 
-def _commit(
-    lake: LakePaths,
+def _land(
+    landing: RequestLanding,
     settings: Settings,
     run_id: str,
     number: int,
@@ -261,7 +273,7 @@ def _commit(
     fetched: Fetched | None,
     now: Callable[[], datetime],
 ) -> BronzeFile | None:
-    """Land one answered request: its body and its manifest (see bronze.commit_request)."""
+    """Land one answered request: its body now, its manifest at the next flush."""
     request_id = f"{run_id}-h{number:05d}"
     made_at = fetched.fetched_at if fetched else now()
     ingest_date = f"{made_at:%Y-%m-%d}"
@@ -309,7 +321,7 @@ def _commit(
         days=days,
         parent_run_id=run_id,
     )
-    commit_request(lake, manifest, fetched.body if fetched is not None else None)
+    landing.land(manifest, fetched.body if fetched is not None else None)
     return files[0] if files else None
 
 

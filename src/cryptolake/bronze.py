@@ -259,32 +259,3 @@ def latest_manifest(lake: LakePaths) -> Manifest | None:
         if manifest.status == "complete":
             return manifest
     return None
-
-
-def history_body_path(*, dataset: str, ingest_date: str, request_id: str, coin_id: str) -> str:
-    """Where a history request's body lands, relative to the lake root."""
-    return f"bronze/{dataset}/ingest_date={ingest_date}/{request_id}-{coin_id}.json"
-
-
-def commit_request(lake: LakePaths, manifest: Manifest, body: bytes | None) -> Path:
-    """Land one history request: its body (if any) in its partition, then its manifest.
-
-    Each write is atomic and never replaces a file; a crash between the two leaves a body no
-    manifest lists, which readers ignore. If the manifest cannot be written (a full disk),
-    the body is removed again, so a request lands whole or not at all. Returns the manifest's
-    path.
-    """
-    written: Path | None = None
-    if body is not None:
-        (entry,) = manifest.files
-        written = lake.root / entry.path
-        atomic_write(written, body, overwrite=False)
-    path = lake.runs / f"ingest_date={manifest.ingest_date}" / f"{manifest.run_id}.json"
-    try:
-        atomic_write(path, manifest.to_json(), overwrite=False)
-    except BaseException:
-        if written is not None:
-            with contextlib.suppress(OSError):
-                written.unlink()
-        raise
-    return path

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .datasets import HISTORY_DATASETS
+from .datasets import COINS_CATEGORIES, COINS_MARKETS, GLOBAL, HISTORY_DATASETS
 
 API_PREFIX = "/api/v3"
 # CoinGecko's answers for an unknown coin and for history beyond the keyless plan's 365 days
@@ -93,8 +93,8 @@ def sample_data() -> ReplayData:
         },
         markets=(pkg / "markets_usd_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
         bodies={
-            "/global": (pkg / "global_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
-            "/coins/categories": (
+            GLOBAL.endpoint: (pkg / "global_JKorf-CoinGecko.Net_2023-01-08.json").read_bytes(),
+            COINS_CATEGORIES.endpoint: (
                 pkg / "categories_JKorf-CoinGecko.Net_2023-01-08.json"
             ).read_bytes(),
             "/ping": b'{"gecko_says":"(V3) To the Moon!"}',
@@ -127,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"error":"Not Found"}')
             return
         path = parts.path[len(API_PREFIX) :]
-        if path == "/coins/markets":
+        if path == COINS_MARKETS.endpoint:
             if "vs_currency" not in query:
                 self._send(422, b'{"error":"Missing parameter vs_currency"}')
                 return

@@ -32,6 +32,12 @@ class Throttle:
         self._next_at = now + self.interval
         return waited
 
+    def ready_in(self) -> float:
+        """Seconds until the next request may start (0: at once)."""
+        if self._next_at is None:
+            return 0.0
+        return max(0.0, self._next_at - self._clock())
+
     def refund(self) -> None:
         """The last request never reached the server (refused, no such host): its slot is
         free again, so the next request need not wait for it."""
