@@ -83,6 +83,9 @@ def test_a_partial_day_is_provisional_and_closes_come_from_the_next_midnight(lak
         assert row["high_price"] == pytest.approx(max(own + [close]))
         assert row["low_price"] == pytest.approx(min(own + [close]))
         assert row["snapshot_count"] == 4
+        # No history or candles in this lake: every figure is the snapshots'.
+        assert (row["source"], row["high_low_source"]) == ("snapshots", "snapshots")
+        assert row["volatility_30d_ratio"] is None  # 8 returns
         closes.append(close)
     returns: list[float | None] = [None] + [closes[i] / closes[i - 1] - 1 for i in range(1, 9)]
     for d in range(9):

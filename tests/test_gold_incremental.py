@@ -14,6 +14,7 @@ Snapshots are the recorded 2023 top 5, every price multiplied by a known factor 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from cryptolake.catalog import open_lake, snapshots
-from cryptolake.gold import EVERYTHING, build_gold, set_latest_snapshot
+from cryptolake.gold import COIN_DAILY_LOOKBACK_DAYS, EVERYTHING, build_gold, set_latest_snapshot
 from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import load_sql
 
@@ -256,3 +257,12 @@ def test_an_eur_gold_reads_eur_snapshots_only(history: tuple[Path, list[Built]])
     assert eur_days == [day(d) for d in (1, *range(2, 9), 11, 12)]
     assert rows[("bitcoin", day(12))]["close_price"] == pytest.approx(bitcoin(at(12, 6, 5), "eur"))
     assert rows[("bitcoin", day(1))]["snapshot_count"] == 1
+
+
+def test_the_model_reads_its_inputs_from_the_lookback_on() -> None:
+    """Snapshots, history and candles are read from `coin_daily_from` minus the lookback that
+    gold.py documents (the 30-day windows need 30 returns before the first day recomputed)."""
+    model = load_sql("duckdb/gold/coin_daily.sql")
+    reads = re.findall(r"getvariable\('coin_daily_from'\) - (\d+)", model)
+    assert reads == [str(COIN_DAILY_LOOKBACK_DAYS)] * 3
+    assert COIN_DAILY_LOOKBACK_DAYS >= 31  # a return of the window's first day reads the day before

@@ -8,11 +8,12 @@ a check: a failure rolls back, the lake keeps its previous gold, and the failing
 their first rows are recorded in `meta.audit_failures` for `cryptolake check`.
 
 `coin_daily` is incremental by time range (SQLMesh's model): DuckLake's change feed says the
-earliest day silver changed since the last build, and the rows from the day before it on are
-recomputed, reading 10 days further back for the 7-day windows. The other models are small
-next to silver and rebuilt whole. Gold is built for one quote currency: the one asked for
-(`--vs-currency`), else the currency of the lake's latest snapshot; a change of currency or of
-the models rebuilds everything. `meta.build` records what the gold was built from.
+earliest day silver changed since the last build (its snapshots, daily history or 4-hour
+candles), and the rows from the day before it on are recomputed, reading 33 days further back
+for the 30-day windows. The other models are small next to silver and rebuilt whole. Gold is
+built for one quote currency: the one asked for (`--vs-currency`), else the currency of the
+lake's latest snapshot; a change of currency or of the models rebuilds everything.
+`meta.build` records what the gold was built from.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ class GoldTable:
     seconds: float
 
 
-# How far before the first day it recomputes `coin_daily` reads silver: a day's return needs
-# the day before's close, which needs that day's last snapshot and the day before's; the
-# 7-day volatility needs 7 returns.
-COIN_DAILY_LOOKBACK_DAYS = 10
+# How far before the first day it recomputes `coin_daily` reads silver (snapshots, history and
+# candles; the literal in sql/duckdb/gold/coin_daily.sql): the 30-day volatility needs 30
+# returns, the first of them the close of the day before, read from that day's snapshots and
+# the next day's; 3 days of margin.
+COIN_DAILY_LOOKBACK_DAYS = 33
 # Models rebuilt from `coin_daily_from` on (a `day` column; each reads what it needs before).
 INCREMENTAL_MODELS = ("coin_daily", "market_daily")
 EVERYTHING = date(1900, 1, 1)  # `coin_daily_from` for a whole rebuild
@@ -283,7 +285,9 @@ def _coin_daily_from(
     """The first day `coin_daily` must recompute, or None to rebuild it whole.
 
     Incremental only on top of a build with the same models and currency, read from
-    DuckLake's change feed of silver.market_snapshots since the snapshot that build read.
+    DuckLake's change feeds since the snapshot that build read: the earliest day changed in
+    silver.market_snapshots, silver.coin_history_daily (both in the gold currency) or
+    silver.coin_ohlc_4h. A backfill's year of history recomputes from a year back.
     """
     try:
         row = con.execute(
@@ -302,24 +306,38 @@ def _coin_daily_from(
     since = int(row[1])
     if since >= silver_snapshot:
         return date.max  # silver unchanged: no day to recompute
+    feeds = " union all ".join(
+        f"select min({column}) as day from ducklake_table_changes("
+        f"current_database(), 'silver', '{table}', $since, $until) "
+        "where vs_currency = getvariable('vs_currency')"
+        for table, column in _COIN_DAILY_INPUTS
+    )
     try:
         changed = con.execute(
-            "select min(snapshot_date) from ducklake_table_changes("
-            "current_database(), 'silver', 'market_snapshots', ?, ?) "
-            "where vs_currency = getvariable('vs_currency')",
-            [since + 1, silver_snapshot],
+            f"select min(day) from ({feeds})", {"since": since + 1, "until": silver_snapshot}
+        ).fetchone()
+        # The lake's latest snapshot day when gold was built: gold's latest day with snapshots.
+        latest = con.execute(
+            "select max(day) from gold.coin_daily where source <> 'history'"
         ).fetchone()
     except duckdb.Error:
-        return None  # the build's snapshot was expired: rebuild whole
+        return None  # the build's snapshot was expired, or an input is missing: rebuild whole
     if changed is None or not isinstance(changed[0], date):
         return date.max
     # A change on day D moves the close (and completeness) of D - 1 too; and a new latest
     # day completes the previous latest one, however far back (runs may have been missed).
     first: date = changed[0] - timedelta(days=1)
-    latest = con.execute("select max(day) from gold.coin_daily").fetchone()
     if latest and isinstance(latest[0], date):
         first = min(first, latest[0])
     return first
+
+
+# The silver tables `coin_daily` reads, with the column naming the day a row counts for.
+_COIN_DAILY_INPUTS = (
+    ("market_snapshots", "snapshot_date"),
+    ("coin_history_daily", "day"),
+    ("coin_ohlc_4h", "day"),
+)
 
 
 def _build_model(

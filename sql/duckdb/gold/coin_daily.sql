@@ -15,10 +15,11 @@
 -- the lake holds a snapshot (of any coin, in this currency) at or after 00:00 UTC of D+1.
 -- Until then its row is provisional: is_complete_day is false, its close is the latest
 -- snapshot price so far (none without snapshots that day), and it has no return.
--- High and low span the day's complete 4-hour candles (silver.coin_ohlc_4h) where fetched;
--- else the day's snapshots, its open and its close; a day with neither has none (a range
--- made of the open and close alone would be a fake). high_low_source says which:
--- 'candles', 'snapshots' or null.
+-- High and low span the day's complete 4-hour candles (silver.coin_ohlc_4h) where fetched,
+-- its snapshots, its open and its close (a day only partly covered by candles still spans
+-- its open and close); a day with neither candles nor snapshots has none (a range made of
+-- the open and close alone would be a fake). high_low_source says which bounded it:
+-- 'candles' (with or without snapshots), 'snapshots' or null.
 -- daily_return_ratio is the close over the previous day's close, minus 1, only between two
 -- consecutive complete days; volatility_7d_ratio and volatility_30d_ratio are the sample
 -- standard deviations of the last 7 and 30 daily returns, null until all of them exist.
@@ -263,13 +264,14 @@ final as (
         is_complete_day,
         market_cap_rank,
         open_price,
+        -- greatest and least skip nulls: every price seen in the day bounds its range.
         case
-            when has_candles then candle_high_price
-            when has_snapshots then greatest(day_high_price, open_price, close_price)
+            when has_candles or has_snapshots
+                then greatest(candle_high_price, day_high_price, open_price, close_price)
         end as high_price,
         case
-            when has_candles then candle_low_price
-            when has_snapshots then least(day_low_price, open_price, close_price)
+            when has_candles or has_snapshots
+                then least(candle_low_price, day_low_price, open_price, close_price)
         end as low_price,
         close_price,
         market_cap,
