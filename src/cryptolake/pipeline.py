@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .backfill import HistoryResult, fetch_history
-from .bronze import new_run_id
+from .bronze import HISTORY_REQUEST, new_run_id
 from .checks import CheckResult, ChecksFailed, run_checks
 from .errors import ApiError, ConfigError, CryptolakeError, RunStopped
 from .fserrors import lake_io
@@ -285,8 +285,11 @@ def _run_stage(
             result.rows["invalid_unicode_repaired"] = silver.sanitized.bad_unicode
         added = sum(t.rows_added for t in silver.tables if t.table == "market_snapshots")
         result.summary = f"+{added:,} snapshot rows, {len(gold.tables)} gold tables"
+        requests = sum(1 for r in silver.runs if HISTORY_REQUEST.search(r))
         result.detail = (
-            f"{len(silver.runs)} new bronze run(s) into silver"
+            f"{len(silver.runs) - requests} new bronze run(s)"
+            + (f" and {requests} history request(s)" if requests else "")
+            + " into silver"
             if silver.changed
             else "silver up to date"
         ) + (
@@ -369,7 +372,7 @@ def _history_stage(
         return None
     result.rows = {"history_requests": history.requests, "history_points": history.points}
     result.summary = (
-        f"{history.coins:,} coins, {history.points:,} points" if history.requests else "complete"
+        f"{history.coins:,} coin(s), {history.points:,} points" if history.requests else "complete"
     )
     left = f", {history.left:,} requests left for later runs" if history.left else ""
     missing = f", {len(history.not_found)} coin(s) not found" if history.not_found else ""
