@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from cryptolake.backfill import fetch_history
 from cryptolake.gold import GOLD_MODELS, build_gold
-from cryptolake.publish import STAGING, publish
+from cryptolake.ingest import ingest
+from cryptolake.publish import HISTORY, STAGING, publish
 from cryptolake.secret import Secret
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
@@ -34,7 +37,8 @@ def fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:
 def state(dsn: str, schema: str) -> tuple[Any, ...]:
     """What a consumer sees, in one statement (one snapshot of the database)."""
     counts = ", ".join(
-        f"(select count(*) from {schema}.{t})" for t in (STAGING, *GOLD_MODELS, "publish_log")
+        f"(select count(*) from {schema}.{t})"
+        for t in (STAGING, HISTORY, *GOLD_MODELS, "publish_log")
     )
     return fetch(
         dsn,
@@ -59,3 +63,19 @@ def published_with_a_new_snapshot(
     land(lake, at=T0 + after)
     rebuild(lake)
     return settings, before
+
+
+def sample_lake_with_history(lake: Path) -> Path:
+    """A lake as `run --sample` then `backfill --sample --top 5` leave it: the 2023 sample
+    snapshot, and bitcoin's recorded 2021-04-16..05-15 daily history (the rest are 404s)."""
+    settings = settings_for(lake)
+    ingest(settings, sample=True)
+    rebuild(lake)
+    backfill_sample(lake)
+    return lake
+
+
+def backfill_sample(lake: Path, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """`backfill --sample --top 5` at `now`, then silver and gold."""
+    fetch_history(settings_for(lake), top=5, sample=True, now=now)
+    rebuild(lake)

@@ -122,6 +122,8 @@ def spanned_range(day: date) -> tuple[float, float]:
     seen += [BITCOIN["current_price"] for w in SNAPSHOTS if w.date() == day]
     seen += [HISTORY[d].price for d in (day, day + timedelta(days=1)) if d in HISTORY]
     return max(seen), min(seen)
+
+
 RESTAMPED_HISTORY = daily_points(restamped_chart())
 
 

@@ -268,7 +268,7 @@ def test_reader_polling_during_publish_never_sees_partial_state(
             while not stop.is_set():
                 counts = ", ".join(
                     f"(select count(*) from {pg_schema}.{t})"
-                    for t in (STAGING, *GOLD_MODELS, "publish_log")
+                    for t in (STAGING, HISTORY, *GOLD_MODELS, "publish_log")
                 )
                 seen.append(
                     conn.execute(

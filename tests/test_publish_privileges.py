@@ -214,7 +214,7 @@ def test_role_that_does_not_own_the_published_tables_is_told_who_does(
     s, a, b = re.escape(schema), re.escape(first), re.escape(second)
     assert re.fullmatch(
         rf"error: Postgres role {b} does not own {s}\.category_leaderboard, {s}\.coin_daily, "
-        rf"{s}\.crypto_analytics_mart, {s}\.crypto_market_summary and 6 more \(owner {a}\), and a "
+        rf"{s}\.crypto_analytics_mart, {s}\.crypto_market_summary and 7 more \(owner {a}\), and a "
         rf"publish alters, indexes and analyzes its tables: publish as {a}, or REASSIGN OWNED "
         rf"BY {a} TO {b} \(run as {a} or a superuser\)\.",
         line,

@@ -196,6 +196,11 @@ def test_report_shows_the_gold_figures(one_day: Path) -> None:
         assert f">{category['name']}</td>" in html
     assert f">{categories[10]['name']}</td>" not in html
 
+    # One snapshot: no day is complete, so the year section says so and draws nothing.
+    assert (result.year_start, result.year_end, result.drawdown_pct) == (None, None, {})
+    year = html.split("<h2>The last 365 days")[1].split("</section>")[0]
+    assert "No complete day yet" in year and "<svg" not in year
+
     # Freshness.
     assert (result.snapshots, result.days) == (1, 1)
     assert "2026-02-15 15:47 UTC" in html

@@ -212,8 +212,8 @@ def line_chart(
     values = [v for s in series for _, v in s.points if v is not None]
     ends_text = [end_format(s, v) for s in series for _, v in [_last(s.points)] if v is not None]
     left, top, bottom = 52.0 if not log_scale else 64.0, 30.0 if legend else 12.0, 34.0
-    # Room for the end labels (13px bold: about 8px a character).
-    right = max(92.0, 18 + 8 * max((len(t) for t in ends_text), default=0))
+    # Room for the end labels (13px bold: up to about 8.5px a character).
+    right = max(92.0, 20 + 8.5 * max((len(t) for t in ends_text), default=0))
     plot_w, plot_h = width - left - right, height - top - bottom
     body: list[str] = []
     # Legend across the top.
