@@ -4,11 +4,12 @@
 
 Over a loopback replay server at an unlimited rate, a backfill of N coins is timed in its
 parts: fetching and landing each body in bronze (a manifest per request, made durable in
-groups), then silver reading all of them. Each coin is answered with a body the size of a
-year of daily points: the recorded bitcoin /market_chart body cut to its first 366 points
-(real values; 722 points uncut). The replay server runs in a process of its own, so the
-figures are cryptolake's work alone: wall seconds and CPU seconds (user + system) of this
-process. Local seconds per coin times 18,000 is the local work of a backfill of every coin.
+groups), then silver reading all of them. Each coin is answered with a year of daily points
+as `interval=daily` gives them: the recorded bitcoin /market_chart body's first 365 values
+(real ones) stamped at the 365 UTC midnights up to today, plus its "now" point. The replay
+server runs in a process of its own, so the figures are cryptolake's work alone: wall
+seconds and CPU seconds (user + system) of this process. Local seconds per coin times 18,000
+is the local work of a backfill of every coin.
 
 Then the rate: a backfill at `--rate` requests a minute for `--rate-seconds`, the server
 recording when each request arrived. The achieved rate must be at least 90% of the budget
@@ -49,9 +50,15 @@ YEAR_POINTS = 366
 
 
 def year_body() -> bytes:
-    """The recorded body cut to a year's worth of points (values unchanged)."""
+    """A daily year: the recorded values, re-stamped at midnights (the values unchanged)."""
     data = json.loads(FIXTURE.read_bytes())
-    return json.dumps({k: v[:YEAR_POINTS] for k, v in data.items()}).encode()
+    day_ms = 86_400_000
+    today = int(time.time() * 1000) // day_ms * day_ms
+    stamps = [today - (YEAR_POINTS - 2 - i) * day_ms for i in range(YEAR_POINTS - 1)]
+    stamps.append(int(time.time() * 1000))  # "now"
+    return json.dumps(
+        {k: [[t, p[1]] for t, p in zip(stamps, v, strict=False)] for k, v in data.items()}
+    ).encode()
 
 
 def replay(coins: list[str]) -> ReplayData:

@@ -22,7 +22,7 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -104,7 +104,13 @@ class Manifest:
     parent_run_id: str | None = None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2).encode() + b"\n"
+        # Field by field, not dataclasses.asdict: that deep-copies every value, which cost
+        # more than the rest of landing a history request.
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["files"] = [
+            {g.name: getattr(entry, g.name) for g in fields(entry)} for entry in self.files
+        ]
+        return json.dumps(data, indent=2).encode() + b"\n"
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:

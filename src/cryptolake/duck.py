@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -56,3 +58,13 @@ def one_line(exc: Exception, *, keep_sql: bool = False) -> str:
         for line in lines
         if line and set(line) != {"^"} and (keep_sql or not line.startswith("LINE "))
     )
+
+
+def json_list(values: Iterable[object]) -> str:
+    """A list as one JSON text, for `?::json::varchar[]` (or `boolean[]`) in SQL.
+
+    Passing a Python list as a parameter makes DuckDB convert it item by item, trying to
+    import numpy for each one when numpy is absent: 90 ms for 2,000 run ids, against 1 ms
+    for one JSON string.
+    """
+    return json.dumps(list(values))

@@ -19,7 +19,7 @@ import psycopg
 
 from . import __version__
 from .catalog import attach_lake, lake_id, latest_snapshot
-from .duck import one_line, quote_literal
+from .duck import json_list, one_line, quote_literal
 from .errors import LakeError
 from .pgext import pg_execute
 from .settings import Settings
@@ -153,11 +153,11 @@ def snapshots_to_stage(
                     from ducklake_table_changes('lake', 'silver', 'market_snapshots', ?, ?)
                     where change_type in ('insert', 'update_postimage')
                         and snapshot_at not in (
-                            select cast(unnest(?::varchar[]) as timestamptz)
+                            select cast(unnest(?::json::varchar[]) as timestamptz)
                         )
                     order by 1
                     """,
-                    [int(since) + 1, build.snapshot_id, published.snapshots],
+                    [int(since) + 1, build.snapshot_id, json_list(published.snapshots)],
                 ).fetchall()
             ]
         except duckdb.Error as exc:
@@ -169,16 +169,16 @@ def snapshots_to_stage(
                 """
                 select cast(snapshot_at as varchar)
                 from lake.meta.snapshots
-                where snapshot_at not in (select cast(unnest(?::varchar[]) as timestamptz))
+                where snapshot_at not in (select cast(unnest(?::json::varchar[]) as timestamptz))
                 order by snapshot_at
                 """,
-                [published.snapshots],
+                [json_list(published.snapshots)],
             ).fetchall()
         ]
     con.execute(
         "create or replace temp table publish_snapshots as "
-        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
-        [new],
+        "select cast(unnest(?::json::varchar[]) as timestamptz) as snapshot_at",
+        [json_list(new)],
     )
     return new
 

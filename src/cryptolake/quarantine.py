@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import duckdb
 
 from .checkdefs import CheckDef
-from .duck import quote_literal
+from .duck import json_list, quote_literal
 from .errors import TransformError
 from .sqlfiles import load_sql
 
@@ -151,8 +151,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, *, table: str, run_ids: Ite
     con.execute(quarantine_ddl(ROWS, temporary=True))
     con.execute(
         "delete from silver.quarantine where table_name = ? "
-        "and run_id in (select unnest(?::varchar[]))",
-        [table, list(run_ids)],
+        "and run_id in (select unnest(?::json::varchar[]))",
+        [table, json_list(run_ids)],
     )
     con.execute(
         f"insert into silver.quarantine select * from {ROWS} where table_name = ? "

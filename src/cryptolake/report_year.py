@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from .duck import json_list
 from .report_parts import Row
 
 TOP_COINS = 10
@@ -170,7 +171,7 @@ def read_year(con: duckdb.DuckDBPyConnection) -> YearData:
                     {GOLD_VOLATILITY if from_gold else _COMPUTED_VOLATILITY}
                         as volatility_30d_ratio
                 from gold.coin_daily
-                where coin_id in (select unnest(?::varchar[]))
+                where coin_id in (select unnest(?::json::varchar[]))
                 {"" if from_gold else _LAST_30_DAYS}
             )
 
@@ -178,7 +179,7 @@ def read_year(con: duckdb.DuckDBPyConnection) -> YearData:
             from coin_days
             where is_complete_day and close_price is not null and day between ? and ?
         """
-        for row in _rows(con, f"{year} order by coin_id, day", [ids, start, end]):
+        for row in _rows(con, f"{year} order by coin_id, day", [json_list(ids), start, end]):
             series[str(row["coin_id"])].append(row)
         highs = {
             str(r["coin_id"]): r
@@ -199,7 +200,7 @@ def read_year(con: duckdb.DuckDBPyConnection) -> YearData:
                     on year.coin_id = highs.coin_id and year.close_price = highs.high_close
                 group by highs.coin_id, highs.high_close
                 """,
-                [ids, start, end],
+                [json_list(ids), start, end],
             )
         }
     coins = []

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .bronze import Manifest
 from .datasets import Dataset
-from .duck import quote_literal
+from .duck import json_list, quote_literal
 from .errors import LakeError
 from .lake import LakePaths
 from .sqlfiles import load_sql
@@ -287,8 +287,8 @@ def upsert_batch(
             str(r[0])
             for r in con.execute(
                 f"select distinct {PARTITION} from {rows} union select distinct "
-                "cast(cast(unnest(?::varchar[]) as timestamptz) as date)",
-                [list(snapshots)],
+                "cast(cast(unnest(?::json::varchar[]) as timestamptz) as date)",
+                [json_list(snapshots)],
             ).fetchall()
         }
     )
@@ -300,8 +300,8 @@ def upsert_batch(
         con.execute(
             f"delete from {table.qualified} where {PARTITION} in ({listed}) "
             f"and (({key}) in (select {key} from {rows}) "
-            "or snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz)))",
-            [list(snapshots)],
+            "or snapshot_at in (select cast(unnest(?::json::varchar[]) as timestamptz)))",
+            [json_list(snapshots)],
         ).fetchone()
         if replace
         else None

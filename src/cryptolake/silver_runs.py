@@ -13,6 +13,7 @@ import duckdb
 
 from .bronze import Manifest, read_manifest, run_manifest_paths
 from .catalog import set_commit_message
+from .duck import json_list
 from .lake import LakePaths
 from .silver_io import SilverTable, table_exists
 
@@ -48,18 +49,18 @@ def record_runs(
 ) -> None:
     """Record `runs` as processed, in the transaction that upserted their rows."""
     con.execute(
-        "delete from silver.processed_runs where run_id in (select unnest(?::varchar[]))",
-        [[m.run_id for m in runs]],
+        "delete from silver.processed_runs where run_id in (select unnest(?::json::varchar[]))",
+        [json_list(m.run_id for m in runs)],
     )
     con.execute(
-        "insert into silver.processed_runs select unnest(?::varchar[]), "
-        "cast(unnest(?::varchar[]) as timestamptz), unnest(?::varchar[]), "
-        "unnest(?::boolean[]), ?, now()",
+        "insert into silver.processed_runs select unnest(?::json::varchar[]), "
+        "cast(unnest(?::json::varchar[]) as timestamptz), unnest(?::json::varchar[]), "
+        "unnest(?::json::boolean[]), ?, now()",
         [
-            [m.run_id for m in runs],
-            [m.started_at for m in runs],
-            [m.vs_currency for m in runs],
-            [m.source == "sample" for m in runs],
+            json_list(m.run_id for m in runs),
+            json_list(m.started_at for m in runs),
+            json_list(m.vs_currency for m in runs),
+            json_list(m.source == "sample" for m in runs),
             silver_format,
         ],
     )
@@ -69,8 +70,8 @@ def seen_snapshots(con: duckdb.DuckDBPyConnection, snapshots: Sequence[str]) -> 
     """Whether a processed run has one of these snapshot times (its rows are in silver)."""
     row = con.execute(
         "select count(*) from silver.processed_runs "
-        "where snapshot_at in (select cast(unnest(?::varchar[]) as timestamptz))",
-        [list(snapshots)],
+        "where snapshot_at in (select cast(unnest(?::json::varchar[]) as timestamptz))",
+        [json_list(snapshots)],
     ).fetchone()
     return bool(row and row[0])
 
@@ -94,21 +95,23 @@ def drop_unbacked(
         row = (
             con.execute(
                 f"delete from {table.qualified} where snapshot_at not in "
-                "(select cast(unnest(?::varchar[]) as timestamptz))",
-                [snapshots],
+                "(select cast(unnest(?::json::varchar[]) as timestamptz))",
+                [json_list(snapshots)],
             ).fetchone()
             if table.by_snapshot
             else con.execute(
-                f"delete from {table.qualified} where run_id not in (select unnest(?::varchar[]))",
-                [kept],
+                f"delete from {table.qualified} where run_id not in "
+                "(select unnest(?::json::varchar[]))",
+                [json_list(kept)],
             ).fetchone()
         )
         removed[table.name] = int(row[0]) if row else 0
     con.execute(
-        "delete from silver.quarantine where run_id not in (select unnest(?::varchar[]))", [kept]
+        "delete from silver.quarantine where run_id not in (select unnest(?::json::varchar[]))",
+        [json_list(kept)],
     )
     con.execute(
-        "delete from silver.processed_runs where run_id not in (select unnest(?::varchar[]))",
+        "delete from silver.processed_runs where run_id not in (select unnest(?::json::varchar[]))",
         [kept],
     )
     set_commit_message(

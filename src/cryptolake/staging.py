@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import psycopg
 
-from .duck import quote_literal
+from .duck import json_list, quote_literal
 from .errors import PublishError
 from .pgext import pg_execute, pg_rows
 from .silver import PARTITION
@@ -225,8 +225,8 @@ def append_snapshots(
     dates = ", ".join(f"date '{day.isoformat()}'" for day in sorted(snapshots))
     con.execute(
         "create or replace temp table appended_snapshots as "
-        "select cast(unnest(?::varchar[]) as timestamptz) as snapshot_at",
-        [[s for snaps in snapshots.values() for s in snaps]],
+        "select cast(unnest(?::json::varchar[]) as timestamptz) as snapshot_at",
+        [json_list(s for snaps in snapshots.values() for s in snaps)],
     )
     row = con.execute(
         f"insert into pg.{schema}.{STAGING} by name select * from {SILVER_SOURCE} "
