@@ -120,6 +120,7 @@ def test_ctrl_c_during_ingest_exits_130_and_records_the_run_interrupted(
     assert (record["run_id"], record["status"]) == (run_id, "interrupted")
     assert [(s["stage"], s["status"]) for s in record["stages"]] == [
         ("ingest", "interrupted"),
+        ("history", "not_run"),
         ("transform", "not_run"),
         ("check", "not_run"),
         ("publish", "not_run"),
@@ -127,6 +128,7 @@ def test_ctrl_c_during_ingest_exits_130_and_records_the_run_interrupted(
     assert out.splitlines()[0].startswith(f"run {run_id}: interrupted in ")
     assert stage_rows(out) == {
         "ingest": "interrupted",
+        "history": "not_run",
         "transform": "not_run",
         "check": "not_run",
         "publish": "not_run",
@@ -152,6 +154,7 @@ def test_ctrl_c_with_json_prints_one_interrupted_document(
     )
     assert [(s["stage"], s["status"]) for s in document["stages"]] == [
         ("ingest", "interrupted"),
+        ("history", "not_run"),
         ("transform", "not_run"),
         ("check", "not_run"),
         ("publish", "not_run"),

@@ -49,6 +49,8 @@ SETPRIV = [
     "--inh-caps=-dac_override,-dac_read_search",
     "--bounding-set=-dac_override,-dac_read_search",
 ]
+# 130 rows in the sample lake: a day of each of its 100 coins, and the 30 days of bitcoin's
+# recorded history its run's history stage fetched.
 COUNT_COIN_DAILY = "select count(*) as n from gold.coin_daily"
 
 
@@ -281,7 +283,7 @@ def test_read_only_mount_fails_writes_at_the_lock_and_serves_reads(
         assert read.code == 0, (name, read.stderr)
         assert "error:" not in read.stderr, name
     assert outcome(results, "status").stdout.startswith(f"lake {ro}\n")
-    assert outcome(results, "query").stdout == '"n"\n100\n'
+    assert outcome(results, "query").stdout == '"n"\n130\n'
     assert report.stat().st_size > 0
     assert "<html" in report.read_text().lower()
 
@@ -302,7 +304,7 @@ def test_publish_from_a_read_only_mount(
     assert "error:" not in published.stderr
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute(f"select count(*) from {pg_schema}.coin_daily").fetchone()
-    assert row == (100,)
+    assert row == (130,)  # 100 coins' snapshot day, and bitcoin's 30 recorded history days
 
 
 # --- a lake unwritable by its permissions ------------------------------------------------------
@@ -330,7 +332,7 @@ def test_lake_root_without_write_permission_still_transforms_and_serves_reads(
     assert done["status"].returncode == 0, done["status"].stderr
     assert done["status"].stdout.startswith(f"lake {lake_copy}\n")
     assert done["query"].returncode == 0, done["query"].stderr
-    assert done["query"].stdout == '"n"\n100\n'
+    assert done["query"].stdout == '"n"\n130\n'
 
 
 def test_lake_without_any_write_permission_fails_run_at_the_lock_and_serves_reads(
@@ -361,7 +363,7 @@ def test_lake_without_any_write_permission_fails_run_at_the_lock_and_serves_read
     for name in ("status", "query", "report"):
         assert done[name].returncode == 0, (name, done[name].stderr)
         assert "error:" not in done[name].stderr, name
-    assert done["query"].stdout == '"n"\n100\n'
+    assert done["query"].stdout == '"n"\n130\n'
     assert report.stat().st_size > 0
 
 
@@ -404,6 +406,7 @@ def test_disk_full_during_transform_is_recorded_and_the_lake_runs_again(
     assert failed["error"] == error.removeprefix("error: ")
     assert stages(failed) == {
         "ingest": "ok",
+        "history": "ok",
         "transform": "failed",
         "check": "not_run",
         "publish": "not_run",
@@ -413,6 +416,7 @@ def test_disk_full_during_transform_is_recorded_and_the_lake_runs_again(
     assert after["status"] == "success"
     assert stages(after) == {
         "ingest": "ok",
+        "history": "ok",
         "transform": "ok",
         "check": "ok",
         "publish": "skipped",

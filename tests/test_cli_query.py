@@ -226,7 +226,7 @@ def test_json_nests_a_json_column(sample_lake: Path) -> None:
     assert ISO_UTC.match(run["started_at"]) and ISO_UTC.match(run["finished_at"])
     stages = run["stages"]
     assert isinstance(stages, list) and all(isinstance(s, dict) for s in stages)
-    assert [s["stage"] for s in stages] == ["ingest", "transform", "check", "publish"]
+    assert [s["stage"] for s in stages] == ["ingest", "history", "transform", "check", "publish"]
     assert stages[0]["rows"] == {"coins_markets": 100, "global": 1, "coins_categories": 90}
 
 

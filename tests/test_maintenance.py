@@ -41,12 +41,15 @@ FILES_BEFORE = {
     "meta.lake": 0,
     "meta.snapshots": 0,
     "silver.category_snapshots": RUNS,
+    "silver.coin_history_daily": 0,  # no history in this lake: empty tables have no file
+    "silver.coin_ohlc_4h": 0,
     "silver.global_snapshots": 0,
     "silver.market_snapshots": RUNS,
     "silver.processed_runs": 0,
     "silver.quarantine": 0,
 }
-FILES_AFTER = {table: 0 if table == "silver.quarantine" else 1 for table in FILES_BEFORE}
+EMPTY = ("silver.quarantine", "silver.coin_history_daily", "silver.coin_ohlc_4h")
+FILES_AFTER = {table: 0 if table in EMPTY else 1 for table in FILES_BEFORE}
 # Snapshots of the ten-run lake: 0 (empty), 1 (the schemas), then silver and gold per run.
 LAST_GOLD = 1 + 2 * RUNS
 FIRST_GOLD = 3

@@ -104,7 +104,7 @@ def test_cli_run_json_end_to_end(
     assert document["status"] == "success" and document["error"] is None
     assert [s["stage"] for s in document["stages"]] == list(STAGES)
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in document["stages"])
-    publish_rows = document["stages"][3]["rows"]
+    publish_rows = document["stages"][STAGES.index("publish")]["rows"]
     assert publish_rows["staging_market_snapshots"] == 60
     assert publish_rows["crypto_analytics_mart"] == 50
     assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 60
@@ -113,7 +113,7 @@ def test_cli_run_json_end_to_end(
 
     again = CliRunner().invoke(app, args)
     second = json.loads(again.stdout)
-    assert second["stages"][3]["summary"] == "+60 staging rows, 6 marts"
+    assert second["stages"][STAGES.index("publish")]["summary"] == "+60 staging rows, 6 marts"
     assert pg_count(pg_dsn, pg_schema, "staging_market_snapshots") == 120
 
 

@@ -475,6 +475,8 @@ def test_build_silver_rebuilds_an_old_layout_lake_and_says_so(lake: Path) -> Non
         "market_snapshots": 300,
         "global_snapshots": 3,
         "category_snapshots": 3 * len(json.loads(fixture_bytes(CATEGORIES))),
+        "coin_history_daily": 0,
+        "coin_ohlc_4h": 0,
     }
     build_gold(settings)
     assert_rebuilt_from_bronze(lake, runs)

@@ -328,7 +328,11 @@ def _run_stage(
         else:
             result.rows = {t.table: t.rows_written for t in published.tables}
             staged = result.rows.get("staging_market_snapshots", 0)
-            result.summary = f"+{staged:,} staging rows, {len(published.tables) - 1} marts"
+            history = result.rows.get("staging_coin_history_daily", 0)
+            marts = [t for t in published.tables if not t.table.startswith("staging_")]
+            result.summary = f"+{staged:,} staging rows, {len(marts)} marts" + (
+                f", {history:,} history rows" if history else ""
+            )
             result.detail = f"publish {published.publish_id} to {published.target}"
     result.status = "ok"
     return outcome
