@@ -143,21 +143,62 @@ def test_incremental_top_up_asks_only_for_missing_days(tmp_path: Path) -> None:
 
 
 def test_unknown_coins_are_skipped_recorded_and_not_asked_again(tmp_path: Path) -> None:
-    with ReplayServer(history_data(["bitcoin"])) as server:
-        settings = settings_on(tmp_path, server)
-        result = fetch_history(settings, coins="bitcoin,no-such-coin", now=lambda: NOW)
+    lake = tmp_path / "new-lake"  # not there yet: the first answer, a 404, lands all the same
+    with ReplayServer(history_data(["bitcoin"], ohlc=True)) as server:
+        settings = settings_on(lake, server)
+        result = fetch_history(
+            settings, coins="no-such-coin,bitcoin", with_ohlc=True, now=lambda: NOW
+        )
         assert result.not_found == ["no-such-coin"]
-        assert (result.requests, result.bodies) == (2, 1)
-        skipped = list(read_manifests(LakePaths.at(tmp_path), status="skipped"))
+        # The unknown coin's candles are not asked for once its chart answered 404.
+        assert [r.split("?")[0].split("/")[-2:] for r in server.requests] == [
+            ["no-such-coin", "market_chart"],
+            ["bitcoin", "market_chart"],
+            ["bitcoin", "ohlc"],
+        ]
+        assert (result.requests, result.bodies, result.left) == (3, 2, 0)
+        skipped = list(read_manifests(LakePaths.at(lake), status="skipped"))
         assert [(m.coin_id, m.error) for m in skipped] == [
             ("no-such-coin", "coin not found (HTTP 404): no-such-coin")
         ]
+        # Planned from the top coins, it is left alone for a week...
+        land(lake, at=NOW - timedelta(hours=1))
         server.requests.clear()
-        fetch_history(settings, coins="bitcoin,no-such-coin", now=lambda: NOW + timedelta(days=1))
-        assert [c for c, _ in asked(server)] == ["bitcoin"]
+        later = fetch_history(settings, top=3, now=lambda: NOW + timedelta(days=1))
+        assert "no-such-coin" not in {c for c, _ in asked(server)}
+        assert later.requests == len(asked(server)) + len(asked(server, "ohlc"))
+        # ...but a coin named in --coins is asked again.
         server.requests.clear()
-        fetch_history(settings, coins="no-such-coin", now=lambda: NOW + timedelta(days=8))
-        assert [c for c, _ in asked(server)] == ["no-such-coin"]  # a week later: asked again
+        fetch_history(settings, coins="no-such-coin", now=lambda: NOW + timedelta(days=1))
+        assert [c for c, _ in asked(server)] == ["no-such-coin"]
+
+
+def test_a_clamped_request_that_finds_no_coin_skips_it(tmp_path: Path) -> None:
+    with ReplayServer(history_data(["bitcoin"])) as server:
+        result = fetch_history(
+            settings_on(tmp_path, server), coins="zz-9,bitcoin", days=400, now=lambda: NOW
+        )
+        seen = asked(server)
+    assert seen == [("zz-9", 400), ("zz-9", 365), ("bitcoin", 365)]
+    assert (result.not_found, result.bodies, len(result.notes)) == (["zz-9"], 1, 1)
+
+
+def test_the_cli_builds_what_a_fetch_only_or_killed_backfill_landed(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cryptolake.cli import app
+
+    lake = tmp_path / "lake"
+    with ReplayServer(history_data(["bitcoin"])) as server:
+        args = ["backfill", "--lake", str(lake), "--api-url", server.api_url, "--rate", "60000"]
+        fetched = CliRunner().invoke(app, [*args, "--coins", "bitcoin", "--fetch-only"])
+        assert fetched.exit_code == 0, fetched.output
+        assert not (lake / "catalog.sqlite").exists()
+        again = CliRunner().invoke(app, [*args, "--coins", "bitcoin"], env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert "nothing to fetch" in again.output
+    assert "the lake has no snapshot yet" in again.output  # so no gold, and said why
+    assert len(silver_rows(lake, "coin_history_daily")) == 30
 
 
 def test_time_range_error_clamps_to_365_days_once(tmp_path: Path) -> None:

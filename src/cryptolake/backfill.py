@@ -131,7 +131,9 @@ def fetch_history(
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}.")
     refuse_mixing(lake, "sample" if sample else "api")
-    ids = parse_coin_ids(coins) if coins else top_coins(lake, top or settings.top)
+    named = coins is not None
+    ids = parse_coin_ids(coins) if coins is not None else top_coins(lake, top or settings.top)
+    lake.root.mkdir(parents=True, exist_ok=True)
     currency = settings.ingest_currency
     started = now()
     plan = plan_requests(
@@ -140,6 +142,8 @@ def fetch_history(
         today=started.date(),
         days=days,
         with_ohlc=with_ohlc,
+        # Coins named on the command line are asked even if they were not found lately.
+        retry_not_found=named,
     )
     chosen = plan if budget is None else plan[:budget]
     run_id = run_id or new_run_id(started)
@@ -177,7 +181,7 @@ def _fetch(
     notes: list[str] = []
     not_found: list[str] = []
     coins: set[str] = set()
-    bodies = points = size = 0
+    bodies = points = size = passed = 0
     clamp: int | None = None
     total = len(requests)
     coin_total = len({r.coin_id for r in requests})
@@ -202,33 +206,31 @@ def _fetch(
             declared = BY_NAME[request.dataset]
             asked = min(request.days, clamp) if clamp else request.days
             path = declared.path_for(request.coin_id)
-            fetched: Fetched | None
-            try:
-                fetched = client.get(
-                    path,
-                    declared.params_for(vs_currency=settings.ingest_currency, days=asked),
-                    validate=_shape(declared),
-                )
-            except ApiError as exc:
-                if exc.status == NOT_FOUND:
-                    fetched = None
-                    not_found.append(request.coin_id)
-                elif exc.code == TIME_RANGE_CODE and asked > KEYLESS_MAX_DAYS:
-                    clamp = asked = KEYLESS_MAX_DAYS
-                    note = (
-                        f"CoinGecko serves at most {KEYLESS_MAX_DAYS} days of history to this "
-                        f"plan (error 10012): asked for {request.days}, clamped to "
-                        f"{KEYLESS_MAX_DAYS}. A paid key (CRYPTOLAKE_API_PLAN=pro) serves more."
-                    )
-                    log.warning(note)
-                    notes.append(note)
+            if request.coin_id in not_found:
+                passed += 1  # its /market_chart just answered 404: no candles either
+                continue
+            fetched: Fetched | None = None
+            while True:
+                try:
                     fetched = client.get(
                         path,
                         declared.params_for(vs_currency=settings.ingest_currency, days=asked),
                         validate=_shape(declared),
                     )
-                else:
-                    raise
+                except ApiError as exc:
+                    if exc.code == TIME_RANGE_CODE and asked > KEYLESS_MAX_DAYS:
+                        clamp = asked = KEYLESS_MAX_DAYS
+                        notes.append(
+                            f"CoinGecko serves at most {KEYLESS_MAX_DAYS} days of history to "
+                            f"this plan (error 10012): asked for {request.days}, clamped to "
+                            f"{KEYLESS_MAX_DAYS}. A paid key (CRYPTOLAKE_API_PLAN=pro) serves "
+                            "more."
+                        )
+                        continue
+                    if exc.status != NOT_FOUND:
+                        raise
+                    not_found.append(request.coin_id)
+                break
             entry = _land(landing, settings, run_id, number, request, asked, source, fetched, now)
             done_coins.add(request.coin_id)
             if entry is not None:
@@ -255,7 +257,7 @@ def _fetch(
         bytes=size,
         coins=len(coins),
         not_found=not_found,
-        left=planned - answered,
+        left=planned - answered - passed,
         seconds=seconds,
         requests_per_minute=60.0 * made / seconds if seconds > 0 and made > 1 else 0.0,
         notes=notes,

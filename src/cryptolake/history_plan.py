@@ -113,18 +113,20 @@ def plan_requests(
     today: date,
     days: int,
     with_ohlc: bool,
+    retry_not_found: bool = False,
 ) -> list[HistoryRequest]:
     """The requests that complete `coins`' history, newest gaps first, then by rank.
 
     `with_ohlc` adds a 30-day `/ohlc` request for coins whose candles are not from today;
     without it, candles are still topped up for coins that have some (a lake that opted in
-    stays complete).
+    stays complete). A coin the API did not know within NOT_FOUND_RETRY_DAYS is left out
+    unless `retry_not_found` (the coins were named).
     """
     window_start = today - timedelta(days=days)
     planned: list[HistoryRequest] = []
     for rank, coin in enumerate(dict.fromkeys(coins), start=1):
         chart = coverage.get((COIN_MARKET_CHART.name, coin), Coverage())
-        if _recently_not_found(chart, today):
+        if not retry_not_found and _recently_not_found(chart, today):
             continue
         if chart.first_day is None or chart.first_day > window_start or chart.last_day is None:
             newest = today if chart.last_day is None or chart.last_day < today else window_start
@@ -135,7 +137,7 @@ def plan_requests(
             planned.append(HistoryRequest(COIN_MARKET_CHART.name, coin, top_up, rank, today))
         candles = coverage.get((COIN_OHLC.name, coin))
         wanted = with_ohlc or (candles is not None and candles.last_day is not None)
-        if wanted and not _recently_not_found(candles or Coverage(), today):
+        if wanted and (retry_not_found or not _recently_not_found(candles or Coverage(), today)):
             if candles is None or candles.last_day is None or candles.last_day < today:
                 planned.append(HistoryRequest(COIN_OHLC.name, coin, OHLC_DAYS, rank, today))
     planned.sort(key=lambda r: (-r.newest_gap.toordinal(), r.rank, r.dataset))

@@ -383,7 +383,7 @@ def _history_stage(
     result.detail = (
         f"{history.requests:,} of {settings.history_budget:,} budgeted requests{missing}{left}"
         if history.planned
-        else "every top coin is covered up to today"
+        else "every top coin's history has been asked for up to today"
     )
     result.status = "ok"
     return history

@@ -164,7 +164,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
             1 for m in manifests if m.status == "complete" and m.run_id not in tables.done
         ),
         history_requests=sum(1 for m in requests if m.status == "complete"),
-        history_not_found=sum(1 for m in requests if m.status == "skipped"),
+        history_not_found=len({m.coin_id for m in requests if m.status == "skipped"}),
         history_coins=tables.history_coins,
         bronze=bronze,
         silver=tables.silver,

@@ -199,7 +199,7 @@ def lake_lock(settings: Settings, command: str, *, reads_only: bool = False) -> 
     on a lake nobody can write.
     """
     lake = LakePaths.at(settings.lake)
-    if command != "ingest" and not lake.root.exists():
+    if command not in ("ingest", "backfill") and not lake.root.exists():
         yield
         return
     with LakeLock(lake, run_id=f"`cryptolake {command}`", readers_only=reads_only):

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from ..backfill import HistoryResult, fetch_history
+from ..bronze import latest_manifest
 from ..errors import ConfigError
 from ..gold import build_gold
+from ..lake import LakePaths
 from ..silver import build_silver
 from .app import command, lake_lock, user_errors, verbose_after_command
 from .options import (
@@ -21,7 +23,7 @@ from .options import (
     VerboseOpt,
     settings_from,
 )
-from .render import console, print_notes, print_table, progress_bars, summary_table
+from .render import print_notes, print_table, progress_bars, summary_table
 from .views import render_gold, render_silver, warn_sample
 
 
@@ -54,7 +56,10 @@ def render_history(result: HistoryResult) -> None:
             "skipped, and not asked again for a week."
         )
     if result.planned == 0:
-        notes.append("history is complete: every coin is covered up to today.")
+        notes.append(
+            "nothing to fetch: every coin's history has been asked for up to today (a coin "
+            "CoinGecko did not know is asked again after a week, or when named in --coins)."
+        )
     print_notes(notes)
 
 
@@ -131,13 +136,22 @@ def backfill_cmd(
                 progress=on_progress,
             )
             silver = gold = None
-            if not fetch_only and result.bodies:
+            snapshot = latest_manifest(LakePaths.at(settings.lake)) is not None
+            if not fetch_only:
+                # Whatever bronze holds that silver lacks (this backfill's bodies, a killed
+                # one's, a --fetch-only one's) is built now.
                 silver = build_silver(settings, progress=on_progress)
-                gold = build_gold(settings, progress=on_progress)
+                if snapshot:
+                    gold = build_gold(settings, progress=on_progress)
         render_history(result)
         if silver is not None:
             render_silver(silver)
         if gold is not None:
             render_gold(gold)
-        elif not fetch_only and not result.bodies:
-            console.print("nothing new landed: silver and gold unchanged.")
+        elif silver is not None:
+            print_notes(
+                [
+                    "gold is built from snapshots and history together, and the lake has no "
+                    "snapshot yet: `cryptolake run` takes one and builds gold."
+                ]
+            )

@@ -44,6 +44,7 @@ from .render import console, print_error, progress_bars
 from .views import age, render_run, render_status, warn_sample
 
 ALL_STAGES = ",".join(STAGES)
+SAMPLE_STAGES = "--sample only affects the ingest and history stages; add one to --stages."
 StagesOpt = Annotated[
     str,
     typer.Option(
@@ -103,8 +104,10 @@ def run_cmd(
     with user_errors():
         settings = settings_from(locals())
         selected = parse_stages(stages)
-        if sample and "ingest" not in selected:
-            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
+        if sample and not {"ingest", "history"} & set(selected):
+            raise ConfigError(
+                "--sample only affects the ingest and history stages; add one to --stages."
+            )
         if sample and not quiet:
             warn_sample()
         try:
@@ -126,8 +129,10 @@ def _run_json(params: dict[str, Any]) -> None:
     try:
         settings = settings_from(params)
         selected = parse_stages(params["stages"])
-        if params["sample"] and "ingest" not in selected:
-            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
+        if params["sample"] and not {"ingest", "history"} & set(selected):
+            raise ConfigError(
+                "--sample only affects the ingest and history stages; add one to --stages."
+            )
         result = run(settings, stages=selected, sample=params["sample"])
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
@@ -302,8 +307,10 @@ def schedule_cmd(
         schedule = parse_schedule(every=every, cron=cron, daily=daily)
         settings = settings_from(locals())
         selected = parse_stages(stages)
-        if sample and "ingest" not in selected:
-            raise ConfigError("--sample only affects the ingest stage; add it to --stages.")
+        if sample and not {"ingest", "history"} & set(selected):
+            raise ConfigError(
+                "--sample only affects the ingest and history stages; add one to --stages."
+            )
     if sample:
         warn_sample()
 
