@@ -686,14 +686,14 @@ def test_a_time_range_error_is_not_a_key_error(
 def test_proxy_and_ca_bundle_from_the_environment_are_read_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cryptolake.coingecko import _session_for
+    from cryptolake.api_session import session_for
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    session = _session_for("https://api.coingecko.com/api/v3")
+    session = session_for("https://api.coingecko.com/api/v3")
     assert session.proxies.get("https") == "http://proxy.example:3128"
     assert session.verify == "/etc/ssl/corp.pem" and not session.trust_env
     monkeypatch.setenv("NO_PROXY", "api.coingecko.com")
-    assert _session_for("https://api.coingecko.com/api/v3").proxies == {}
+    assert session_for("https://api.coingecko.com/api/v3").proxies == {}

@@ -19,7 +19,6 @@ note. 429s, Retry-After and the request rate are the client's, as for every requ
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -282,7 +281,8 @@ def _land(
     files: list[BronzeFile] = []
     if fetched is not None:
         files.append(
-            BronzeFile(
+            BronzeFile.of(
+                fetched,
                 dataset=request.dataset,
                 page=1,
                 path=history_body_path(
@@ -291,13 +291,6 @@ def _land(
                     request_id=request_id,
                     coin_id=request.coin_id,
                 ),
-                url=fetched.url,
-                params=fetched.params,
-                http_status=fetched.status,
-                fetched_at=iso(fetched.fetched_at),
-                attempts=fetched.attempts,
-                sha256=hashlib.sha256(fetched.body).hexdigest(),
-                bytes=len(fetched.body),
                 records=_points(fetched.data),
                 coin_id=request.coin_id,
             )

@@ -74,6 +74,26 @@ class BronzeFile:
     # The coin of a per-coin request (history datasets).
     coin_id: str | None = None
 
+    @classmethod
+    def of(
+        cls, fetched: Fetched, *, dataset: str, page: int, path: str, records: int, **extra: Any
+    ) -> BronzeFile:
+        """The entry of one fetched body stored at `path` (relative to the lake root)."""
+        return cls(
+            dataset=dataset,
+            page=page,
+            path=path,
+            url=fetched.url,
+            params=fetched.params,
+            http_status=fetched.status,
+            fetched_at=iso(fetched.fetched_at),
+            attempts=fetched.attempts,
+            sha256=hashlib.sha256(fetched.body).hexdigest(),
+            bytes=len(fetched.body),
+            records=records,
+            **extra,
+        )
+
 
 @dataclass(slots=True)
 class Manifest:
@@ -149,17 +169,11 @@ class BronzeRun:
     ) -> BronzeFile:
         rel = self.relative_path(dataset, page, refetch)
         atomic_write(self.staging / rel, fetched.body, overwrite=False)
-        entry = BronzeFile(
+        entry = BronzeFile.of(
+            fetched,
             dataset=dataset,
             page=page,
             path=rel,
-            url=fetched.url,
-            params=fetched.params,
-            http_status=fetched.status,
-            fetched_at=iso(fetched.fetched_at),
-            attempts=fetched.attempts,
-            sha256=hashlib.sha256(fetched.body).hexdigest(),
-            bytes=len(fetched.body),
             records=records,
             trimmed_ids=trimmed_ids,
             refetch=refetch,

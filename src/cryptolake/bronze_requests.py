@@ -21,12 +21,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from .bronze import Manifest
-from .lake import LakePaths
+from .lake import LakePaths, atomic_write
 
 
 def history_body_path(*, dataset: str, ingest_date: str, request_id: str, coin_id: str) -> str:
@@ -60,20 +59,6 @@ def sync_file_system(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Write `path` atomically without syncing; FileExistsError if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(data)
-        os.link(tmp, path)  # fails if the target exists, unlike rename
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class RequestLanding:
     """Lands history requests: bodies at once, manifests durably in groups (module doc)."""
 
@@ -88,7 +73,7 @@ class RequestLanding:
         """Write the request's body (if any) now; its manifest at the next flush."""
         if body is not None:
             (entry,) = manifest.files
-            _write_new(self.lake.root / entry.path, body)
+            atomic_write(self.lake.root / entry.path, body, overwrite=False, sync=False)
         self._pending.append(manifest)
         if self._opened_at is None:
             self._opened_at = time.monotonic()
@@ -115,7 +100,7 @@ class RequestLanding:
             folder = self.lake.runs / f"ingest_date={manifest.ingest_date}"
             path = folder / f"{manifest.run_id}.json"
             try:
-                _write_new(path, manifest.to_json())
+                atomic_write(path, manifest.to_json(), overwrite=False, sync=False)
             except BaseException:
                 for left in pending[number:]:
                     for entry in left.files:

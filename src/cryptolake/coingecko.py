@@ -13,7 +13,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 import random
 import socket
 import time
@@ -27,6 +26,7 @@ import requests
 
 from . import __version__
 from .api_errors import KEY_ERROR_CODES, Verdict, classify
+from .api_session import session_for
 from .errors import ApiError, ApiKeyError
 from .settings import Settings
 from .throttle import Throttle
@@ -130,7 +130,7 @@ class CoinGeckoClient:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self._session = session or _session_for(settings.api_url)
+        self._session = session or session_for(settings.api_url)
         self._session.headers.update(
             {"accept": "application/json", "user-agent": f"cryptolake/{__version__}"}
         )
@@ -358,24 +358,6 @@ class CoinGeckoClient:
             f"{last_problem}. {fix}",
             transient=True,
         )
-
-
-def _session_for(api_url: str) -> requests.Session:
-    """A session whose environment settings (proxies, CA bundle) are read once.
-
-    With `trust_env`, requests reads the proxy variables for every request (about 1 ms each,
-    most of a replayed backfill's client time). The client only ever asks one host, so the
-    same answer is worked out once: its proxy unless `no_proxy` exempts it, and the CA bundle
-    `REQUESTS_CA_BUNDLE` or `CURL_CA_BUNDLE` names.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    # Empty when no_proxy exempts the host.
-    session.proxies.update(requests.utils.get_environ_proxies(api_url, no_proxy=None))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    return session
 
 
 def host_of(url: str) -> str:

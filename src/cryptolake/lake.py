@@ -62,11 +62,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = True, sync: bool = True) -> None:
     """Write `data` so that `path` shows either nothing (or its old content) or all of it.
 
     The bytes go to a hidden temp file in the same folder, are fsynced, then renamed into
     place. With `overwrite=False` an existing file is never replaced (FileExistsError).
+    `sync=False` leaves durability to the caller (a group commit syncs many files at once).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -77,7 +78,8 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
             os.fchmod(handle.fileno(), 0o644)
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -87,7 +89,8 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def move_no_replace(src: Path, dst: Path) -> None:

@@ -17,6 +17,7 @@ from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
     CatalogOpt,
+    FetchCurrencyOpt,
     LakeOpt,
     RateOpt,
     SampleOpt,
@@ -102,12 +103,7 @@ def backfill_cmd(
     ] = False,
     api_url: ApiUrlOpt = None,
     api_plan: ApiPlanOpt = None,
-    vs_currency: Annotated[
-        str | None,
-        typer.Option(
-            "--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"
-        ),
-    ] = None,
+    vs_currency: FetchCurrencyOpt = None,
     rate: RateOpt = None,
     catalog: CatalogOpt = None,
     sample: SampleOpt = False,

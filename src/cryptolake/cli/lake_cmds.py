@@ -19,6 +19,7 @@ from .options import (
     ApiPlanOpt,
     ApiUrlOpt,
     CatalogOpt,
+    FetchCurrencyOpt,
     LakeOpt,
     PerPageOpt,
     PgSchemaOpt,
@@ -45,12 +46,7 @@ def ingest_cmd(
     lake: LakeOpt = None,
     api_url: ApiUrlOpt = None,
     api_plan: ApiPlanOpt = None,
-    vs_currency: Annotated[
-        str | None,
-        typer.Option(
-            "--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"
-        ),
-    ] = None,
+    vs_currency: FetchCurrencyOpt = None,
     top: TopOpt = None,
     per_page: PerPageOpt = None,
     rate: RateOpt = None,

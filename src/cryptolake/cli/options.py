@@ -40,6 +40,11 @@ VsCurrencyOpt = Annotated[
         "built for the lake's latest snapshot's.",
     ),
 ]
+# The currency fetched (ingest, backfill): no gold is built for another one here.
+FetchCurrencyOpt = Annotated[
+    str | None,
+    typer.Option("--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"),
+]
 TopOpt = Annotated[
     int | None,
     typer.Option("--top", help="How many coins, by market cap. Env: CRYPTOLAKE_TOP. Default: 250"),
