@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .api_errors import TIME_RANGE_CODE
 from .bronze import BronzeFile, Manifest, iso, new_run_id
 from .bronze_requests import RequestLanding, history_body_path
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
-from .datasets import BY_NAME, Dataset
+from .datasets import BY_NAME, KEYLESS_HISTORY_DAYS, Dataset
 from .errors import ApiError, ConfigError
 from .fserrors import on_lake
 from .history_plan import (
@@ -46,10 +47,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The most history CoinGecko serves keyless and Demo keys (error 10012 beyond it).
-KEYLESS_MAX_DAYS = 365
 NOT_FOUND = 404
-TIME_RANGE_CODE = 10012
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,12 +215,12 @@ def _fetch(
                         validate=_shape(declared),
                     )
                 except ApiError as exc:
-                    if exc.code == TIME_RANGE_CODE and asked > KEYLESS_MAX_DAYS:
-                        clamp = asked = KEYLESS_MAX_DAYS
+                    if exc.code == TIME_RANGE_CODE and asked > KEYLESS_HISTORY_DAYS:
+                        clamp = asked = KEYLESS_HISTORY_DAYS
                         notes.append(
-                            f"CoinGecko serves at most {KEYLESS_MAX_DAYS} days of history to "
+                            f"CoinGecko serves at most {KEYLESS_HISTORY_DAYS} days of history to "
                             f"this plan (error 10012): asked for {request.days}, clamped to "
-                            f"{KEYLESS_MAX_DAYS}. A paid key (CRYPTOLAKE_API_PLAN=pro) serves "
+                            f"{KEYLESS_HISTORY_DAYS}. A paid key (CRYPTOLAKE_API_PLAN=pro) serves "
                             "more."
                         )
                         continue

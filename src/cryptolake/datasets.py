@@ -46,15 +46,6 @@ class SilverModel:
     # Gold needs rows in it (a lake without them has nothing to build on).
     required: bool = True
 
-    @property
-    def qualified(self) -> str:
-        return f"silver.{self.table}"
-
-    @property
-    def by_snapshot(self) -> bool:
-        """Rows belong to a run's snapshot: a run processed again replaces its rows whole."""
-        return "snapshot_at" in self.key
-
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
@@ -173,11 +164,8 @@ SNAPSHOT_DATASETS: tuple[Dataset, ...] = tuple(d for d in DATASETS if d.kind == 
 HISTORY_DATASETS: tuple[Dataset, ...] = tuple(d for d in DATASETS if d.kind == "history")
 # The days of 4-hour candles `/ohlc` serves (1-2 days give 30-minute ones, more 4-day ones).
 OHLC_DAYS = 30
-
-
-def dataset(name: str) -> Dataset:
-    """The declaration named `name`; KeyError for an unknown one."""
-    return BY_NAME[name]
+# The most daily history CoinGecko serves keyless and Demo keys (error 10012 beyond it).
+KEYLESS_HISTORY_DAYS = 365
 
 
 def snapshot_dataset_names() -> tuple[str, ...]:

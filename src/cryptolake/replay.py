@@ -18,13 +18,18 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .datasets import COINS_CATEGORIES, COINS_MARKETS, GLOBAL, HISTORY_DATASETS
+from .datasets import (
+    COINS_CATEGORIES,
+    COINS_MARKETS,
+    GLOBAL,
+    HISTORY_DATASETS,
+    KEYLESS_HISTORY_DAYS,
+)
 
 API_PREFIX = "/api/v3"
 # CoinGecko's answers for an unknown coin and for history beyond the keyless plan's 365 days
 # (HTTP 404 and HTTP 401, shapes as recorded from the live API).
 COIN_NOT_FOUND = b'{"error":"coin not found"}'
-KEYLESS_DAYS = 365
 
 
 def beyond_time_range_body(now: datetime) -> bytes:
@@ -65,7 +70,7 @@ class ReplayData:
     # Per-coin datasets: dataset name -> coin id -> body. A coin without a body gets the
     # API's 404 `coin not found`; `days` beyond `max_days` gets its 401 (error 10012).
     coin_bodies: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
-    max_days: int = KEYLESS_DAYS
+    max_days: int = KEYLESS_HISTORY_DAYS
 
     def markets_page(self, per_page: int, page: int) -> bytes:
         # The recorded page itself when asked for it, byte for byte; other pages are slices of
