@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from .coingecko import Fetched
 from .errors import LakeError
+from .failpoints import failpoint
 from .lake import LakePaths, atomic_write, move_no_replace
 
 MANIFEST_VERSION = 1
@@ -213,6 +214,8 @@ class BronzeRun:
                         "sure."
                     ) from None
                 moved.append(entry)
+                failpoint("bronze.body_moved")
+            failpoint("bronze.before_manifest")
             path = self._write_manifest(manifest)
         except BaseException:
             for entry in reversed(moved):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .bronze import Manifest
+from .failpoints import failpoint
 from .lake import LakePaths, atomic_write
 
 
@@ -96,6 +97,7 @@ class RequestLanding:
         pending, self._pending = self._pending, []
         self._opened_at = None
         sync_file_system(self.lake.root)
+        failpoint("history.bodies_synced")
         for number, manifest in enumerate(pending):
             folder = self.lake.runs / f"ingest_date={manifest.ingest_date}"
             path = folder / f"{manifest.run_id}.json"

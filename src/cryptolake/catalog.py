@@ -14,8 +14,10 @@ lake's version: `snapshot_id` gives the current one, `open_lake(as_of=…)` read
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ import duckdb
 from .duck import connect, one_line, quote_literal
 from .errors import ConfigError, LakeError
 from .extensions import load_extension
-from .fserrors import duckdb_io_error, lake_io
+from .fserrors import duckdb_io_error, explain, lake_io
 from .lake import LakePaths
 from .pgconnect import scrub
 from .settings import Settings
@@ -121,6 +123,16 @@ def attach_options(settings: Settings, *, read_only: bool, as_of: int | str | No
     return ", ".join(options)
 
 
+def _nearly_full(catalog: Path | None, *, below: int = 1 << 20) -> bool:
+    """Whether the disk holding the SQLite `catalog` has less than `below` bytes free."""
+    if catalog is None:
+        return False
+    try:
+        return shutil.disk_usage(catalog.parent).free < below
+    except OSError:
+        return False
+
+
 def _attach_error(settings: Settings, exc: duckdb.Error, *, as_of: int | str | None) -> LakeError:
     where = settings.catalog_redacted
     text = one_line(exc)
@@ -154,6 +166,10 @@ def _attach_error(settings: Settings, exc: duckdb.Error, *, as_of: int | str | N
         )
     if (translated := duckdb_io_error(exc, doing=f"open the lake catalog {where}")) is not None:
         return translated
+    if "disk i/o error" in lowered and _nearly_full(catalog_file(settings)):
+        # SQLite cannot create its shared-memory file (catalog.sqlite-shm) on a full disk
+        # and says only "disk I/O error".
+        return explain(errno.ENOSPC, None, doing=f"open the lake catalog {where}", fallback="")
     if "unable to open database" in lowered:
         return LakeError(
             f"Cannot open the lake catalog {where}: it is missing or its folder is not "

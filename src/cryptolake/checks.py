@@ -17,7 +17,7 @@ import duckdb
 
 from .catalog import latest_snapshot, open_lake, set_commit_message
 from .checkdefs import CheckDef, OnFail, check_defs
-from .duck import one_line
+from .duck import explain_damage, one_line
 from .errors import CheckError, TransformError
 from .fserrors import duckdb_io_error
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -73,8 +73,8 @@ def evaluate(
             if (translated := duckdb_io_error(exc, doing=f"run check {check.name}")) is not None:
                 raise translated from None
             raise TransformError(
-                f"Check {check.name} could not run: {one_line(exc)}. If a silver file is "
-                "damaged, rebuild silver from bronze: `cryptolake transform --full-refresh`."
+                f"Check {check.name} could not run: {one_line(exc)}. "
+                + explain_damage(exc, "Run `cryptolake verify` to check the lake's files.")
             ) from None
         results.append(
             CheckResult(

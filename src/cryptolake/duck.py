@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def quote_literal(value: str) -> str:
 def one_line(exc: Exception, *, keep_sql: bool = False) -> str:
     """DuckDB's message on one line: its lines joined, the caret under the SQL dropped, and
     the SQL it quotes (`LINE 1: ...`) too unless `keep_sql` (the user's own query)."""
-    lines = (line.strip() for line in str(exc).splitlines())
+    # Control characters (a damaged file's bytes quoted by the reader) never reach a terminal.
+    text = "".join(c if c.isprintable() or c == "\n" else "?" for c in str(exc))
+    lines = (line.strip() for line in text.splitlines())
     return " ".join(
         line
         for line in lines
@@ -68,3 +71,32 @@ def json_list(values: Iterable[object]) -> str:
     for one JSON string.
     """
     return json.dumps(list(values))
+
+
+_DATA_FILE = re.compile(r"""["']([^"']+\.parquet)["']""")
+_DAMAGE = ("cannot open file", "no such file", "footer", "magic bytes", "not a parquet", "corrupt")
+# What DuckDB's Parquet reader (thrift) says of a damaged footer, without naming the file.
+_UNNAMED_DAMAGE = ("don't know what type", "thrift", "invalid parquet")
+
+
+def damaged_data_file(exc: Exception) -> str | None:
+    """The Parquet file a DuckDB error says is missing or unreadable, if it is about one
+    ("a data file" when the reader does not name it)."""
+    message = str(exc)
+    lowered = message.lower()
+    found = _DATA_FILE.search(message)
+    if found is not None and any(word in lowered for word in _DAMAGE):
+        return found.group(1)
+    if any(words in lowered for words in _UNNAMED_DAMAGE):
+        return "a data file"
+    return None
+
+
+def explain_damage(exc: Exception, otherwise: str) -> str:
+    """`otherwise`, unless `exc` is about a damaged data file: then what to do about that."""
+    if damaged_data_file(exc) is None:
+        return otherwise
+    return (
+        "a data file of the lake is missing or damaged: `cryptolake verify` finds it and "
+        "`cryptolake verify --repair` rebuilds what it held from bronze."
+    )

@@ -18,6 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import duckdb
 
+from .duck import damaged_data_file, explain_damage, one_line
 from .errors import LakeError
 
 P = ParamSpec("P")
@@ -132,6 +133,8 @@ def lake_io(doing: str) -> Iterator[None]:
         raise os_error(exc, doing=doing) from exc
     except duckdb.Error as exc:
         translated = duckdb_io_error(exc, doing=doing)
+        if translated is None and damaged_data_file(exc) is not None:
+            translated = LakeError(f"Cannot {doing}: {one_line(exc)}; {explain_damage(exc, '')}")
         if translated is None:
             raise
         raise translated from exc

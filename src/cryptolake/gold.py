@@ -37,7 +37,9 @@ from .catalog import (
 )
 from .checkdefs import check_defs
 from .checks import CheckResult, ChecksFailed, evaluate, record_audit_failure
+from .duck import explain_damage, one_line
 from .errors import CryptolakeError, LakeError, TransformError
+from .failpoints import failpoint
 from .fserrors import duckdb_io_error, on_lake
 from .lake import LakePaths
 from .lakedb import refresh_meta_views, require_silver
@@ -201,6 +203,7 @@ def build_gold(
                 run_id=run_id,
                 vs_currency=currency,
             )
+            failpoint("gold.before_commit")
             con.execute("commit")
         except BaseException as exc:
             rollback(con)
@@ -210,7 +213,8 @@ def build_gold(
                 if (translated := commit_error(settings, exc, doing="build gold")) is not None:
                     raise translated from exc
                 raise TransformError(
-                    f"Committing gold failed: {exc}. The lake keeps its previous gold."
+                    f"Committing gold failed: {one_line(exc)}. The lake keeps its previous "
+                    f"gold; {explain_damage(exc, 'fix the cause and run it again.')}"
                 ) from exc
             raise
         version = snapshot_id(con)

@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
+from .bronze_orphans import sweep_orphans
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .contracts import check_body, describe_missing
 from .datasets import SNAPSHOT_DATASETS, snapshot_dataset_names
 from .errors import ConfigError, ContractError, CryptolakeError, LakeError, RunStopped
 from .fserrors import on_lake, os_error
 from .lake import LakePaths
+from .lock import held_here
 from .paging import fetch_markets
 from .progress import Progress, ProgressCallback, ignore_progress
 from .replay import ReplayServer, sample_data
@@ -134,6 +136,8 @@ def _run(
 ) -> IngestResult:
     lake = LakePaths.at(settings.lake)
     sweep_incoming(lake)
+    # Holding the lake lock, no other run is landing: every orphan is a killed run's.
+    orphans = sweep_orphans(lake, older_than_s=0 if held_here(lake) else 3600.0)
     started_at = now()
     run = BronzeRun(lake, run_id=new_run_id(started_at), started_at=started_at)
     results: list[DatasetResult] = []
@@ -256,7 +260,15 @@ def _run(
         datasets=results,
         requests=client.stats.requests,
         retries=client.stats.retries,
-        notes=notes,
+        notes=notes
+        + (
+            [
+                f"moved {orphans:,} orphan bod{'y' if orphans == 1 else 'ies'} (left by a killed "
+                f"run, listed by no manifest) to {lake.quarantine / 'orphans'}"
+            ]
+            if orphans
+            else []
+        ),
     )
 
 

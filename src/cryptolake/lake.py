@@ -38,6 +38,11 @@ class LakePaths:
         return self.bronze / "_rejected"
 
     @property
+    def quarantine(self) -> Path:
+        """Bronze runs whose bodies failed verification, and orphan bodies: kept, never read."""
+        return self.root / "quarantine"
+
+    @property
     def silver(self) -> Path:
         return self.root / "silver"
 

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from .catalog import open_lake
-from .duck import one_line, quote_literal
+from .duck import damaged_data_file, explain_damage, one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
 from .history import runs_folder
 from .lake import LakePaths
@@ -119,6 +119,8 @@ def query(settings: Settings, sql: str, *, as_of: int | str | None = None) -> pa
                 # DuckDB's nearest name is often a system table (pg_enum): no help here.
                 message = re.sub(r' Did you mean "pg_\w+"\?', "", message)
                 message += ' (the lake\'s tables: `cryptolake query "show all tables"`)'
+            if damaged_data_file(exc):
+                message += f"; {explain_damage(exc, '')}"
             raise TransformError(f"Query failed: {message}") from None
     # Arrow has no JSON type: say which text columns hold JSON (meta.runs.stages, say), so
     # that a JSON rendering can nest them rather than quote them.

@@ -16,6 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -80,6 +81,7 @@ class LakeLock:
             os.close(fd)
             raise os_error(exc, doing="take the lake's lock", path=self.path) from None
         self._fd = fd
+        _HELD.add(self.path)
         return self
 
     def __exit__(
@@ -97,6 +99,16 @@ class LakeLock:
             os.ftruncate(self._fd, 0)
         os.close(self._fd)  # (closing releases the flock)
         self._fd = None
+        _HELD.discard(self.path)
+
+
+# The lock files this process holds now.
+_HELD: set[Path] = set()
+
+
+def held_here(lake: LakePaths) -> bool:
+    """Whether this process holds the lake's lock (so no other run writes it meanwhile)."""
+    return lake.lock in _HELD
 
 
 def _asdict(holder: Holder) -> dict[str, Any]:

@@ -57,8 +57,15 @@ def scrub(message: str, dsn: str) -> str:
         message = message.replace(password, "***")
     elif password:  # a short one only as a word: "e" must not turn "error" into "***rror"
         message = re.sub(rf"(?<![\w]){re.escape(password)}(?![\w])", "***", message)
-    message = re.sub(r'(?s)Failed to execute query "(.*?)": ', "", message)
+    # The statement DuckDB quotes may itself hold `": ` (a JSON literal), so up to the last.
+    message = re.sub(r'(?s)Failed to (?:execute query|prepare COPY) "(.*)": ', "", message)
     message = re.sub(r"(?s)\s*LINE \d+:.*$", "", message)
+    # The postgres extension reports a broken COPY stream as DuckDB's internal error, with a
+    # native stack trace and a note about assertion failures: the driver's words are enough.
+    message = re.sub(
+        r"(?s)\s*(?:Stack Trace:|This error signals an assertion failure).*$", "", message
+    )
+    message = re.sub(r"\bINTERNAL Error: ", "", message)
     message = re.sub(r"\s+", " ", message).strip()
     # Callers append a sentence of their own.
     return message if message.endswith((".", "?", "!")) else message + "."
@@ -93,11 +100,41 @@ _PG_CAUSES = (
         "nothing was committed; publish again once it is back.",
     ),
     (
+        "connection refused",
+        "the Postgres server is not accepting connections (it stopped, or is restarting)",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
+        "no connection to the server",
+        "the connection to Postgres was lost",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
         "current transaction is aborted",
         "the connection to Postgres failed mid-publish",
         "nothing was committed; publish again.",
     ),
 )
+
+
+# Words of a driver message saying the connection itself failed, not a statement in it.
+_CONNECTION_LOST = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "no connection to the server",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection to server",
+    "ssl syscall error",
+)
+
+
+def connection_lost(message: str) -> bool:
+    """Whether a driver message says the connection to Postgres failed (its server died or
+    restarted, or the network dropped it), rather than that Postgres refused a statement."""
+    lowered = message.lower()
+    return any(words in lowered for words in _CONNECTION_LOST)
 
 
 def explain_pg(message: str) -> str:

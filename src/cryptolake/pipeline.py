@@ -21,6 +21,7 @@ from .backfill import HistoryResult, fetch_history
 from .bronze import HISTORY_REQUEST, new_run_id
 from .checks import CheckResult, ChecksFailed, run_checks
 from .errors import ApiError, ConfigError, CryptolakeError, RunStopped
+from .failpoints import failpoint
 from .fserrors import lake_io
 from .gold import GoldResult, build_gold
 from .history import record_finish, record_start
@@ -167,6 +168,7 @@ def run(
                 # Recorded as running, so a killed run's record names the stage it died in.
                 result.status = "running"
                 record("running", None, None)
+                failpoint(f"stage.{result.stage}.start")
                 try:
                     outcome = _run_stage(
                         settings,
@@ -181,6 +183,7 @@ def run(
                     if isinstance(outcome, GoldResult):
                         audited = outcome.checks
                     notes.extend(_notes(outcome))
+                    failpoint(f"stage.{result.stage}.end")
                 except RunStopped as exc:
                     result.status, result.detail = "stopped", str(exc)
                     status = "stopped"
@@ -277,6 +280,8 @@ def _run_stage(
         result.rows = {f"silver.{t.table}": t.rows_added for t in silver.tables}
         result.rows |= {f"gold.{t.table}": t.rows for t in gold.tables}
         result.rows |= {f"quarantined.{c}": n for c, n in silver.quarantined.items()}
+        if silver.quarantined_runs:
+            result.rows["bronze_runs_quarantined"] = len(silver.quarantined_runs)
         if silver.sanitized.non_finite:
             result.rows["non_finite_nulled"] = silver.sanitized.non_finite
         if silver.sanitized.nul_chars:
@@ -300,6 +305,11 @@ def _run_stage(
         )
         if cleaning := silver.describe_cleaning():
             result.detail += f"; {cleaning}"
+        if quarantined := silver.quarantined_runs:
+            result.detail += (
+                f"; {len(quarantined)} bronze run(s) quarantined ({quarantined[0][0]}: "
+                f"{quarantined[0][1]})"
+            )
     elif result.stage == "check":
         checks = audited if audited is not None else run_checks(settings, progress=progress)
         failed = [c for c in checks if c.blocks]

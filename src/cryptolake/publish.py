@@ -23,8 +23,9 @@ from typing import Any
 import duckdb
 import psycopg
 
-from .duck import connect, quote_literal
+from .duck import quote_literal
 from .errors import ConfigError, PublishError
+from .failpoints import failpoint
 from .fserrors import on_lake
 from .gold import GOLD_MODELS
 from .lake import LakePaths
@@ -33,13 +34,14 @@ from .pgconnect import (
     LOCK_TIMEOUT,
     check_privileges,
     check_sample_mixing,
+    connection_lost,
     describe_target,
     duckdb_dsn,
     explain_pg,
     publish_lock,
     scrub,
 )
-from .pgext import load_postgres_extension, pg_execute
+from .pgext import connect_for_postgres, end_transaction, load_postgres_extension, pg_execute
 from .pgschema import check_encoding, ddl_statements, evolve_table
 from .progress import Progress, ProgressCallback, ignore_progress
 from .publish_state import (
@@ -141,7 +143,7 @@ def publish(
     # Postgres is one COPY stream, and DuckDB's other threads would only spin on a mutex
     # while the Postgres backend parses it (a CTAS of 1M rows: 7.0 CPU-seconds in DuckDB
     # with 2 threads, 2.1 with 1, and faster), taking a core from the Postgres backends.
-    con = connect(settings.with_(threads=1))
+    con = connect_for_postgres(settings.with_(threads=1))
     try:
         # Attached at the snapshot of the last committed gold: what is published is that
         # gold and the silver it was built from, even if a transform commits meanwhile.
@@ -163,6 +165,24 @@ def publish(
                 # The same DuckLake snapshot: nothing new (data, currency or models).
                 progress(Progress("publish", "postgres", 1, 1, "up to date"))
                 return PublishResult(None, target, settings.pg_schema, [], 0, up_to_date=True)
+            newer = published.lake_version
+            if newer and newer.isdigit() and int(newer) > build.snapshot_id and not force:
+                # An older copy of this lake (a backup, a publish that lost a race): its
+                # marts must not replace the newer ones Postgres already shows.
+                progress(Progress("publish", "postgres", 1, 1, "up to date"))
+                return PublishResult(
+                    None,
+                    target,
+                    settings.pg_schema,
+                    [],
+                    0,
+                    up_to_date=True,
+                    notes=[
+                        f"{target} already holds a newer version of this lake (snapshot "
+                        f"{newer}, this one is {build.snapshot_id}): nothing published "
+                        "(--force publishes this older one anyway)"
+                    ],
+                )
             new_snapshots = snapshots_to_stage(con, published, build)
             history = history_changes(con, published, build)
             # Before anything is written: text the database cannot hold is refused.
@@ -190,7 +210,7 @@ def publish(
                 con.execute(f"attach {quote_literal(duckdb_dsn(dsn))} as pg (type postgres)")
             except duckdb.Error as exc:
                 raise PublishError(
-                    f"DuckDB cannot attach Postgres {target}: {scrub(str(exc), dsn)}"
+                    f"DuckDB cannot attach Postgres {target}: {explain_pg(scrub(str(exc), dsn))}"
                 ) from None
             try:
                 return _publish_in_transaction(
@@ -387,13 +407,25 @@ def _publish_in_transaction(
             # Still holding the publish lock? If its connection was lost, another publish
             # may have started: roll back rather than commit beside it.
             lock.execute("select 1")
-            con.execute("commit")
-        except BaseException:
-            # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting.
+            failpoint("publish.before_commit")
             try:
-                con.execute("rollback")
-            except duckdb.Error:
-                pass  # the connection is gone; Postgres rolls back on its own
+                con.execute("commit")
+            except duckdb.Error as exc:
+                if not connection_lost(str(exc)):
+                    raise
+                # The COMMIT may have reached Postgres before the connection broke: only
+                # Postgres knows. The next publish reads its publish log and sends whatever
+                # it lacks, so nothing is lost or doubled either way.
+                raise PublishError(
+                    f"Publishing to Postgres {target} lost the connection at COMMIT "
+                    f"({scrub(str(exc), dsn).rstrip('.')}), so whether publish {publish_id} "
+                    "was committed is unknown; run `cryptolake publish` again once Postgres "
+                    "is back: it reads the publish log and sends whatever is missing."
+                ) from None
+        except BaseException:
+            # Also on KeyboardInterrupt: roll back rather than leave Postgres waiting, and
+            # never close the connection with its transaction open (pgext.py).
+            end_transaction(con)
             raise
     advance("committed")
     return PublishResult(publish_id, target, schema, tables, len(new_snapshots), notes=notes)

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from .catalog import open_lake
+from .duck import explain_damage, one_line
 from .errors import LakeError, TransformError
 from .fserrors import cause_of, on_lake
 from .lake import atomic_write
@@ -68,9 +69,9 @@ def build_report(
         try:
             data = read_report_data(con)
         except duckdb.Error as exc:
+            advice = explain_damage(exc, "Run `cryptolake transform` to rebuild it.")
             raise TransformError(
-                f"Reading gold for the report failed: {exc}. Run `cryptolake transform` to "
-                "rebuild it."
+                f"Reading gold for the report failed: {one_line(exc)}. {advice}"
             ) from None
     document = render_html(data, settings=settings, now=now).encode()
     try:

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 import duckdb
 
 from .bronze import Manifest, read_manifests
+from .bronze_verify import check_runs, quarantine_run
 from .catalog import commit_error, open_lake, rollback, set_commit_message
 from .checkdefs import CheckDef, check_defs
 from .datasets import DATASETS
+from .duck import explain_damage, one_line
 from .errors import CryptolakeError, LakeError, TransformError
+from .failpoints import failpoint
 from .fserrors import on_lake
 from .lake import LakePaths
 from .legacy import legacy_files, remove_legacy
@@ -94,6 +97,8 @@ class SilverResult:
     tables: list[TableResult]
     full_refresh: bool
     notes: list[str] = field(default_factory=list)
+    # Runs whose bodies failed verification: moved to quarantine, not read (run id, why).
+    quarantined_runs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -175,29 +180,72 @@ def build_silver(
                 "so that every row is cleaned and checked as new rows are."
             )
         runs = read_manifests(lake) if full_refresh else pending_runs(lake, done)
+        runs, quarantined = _verified(lake, runs, run_id=run_id)
+        for run, why in quarantined:
+            notes.append(
+                f"bronze run {run} quarantined: {why}; it is not what the API sent, so silver "
+                f"skips it (kept in {lake.quarantine / 'runs' / run})"
+            )
         if not runs and not full_refresh:
             for table in TABLES:
                 progress(Progress("silver", table.name, 0, 0, "up to date"))
-            return SilverResult(runs=[], tables=[], full_refresh=False)
+            return SilverResult(
+                runs=[], tables=[], full_refresh=False, notes=notes, quarantined_runs=quarantined
+            )
         try:
             results = _build_tables(
-                con, lake, runs, full_refresh=full_refresh, run_id=run_id, progress=progress
+                con,
+                lake,
+                runs,
+                full_refresh=full_refresh,
+                run_id=run_id,
+                progress=progress,
+                notes=notes,
             )
         except BaseException as exc:
             rollback(con)
             if isinstance(exc, duckdb.Error) and not isinstance(exc, CryptolakeError):
                 if (translated := commit_error(settings, exc, doing="build silver")) is not None:
                     raise translated from exc
+                advice = explain_damage(exc, "fix the cause and run `cryptolake transform` again.")
                 raise TransformError(
-                    f"Building silver failed: {exc}. Silver keeps its last commit; fix the "
-                    "cause and run `cryptolake transform` again."
+                    f"Building silver failed: {one_line(exc)}. Silver keeps its last commit; "
+                    f"{advice}"
                 ) from exc
             raise
     if legacy:
         remove_legacy(lake, legacy)
     return SilverResult(
-        runs=[m.run_id for m in runs], tables=results, full_refresh=full_refresh, notes=notes
+        runs=[m.run_id for m in runs],
+        tables=results,
+        full_refresh=full_refresh,
+        notes=notes,
+        quarantined_runs=quarantined,
     )
+
+
+def _verified(
+    lake: LakePaths, runs: list[Manifest], *, run_id: str | None
+) -> tuple[list[Manifest], list[tuple[str, str]]]:
+    """`runs` whose bodies match their manifests; the others quarantined (id, why).
+
+    Every body silver reads is checked first (size, then sha256): a flipped digit or a
+    truncated copy is not what the API sent. Only new runs are read by an incremental
+    build, so a scheduled run checks only the bodies it brings.
+    """
+    faults = check_runs(lake, runs)
+    if not faults:
+        return runs, []
+    by_id = {m.run_id: m for m in runs}
+    for fault in faults:
+        quarantine_run(
+            lake,
+            fault,
+            [e.path for e in by_id[fault.run_id].files],
+            found_by=f"transform (run {run_id})" if run_id else "transform",
+        )
+    bad = {f.run_id for f in faults}
+    return [m for m in runs if m.run_id not in bad], [(f.run_id, f.describe()) for f in faults]
 
 
 # Key columns that hold text (ids), which the built-in key check looks at.
@@ -233,6 +281,7 @@ def _build_tables(
     full_refresh: bool,
     run_id: str | None,
     progress: ProgressCallback,
+    notes: list[str],
 ) -> list[TableResult]:
     """Every table, a batch of runs at a time: load, clean, quarantine, upsert, commit.
 
@@ -291,10 +340,18 @@ def _build_tables(
             run_id=run_id,
             bronze_runs=len(batch),
         )
+        failpoint("silver.before_commit")
         con.execute("commit")
     if full_refresh:
         for name, removed in drop_unbacked(con, runs, tables=TABLES, run_id=run_id).items():
-            tally[name].rows_added -= removed
+            if name in tally:
+                tally[name].rows_added -= removed
+            elif removed:
+                notes.append(
+                    f"{removed:,} run(s) silver held are no longer complete in bronze (manifest "
+                    "gone or quarantined): their rows were dropped. If their bodies are still "
+                    "there, `cryptolake verify --repair` brings them back."
+                )
     results = []
     for table in TABLES:
         mine = tally[table.name]

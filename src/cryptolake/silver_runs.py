@@ -7,6 +7,7 @@ refresh, what no complete run is behind any more goes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import duckdb
@@ -16,6 +17,8 @@ from .catalog import set_commit_message
 from .duck import json_list
 from .lake import LakePaths
 from .silver_io import SilverTable, table_exists
+
+log = logging.getLogger(__name__)
 
 
 def processed_runs(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -89,6 +92,22 @@ def drop_unbacked(
     snapshots = [m.started_at for m in runs if m.kind == "snapshot"]
     removed: dict[str, int] = {}
     con.execute("begin")
+    gone = [
+        str(r[0])
+        for r in con.execute(
+            "select run_id from silver.processed_runs "
+            "where run_id not in (select unnest(?::json::varchar[])) order by 1",
+            [json_list(kept)],
+        ).fetchall()
+    ]
+    if gone:
+        removed["runs no longer in bronze"] = len(gone)
+        log.warning(
+            "full refresh: %d run(s) silver held are no longer complete in bronze (first %s); "
+            "their rows are dropped",
+            len(gone),
+            gone[0],
+        )
     for table in tables:
         if not table_exists(con, table):
             continue
@@ -112,7 +131,7 @@ def drop_unbacked(
     )
     con.execute(
         "delete from silver.processed_runs where run_id not in (select unnest(?::json::varchar[]))",
-        [kept],
+        [json_list(kept)],
     )
     set_commit_message(
         con,

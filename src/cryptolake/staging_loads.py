@@ -20,8 +20,8 @@ import duckdb
 import psycopg
 
 from .catalog import attach_lake
-from .duck import connect, quote_literal
-from .pgext import load_postgres_extension, pg_execute
+from .duck import quote_literal
+from .pgext import connect_for_postgres, end_transaction, load_postgres_extension, pg_execute
 from .settings import Settings
 from .staging import (
     LOADING_COMMENT,
@@ -149,7 +149,7 @@ class PartitionLoads:
         loaded: list[LoadedPartition] = []
         if self._stop.is_set():
             return loaded
-        con = connect(self._settings)
+        con = connect_for_postgres(self._settings)
         with self._lock:
             self._running.append(con)
         try:
@@ -209,10 +209,8 @@ class PartitionLoads:
             self._check()
             con.execute("commit")
         except BaseException:
-            try:
-                con.execute("rollback")
-            except duckdb.Error:
-                pass  # the connection is gone; Postgres rolls back on its own
+            # Never leave it open: `_work` closes the connection next (pgext.py).
+            end_transaction(con)
             raise
         log.debug("loaded %s: %d rows in %.2fs", name, rows, time.perf_counter() - t0)
         return LoadedPartition(load.day, rows, time.perf_counter() - t0)

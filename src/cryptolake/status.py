@@ -10,9 +10,11 @@ import duckdb
 import psycopg
 
 from .bronze import read_manifests
+from .bronze_orphans import find_orphans
+from .bronze_verify import quarantined_runs
 from .catalog import Snapshot, catalog_exists, file_counts, latest_snapshot, open_lake, snapshots
 from .datasets import DATASETS
-from .duck import one_line
+from .duck import explain_damage, one_line
 from .errors import LakeError
 from .fserrors import cause_of, on_lake
 from .gold import GOLD_MODELS
@@ -87,6 +89,10 @@ class LakeStatus:
     history_requests: int = 0
     history_not_found: int = 0
     history_coins: int = 0
+    # Files in dataset partitions no manifest lists (a killed run's; the next ingest sweeps
+    # them), and runs quarantined because a body failed verification.
+    orphans: int = 0
+    quarantined_runs: int = 0
 
     @property
     def age_hours(self) -> float | None:
@@ -185,6 +191,8 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         lake_version=tables.lake_version,
         snapshots=tables.snapshots,
         files=tables.files,
+        orphans=len(find_orphans(lake)),
+        quarantined_runs=len(quarantined_runs(lake)),
     )
 
 
@@ -275,7 +283,10 @@ def _read_tables(settings: Settings) -> _Tables:
                 ).fetchone() or (0, 0)
             except duckdb.Error as exc:
                 # One unreadable file must not hide the rest of the inventory.
-                found.problems.append(f"{table.qualified}: {one_line(exc)}")
+                hint = explain_damage(exc, "")
+                found.problems.append(
+                    f"{table.qualified}: {one_line(exc)}" + (f"; {hint}" if hint else "")
+                )
                 rows = partitions = 0
             found.silver.append(
                 SilverTableStatus(

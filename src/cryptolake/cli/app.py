@@ -37,6 +37,7 @@ COMMAND_ORDER = (
     "check",
     "publish",
     "status",
+    "verify",
     "schedule",
     "report",
     "query",
@@ -212,4 +213,4 @@ JSON_ERROR_DOCUMENTS: dict[str, Callable[[str, list[str]], dict[str, Any]]] = {}
 
 
 # Importing the command modules registers their commands on the app.
-from . import history_cmds, lake_cmds, pipeline_cmds, read_cmds  # noqa: E402, F401
+from . import history_cmds, lake_cmds, pipeline_cmds, read_cmds, verify_cmds  # noqa: E402, F401

@@ -196,6 +196,8 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
             for snap in status.snapshots
         ],
         "quarantined_rows": status.quarantined_rows,
+        "orphan_files": status.orphans,
+        "quarantined_runs": status.quarantined_runs,
         "last_publish_unknown": status.publish_unknown,
         "last_publish": None
         if publish is None

@@ -59,7 +59,11 @@ def render_ingest(result: IngestResult) -> None:
 def render_silver(result: SilverResult) -> None:
     print_notes(result.notes)
     if not result.changed:
-        console.print("silver is up to date: no new complete bronze runs.")
+        quarantined = len(result.quarantined_runs)
+        console.print(
+            "silver is up to date: no new complete bronze runs"
+            + (f" ({quarantined} new one(s) quarantined, see above)." if quarantined else ".")
+        )
         return
     kind = "full refresh" if result.full_refresh else "incremental"
     print_table(
@@ -135,6 +139,7 @@ def render_publish(result: PublishResult) -> None:
             f"Postgres {result.target} schema {result.schema} is up to date: nothing to publish.",
             soft_wrap=True,
         )
+        print_notes(result.notes)
         return
     print_table(
         summary_table(
@@ -220,7 +225,17 @@ def render_status(status: LakeStatus) -> None:
                 if status.history_requests or status.history_not_found
                 else ""
             )
-            + f"{status.pending_runs} not yet in silver",
+            + f"{status.pending_runs} not yet in silver"
+            + (
+                f", {status.orphans:,} orphan file(s) (swept by the next ingest)"
+                if status.orphans
+                else ""
+            )
+            + (
+                f", {status.quarantined_runs:,} run(s) in quarantine (see `cryptolake verify`)"
+                if status.quarantined_runs
+                else ""
+            ),
             ["dataset", "files", "bytes"],
             [[b.dataset, b.files, b.bytes] for b in status.bronze],
         )
