@@ -126,3 +126,19 @@ def test_a_damaged_history_file_is_rebuilt_from_every_history_request(tmp_path: 
     assert [f.check for f in report.findings] == ["data files"]
     assert verify_lake(settings_for(lake), repair=True).consistent
     assert figures(lake, tables) == before
+
+
+def test_a_mart_that_differs_from_gold_is_published_again(
+    lake: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    settings = target(lake, pg_dsn, pg_schema)
+    publish(settings)
+    mart = f"{pg_schema}.crypto_analytics_mart"
+    (whole,) = fetch(pg_dsn, f"select count(*) from {mart}")[0]
+    fetch(pg_dsn, f"delete from {mart} where market_cap_rank > 25 returning 1")
+
+    report = verify_lake(settings)
+    (problem,) = _problems(report)
+    assert f"crypto_analytics_mart: {whole:,} rows in gold, " in problem
+    assert verify_lake(settings, repair=True).consistent
+    assert fetch(pg_dsn, f"select count(*) from {mart}")[0][0] == whole

@@ -68,7 +68,8 @@ def recover_manifest(
         raw = (lake.root / rel).read_bytes()
         dataset = rel.split("/")[1]
         data = json.loads(raw)
-        records = len(data) if isinstance(data, list) else 1
+        points = data.get("prices") if isinstance(data, dict) else data
+        records = len(points) if isinstance(points, list) else 1
         page = _PAGE.search(rel)
         coin = _HISTORY_BODY.search(rel)
         trimmed = (
@@ -103,8 +104,10 @@ def recover_manifest(
     if history:
         data = json.loads((lake.root / entries[0].path).read_bytes())
         points = data.get("prices", []) if isinstance(data, dict) else data
-        # A daily chart has days + 1 points; 4-hour candles, 6 a day.
-        days = max(1, len(points) - 1) if isinstance(data, dict) else max(1, len(points) // 6)
+        # The days the body spans (the days asked are not in it): [ms, ...] per point.
+        stamps = [p[0] for p in points if isinstance(p, list) and p]
+        span_ms = max(stamps) - min(stamps) if stamps else 0
+        days = max(1, -(-int(span_ms) // 86_400_000))
     markets = [e for e in entries if e.dataset == "coins_markets"]
     manifest = Manifest(
         run_id=run.run_id,

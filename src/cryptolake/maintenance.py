@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from .catalog import LAKE, file_counts, latest_snapshot, open_lake, set_commit_message
+from .catalog import (
+    LAKE,
+    catalog_exists,
+    file_counts,
+    latest_snapshot,
+    open_lake,
+    set_commit_message,
+)
 from .errors import LakeError
 from .fserrors import duckdb_io_error, on_lake
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -65,6 +72,11 @@ def maintain(
     Raises LakeError when the catalog cannot be opened or a step fails (the steps before it
     stay committed: each is its own DuckLake transaction, and each is safe alone).
     """
+    if not catalog_exists(settings):
+        raise LakeError(
+            f"No lake catalog at {settings.catalog_redacted}: nothing to maintain. Check "
+            "--lake (or CRYPTOLAKE_LAKE) and --catalog."
+        )
     t0 = time.perf_counter()
     days = settings.snapshot_retention_days
     steps = [

@@ -19,7 +19,7 @@ from psycopg import sql
 from .bronze_recover import ProcessedRun, bodies_of, recover_manifest
 from .catalog import open_lake
 from .errors import PublishError
-from .gold import build_gold
+from .gold import GOLD_MODELS, build_gold
 from .lake import LakePaths
 from .pgconnect import describe_target, explain_pg, scrub
 from .settings import Settings
@@ -57,6 +57,30 @@ def _postgres_counts(dsn: str, schema: str) -> dict[str, tuple[int, str, str, bo
             ).format(sql.Identifier(schema, STAGING))
         ).fetchall()
     return {str(at): (int(n), str(r), str(c), bool(x)) for at, n, r, c, x in rows}
+
+
+def _mart_differences(settings: Settings, dsn: str) -> list[str]:
+    """`gold.x: 50 rows, Postgres 40` for each mart whose row count differs from gold's."""
+    with open_lake(settings, read_only=True) as con:
+        gold = {
+            name: int((con.execute(f"select count(*) from gold.{name}").fetchone() or (0,))[0])
+            for name in GOLD_MODELS
+        }
+    found = []
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        for name, rows in gold.items():
+            exists = conn.execute(
+                "select to_regclass(%s)", [f"{settings.pg_schema}.{name}"]
+            ).fetchone()
+            if not exists or exists[0] is None:
+                found.append(f"{name}: {rows:,} rows in gold, none in Postgres")
+                continue
+            counted = conn.execute(
+                sql.SQL("select count(*) from {}").format(sql.Identifier(settings.pg_schema, name))
+            ).fetchone()
+            if counted and int(counted[0]) != rows:
+                found.append(f"{name}: {rows:,} rows in gold, {int(counted[0]):,} in Postgres")
+    return found
 
 
 def _coins(dsn: str, schema: str, snapshot: str) -> set[str]:
@@ -155,6 +179,15 @@ def compare_postgres(
                 f"{len(differ):,} snapshot(s) differ in row count between silver and {target} "
                 f"(first {s}: {lake_counts[s]:,} in silver, {pg_counts[s][0]:,} in Postgres)",
                 "publish them again",
+            )
+        )
+    marts = _mart_differences(settings, dsn)
+    if marts:
+        findings.append(
+            found(
+                "postgres",
+                f"{len(marts)} mart(s) in {target} differ from gold ({'; '.join(marts)})",
+                "publish the marts again",
             )
         )
     if repair and findings:
