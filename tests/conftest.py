@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,6 +89,35 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = run_cli("run", "--sample", "--quiet", "--lake", str(lake))
     assert built.returncode == 0, built.stderr
     return lake
+
+
+class LakeTemplates:
+    """Lakes built once a session, each test given a copy of its own (`shutil.copytree`, as
+    with `sample_lake`): a lake many tests start from is built once, not once per test.
+
+    A template is keyed by the function that builds it; it is never changed after its build.
+    A copy reads its own files (the catalog's data path is always the lake folder given).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[Callable[[Path], object], Path] = {}
+
+    def copy(self, build: Callable[[Path], object], to: Path) -> Path:
+        """A copy at `to` (an empty folder, or none yet) of the lake `build` makes."""
+        template = self.built.get(build)
+        if template is None:
+            template = Path(tempfile.mkdtemp(prefix=f"{build.__name__}-", dir=self.root)) / "lake"
+            template.mkdir()
+            build(template)
+            self.built[build] = template
+        shutil.copytree(template, to, dirs_exist_ok=True)
+        return to
+
+
+@pytest.fixture(scope="session")
+def lake_templates(tmp_path_factory: pytest.TempPathFactory) -> LakeTemplates:
+    return LakeTemplates(tmp_path_factory.mktemp("templates"))
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,11 @@ import duckdb
 from cryptolake.catalog import attach_lake, open_lake
 from cryptolake.datasets import snapshot_dataset_names
 from cryptolake.duck import connect
+from cryptolake.gold import build_gold
 from cryptolake.ingest import IngestResult, ingest
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
+from cryptolake.silver import build_silver
 
 from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
 
@@ -62,6 +64,22 @@ def land(
             per_page=per_page,
         )
         return ingest(settings, datasets=datasets, now=lambda: at)
+
+
+def one_snapshot(lake: Path) -> None:
+    """The recorded 2023 top 100 landed at T0, then silver and gold built: the lake most
+    tests start from (`lake_templates.copy(one_snapshot, lake)` builds it once a session)."""
+    land(lake)
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+
+
+def two_days(lake: Path) -> None:
+    """The recorded 2023 top 100 landed at T0 and a day later, then silver and gold built."""
+    land(lake)
+    land(lake, at=T0 + timedelta(days=1))
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
 
 
 def silver_rows(lake: Path, table: str = "market_snapshots") -> list[dict[str, Any]]:

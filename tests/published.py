@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ from cryptolake.secret import Secret
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
-from .lakes import T0, land, settings_for
+from .conftest import LakeTemplates
+from .lakes import T0, land, one_snapshot, settings_for
 
 
 def rebuild(lake: Path) -> None:
@@ -51,18 +54,42 @@ class Boom(Exception):
 
 
 def published_with_a_new_snapshot(
-    lake: Path, dsn: str, schema: str, *, after: timedelta = timedelta(hours=6)
+    templates: LakeTemplates,
+    lake: Path,
+    dsn: str,
+    schema: str,
+    *,
+    after: timedelta = timedelta(hours=6),
 ) -> tuple[Settings, tuple[Any, ...]]:
-    """Publish the lake, then land and build a snapshot at T0 + `after`: a publish is pending.
+    """Publish `lake` as `one_snapshot` builds it, then land and build a snapshot at
+    T0 + `after`: a publish is pending.
 
-    Returns the settings and what consumers see before that pending publish.
+    Both lakes are copies of the session's templates: a publish only reads the lake, so the
+    one with the new snapshot (a copy of the first, a snapshot landed on it and built: the same
+    catalog, one gold snapshot on) takes the first's place once that is published. Returns the
+    settings and what consumers see before that pending publish.
     """
+    templates.copy(one_snapshot, lake)
     settings = target(lake, dsn, schema)
     publish(settings)
     before = state(dsn, schema)
-    land(lake, at=T0 + after)
-    rebuild(lake)
+    shutil.rmtree(lake)
+    templates.copy(one_snapshot_and_one_more(templates, after), lake)
     return settings, before
+
+
+@cache
+def one_snapshot_and_one_more(templates: LakeTemplates, after: timedelta) -> Callable[[Path], None]:
+    """A builder (one per `after`, for `templates`): a copy of `one_snapshot`'s lake (its
+    catalog, so its lake id), a snapshot landed at T0 + `after`, silver and gold built."""
+
+    def build(lake: Path) -> None:
+        templates.copy(one_snapshot, lake)
+        land(lake, at=T0 + after)
+        rebuild(lake)
+
+    build.__name__ = f"one_snapshot_and_one_{int(after.total_seconds())}s_later"
+    return build
 
 
 def sample_lake_with_history(lake: Path) -> Path:

@@ -21,19 +21,25 @@ from cryptolake.gold import build_gold
 from cryptolake.silver import build_silver
 
 from .clis import invoke, one_error_line, run_cli
+from .conftest import LakeTemplates
 from .lakes import T0, land, settings_for
 
 COUNT = "select count(*) as n from silver.market_snapshots"
 
 
-@pytest.fixture
-def two_runs(lake: Path) -> Path:
+def transformed_twice(lake: Path) -> Path:
     """Two snapshots, each transformed on its own (silver and gold commits for each)."""
     for at in (T0, T0 + timedelta(hours=6)):
         land(lake, at=at)
         build_silver(settings_for(lake), run_id=f"run-{at:%H}")
         build_gold(settings_for(lake), run_id=f"run-{at:%H}")
     return lake
+
+
+@pytest.fixture
+def two_runs(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """`transformed_twice`, a copy of the session's (each test changes its own)."""
+    return lake_templates.copy(transformed_twice, lake)
 
 
 def count(lake: Path, *args: str) -> str:
@@ -91,7 +97,9 @@ def test_a_bad_as_of_is_one_line(two_runs: Path, as_of: str, expected: str) -> N
     assert one_error_line(result.stderr).startswith(expected)
 
 
-def test_a_copied_lake_reads_its_own_files(two_runs: Path, tmp_path: Path) -> None:
+def test_a_copied_lake_reads_its_own_files(lake: Path, tmp_path: Path) -> None:
+    # Built here, not copied from the session's: the folder the catalog names is removed.
+    two_runs = transformed_twice(lake)
     copy = tmp_path / "elsewhere" / "lake"
     shutil.copytree(two_runs, copy)
     shutil.rmtree(two_runs)  # the catalog still names the old folder: it must not matter

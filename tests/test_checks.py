@@ -10,11 +10,10 @@ from typer.testing import CliRunner
 from cryptolake.catalog import open_lake
 from cryptolake.checks import ChecksFailed, run_checks
 from cryptolake.cli import app
-from cryptolake.gold import build_gold
-from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import sql_names
 
-from .lakes import land, settings_for
+from .conftest import LakeTemplates
+from .lakes import one_snapshot, settings_for
 
 # check -> statements that break exactly that check on a good lake (run on its DuckLake).
 BREAKERS: dict[str, list[str]] = {
@@ -58,12 +57,9 @@ BREAKERS: dict[str, list[str]] = {
 
 
 @pytest.fixture
-def good_lake(lake: Path) -> Path:
-    """A lake with one snapshot, silver and gold built."""
-    land(lake)
-    build_silver(settings_for(lake))
-    build_gold(settings_for(lake))
-    return lake
+def good_lake(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """A lake with one snapshot, silver and gold built (a copy of the session's: tests break it)."""
+    return lake_templates.copy(one_snapshot, lake)
 
 
 def break_lake(lake: Path, statements: list[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -214,13 +215,13 @@ def test_the_pro_plan_without_a_key_is_refused_before_any_request(
 
 
 @pytest.fixture(scope="module")
-def two_runs_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lake after two `cryptolake run --sample`."""
+def two_runs_lake(sample_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake after two `cryptolake run --sample`: the session's sample lake, run once more."""
     lake = tmp_path_factory.mktemp("output") / "lake"
+    shutil.copytree(sample_lake, lake)
     with no_cryptolake_env():
-        for _ in range(2):
-            result = invoke("run", "--sample", "--quiet", "--lake", str(lake))
-            assert result.exit_code == 0, result.output
+        result = invoke("run", "--sample", "--quiet", "--lake", str(lake))
+        assert result.exit_code == 0, result.output
     return lake
 
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from cryptolake.backfill import fetch_history
-from cryptolake.catalog import open_lake, snapshot_id
-from cryptolake.gold import build_gold
+from cryptolake.catalog import open_lake
+from cryptolake.gold import GoldResult, build_gold
 from cryptolake.replay import ReplayData, ReplayServer
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
@@ -147,9 +147,9 @@ def land_history(lake: Path, coins: list[str], *, ohlc: bool = False) -> None:
     assert result.not_found == ([RESTAMPED] if ohlc and RESTAMPED in coins else [])
 
 
-def build(lake: Path) -> str | None:
+def build(lake: Path) -> GoldResult:
     build_silver(settings_for(lake))
-    return build_gold(settings_for(lake)).coin_daily_from
+    return build_gold(settings_for(lake))
 
 
 def coin_days(lake: Path, coin_id: str) -> dict[date, dict[str, Any]]:
@@ -348,10 +348,10 @@ def test_incremental_builds_after_a_backfill_equal_a_whole_rebuild(tmp_path: Pat
             land(lake, TOP_5, at=at("2021-05-20", 12))
         else:
             land(lake, TOP_5, at=at("2021-03-05", 12))
-        assert build(lake) == expected_from, what
-        with open_lake(settings_for(lake), read_only=True) as con:
-            latest = snapshot_id(con)
-        built, whole = built_and_rebuilt_whole(lake, "usd", as_of=latest)
+        gold = build(lake)
+        assert gold.coin_daily_from == expected_from, what
+        # The lake's latest snapshot: gold's commit (lake_version is its snapshot id).
+        built, whole = built_and_rebuilt_whole(lake, "usd", as_of=int(gold.lake_version))
         assert built == whole, what
         assert built
     final = coin_days(lake, "bitcoin")

@@ -19,8 +19,8 @@ from cryptolake.gold import build_gold
 from cryptolake.silver import build_silver
 from cryptolake.status import lake_status
 
-from .conftest import GLOBAL, MARKETS, fixture_bytes
-from .lakes import T0, land, settings_for
+from .conftest import GLOBAL, MARKETS, LakeTemplates, fixture_bytes
+from .lakes import T0, land, one_snapshot, settings_for
 from .test_gold import gold
 
 RECORDS = json.loads(fixture_bytes(MARKETS))
@@ -48,8 +48,11 @@ def lake_in(lake: Path, currency: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def usd_segments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
-    lake = lake_in(tmp_path_factory.mktemp("usd") / "lake", "usd")
+def usd_segments(
+    lake_templates: LakeTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, int]:
+    # What `lake_in(lake, "usd")` builds (the recorded 2023 top 100 in usd at T0), copied.
+    lake = lake_templates.copy(one_snapshot, tmp_path_factory.mktemp("usd") / "lake")
     return {
         r["market_cap_category"]: r["coin_count"] for r in gold(lake, "market_segment_analysis")
     }

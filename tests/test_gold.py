@@ -13,7 +13,7 @@ import pytest
 from cryptolake.gold import GOLD_MODELS, build_gold
 from cryptolake.silver import build_silver
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
+from .conftest import CATEGORIES, GLOBAL, MARKETS, LakeTemplates, fixture_bytes
 from .lakes import T0, lake_db, land, rows_of, settings_for
 
 OLDER = "markets_usd_IanaIagudina-cryptocurrency_2022-10-04.json"
@@ -45,14 +45,18 @@ def build(lake: Path) -> None:
     build_gold(settings_for(lake))
 
 
-@pytest.fixture
-def two_snapshots(lake: Path) -> Path:
+def older_then_2023(lake: Path) -> None:
     """An older snapshot (the 2022 top 100) six hours before the 2023 one: gold uses the latter."""
     # (The older one without /global: the 2023 /global is not its own.)
     land(lake, OLDER, at=T0 - timedelta(hours=6), datasets=("coins_markets", "coins_categories"))
     land(lake, MARKETS, at=T0)
     build(lake)
-    return lake
+
+
+@pytest.fixture
+def two_snapshots(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """`older_then_2023`, a copy of the session's (each test changes its own)."""
+    return lake_templates.copy(older_then_2023, lake)
 
 
 def test_analytics_mart_is_the_latest_top_50(two_snapshots: Path) -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -23,7 +24,8 @@ from cryptolake.gold import GOLD_MODELS
 from cryptolake.progress import Progress
 from cryptolake.publish import HISTORY, STAGING, publish
 
-from .lakes import T0, lake_db, lake_files, land, settings_for
+from .conftest import LakeTemplates
+from .lakes import T0, lake_db, lake_files, land, one_snapshot, settings_for
 from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
 
 pytestmark = pytest.mark.postgres
@@ -42,20 +44,14 @@ ALLOWED_TYPES = {
 
 
 @pytest.fixture
-def built_lake(lake: Path) -> Path:
-    """One snapshot through silver and gold."""
-    land(lake)
-    rebuild(lake)
-    return lake
+def built_lake(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """One snapshot through silver and gold (a copy of the session's: each test changes its own)."""
+    return lake_templates.copy(one_snapshot, lake)
 
 
-def lake_count(lake: Path, sql: str) -> int:
-    con = lake_db(lake)
-    try:
-        row = con.execute(sql).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
+def lake_count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
@@ -124,14 +120,12 @@ def test_tables_types_and_indexes(built_lake: Path, pg_dsn: str, pg_schema: str)
 def test_counts_and_figures_equal_the_lake(built_lake: Path, pg_dsn: str, pg_schema: str) -> None:
     result = publish(target(built_lake, pg_dsn, pg_schema))
     written = {t.table: t.rows_written for t in result.tables}
-    assert written[STAGING] == lake_count(
-        built_lake, "select count(*) from silver.market_snapshots"
-    )
+    con = lake_db(built_lake)  # one connection for every lake-side figure
+    assert written[STAGING] == lake_count(con, "select count(*) from silver.market_snapshots")
     for mart in GOLD_MODELS:
-        assert written[mart] == lake_count(built_lake, f"select count(*) from gold.{mart}")
+        assert written[mart] == lake_count(con, f"select count(*) from gold.{mart}")
         assert fetch(pg_dsn, f"select count(*) from {pg_schema}.{mart}")[0][0] == written[mart]
     pg_sum = fetch(pg_dsn, f"select sum(market_cap) from {pg_schema}.crypto_analytics_mart")[0][0]
-    con = lake_db(built_lake)
     lake_sum = con.execute("select sum(market_cap) from gold.crypto_analytics_mart").fetchone()
     con.close()
     assert lake_sum is not None and pg_sum == lake_sum[0]
@@ -175,9 +169,9 @@ def test_new_snapshot_appends(built_lake: Path, pg_dsn: str, pg_schema: str) -> 
 
 
 def test_failure_between_steps_leaves_previous_state(
-    built_lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
+    settings, before = published_with_a_new_snapshot(lake_templates, lake, pg_dsn, pg_schema)
 
     def fail_after_two_marts(event: Progress) -> None:
         if event.detail.startswith("market_daily"):
@@ -190,9 +184,9 @@ def test_failure_between_steps_leaves_previous_state(
 
 
 def test_connection_dropped_half_way_leaves_previous_state(
-    built_lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
+    settings, before = published_with_a_new_snapshot(lake_templates, lake, pg_dsn, pg_schema)
 
     def drop_connection(event: Progress) -> None:
         if event.detail.startswith("coin_daily"):
@@ -233,12 +227,12 @@ KILLABLE = textwrap.dedent(
 
 
 def test_sigkill_mid_publish_leaves_previous_state(
-    built_lake: Path, pg_dsn: str, pg_schema: str, tmp_path: Path
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str, tmp_path: Path
 ) -> None:
-    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
+    settings, before = published_with_a_new_snapshot(lake_templates, lake, pg_dsn, pg_schema)
     marker = tmp_path / "marker"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLABLE, str(built_lake), pg_dsn, pg_schema, str(marker)]
+        [sys.executable, "-c", KILLABLE, str(lake), pg_dsn, pg_schema, str(marker)]
     )
     try:
         deadline = time.monotonic() + 60
@@ -257,9 +251,9 @@ def test_sigkill_mid_publish_leaves_previous_state(
 
 
 def test_reader_polling_during_publish_never_sees_partial_state(
-    built_lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    settings, before = published_with_a_new_snapshot(built_lake, pg_dsn, pg_schema)
+    settings, before = published_with_a_new_snapshot(lake_templates, lake, pg_dsn, pg_schema)
     seen: list[tuple[Any, ...]] = []
     stop = threading.Event()
 

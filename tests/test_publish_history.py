@@ -21,8 +21,8 @@ from cryptolake.progress import Progress
 from cryptolake.publish import HISTORY, publish
 from cryptolake.replay import sample_data
 
-from .conftest import fixture_bytes
-from .lakes import lake_db, land
+from .conftest import LakeTemplates, fixture_bytes
+from .lakes import lake_db, one_snapshot
 from .published import (
     Boom,
     backfill_sample,
@@ -44,9 +44,10 @@ ORDER = "order by coin_id, vs_currency, day"
 
 
 @pytest.fixture
-def history_lake(lake: Path) -> Path:
-    """A sample lake with bitcoin's 30 days of history, silver and gold built."""
-    return sample_lake_with_history(lake)
+def history_lake(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """A sample lake with bitcoin's 30 days of history, silver and gold built (a copy of the
+    session's: each test changes its own)."""
+    return lake_templates.copy(sample_lake_with_history, lake)
 
 
 def silver_history(lake: Path) -> list[tuple[Any, ...]]:
@@ -116,10 +117,9 @@ def test_history_reaches_postgres_as_silver_has_it(
 
 
 def test_a_lake_without_history_publishes_an_empty_table(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    land(lake)
-    rebuild(lake)
+    lake_templates.copy(one_snapshot, lake)
     result = publish(target(lake, pg_dsn, pg_schema))
     assert written(result, HISTORY) == (0, 0)
     assert staged_history(pg_dsn, pg_schema) == []

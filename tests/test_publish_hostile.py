@@ -22,8 +22,8 @@ from cryptolake.gold import build_gold
 from cryptolake.publish import STAGING, publish
 from cryptolake.silver import build_silver
 
-from .conftest import MARKETS, fixture_bytes
-from .lakes import T0, lake_db, land, settings_for
+from .conftest import MARKETS, LakeTemplates, fixture_bytes
+from .lakes import T0, lake_db, land, one_snapshot, settings_for, two_days
 from .published import fetch, rebuild, target
 from .test_currencies import converted
 
@@ -105,7 +105,7 @@ create table {schema}.coin_daily (
 
 @pytest.mark.parametrize("with_view", [False, True])
 def test_an_older_schema_is_brought_up_to_date(
-    lake: Path, pg_dsn: str, pg_schema: str, with_view: bool
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str, with_view: bool
 ) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"create schema {pg_schema}")
@@ -115,8 +115,7 @@ def test_an_older_schema_is_brought_up_to_date(
                 f"create view {pg_schema}.my_report as "
                 f"select coin_id, day, daily_return from {pg_schema}.coin_daily"
             )
-    land(lake)
-    rebuild(lake)
+    lake_templates.copy(one_snapshot, lake)
     result = publish(target(lake, pg_dsn, pg_schema))
     columns = dict(
         fetch(
@@ -198,12 +197,10 @@ def test_a_currency_switch_is_published_whole(lake: Path, pg_dsn: str, pg_schema
 
 
 def test_coin_daily_in_postgres_equals_gold_after_missed_runs(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
     settings = target(lake, pg_dsn, pg_schema)
-    land(lake, at=T0)
-    land(lake, at=T0 + timedelta(days=1))
-    rebuild(lake)
+    lake_templates.copy(two_days, lake)  # snapshots at T0 and a day later, built
     publish(settings)
     # Two days without a run: the last published day is complete now, which only the lake's
     # newest day could tell.

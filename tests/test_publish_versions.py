@@ -24,8 +24,8 @@ from cryptolake.publish import STAGING, PublishResult, publish
 from cryptolake.silver import build_silver
 
 from .clis import invoke
-from .conftest import GLOBAL, MARKETS, fixture_bytes
-from .lakes import T0, land, settings_for
+from .conftest import GLOBAL, MARKETS, LakeTemplates, fixture_bytes
+from .lakes import T0, land, one_snapshot, settings_for
 from .published import fetch, rebuild, target
 from .test_currencies import converted
 
@@ -124,9 +124,10 @@ def test_transform_in_another_currency_is_published_not_up_to_date(
     assert publish(settings).up_to_date
 
 
-def test_lake_version_is_the_gold_snapshot_id(lake: Path, pg_dsn: str, pg_schema: str) -> None:
-    land(lake, at=T0)
-    rebuild(lake)
+def test_lake_version_is_the_gold_snapshot_id(
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
+) -> None:
+    lake_templates.copy(one_snapshot, lake)  # the 2023 top 100 at T0, silver and gold built
     settings = target(lake, pg_dsn, pg_schema)
     # Snapshots 0 (the empty lake), 1 (its schemas), 2 (silver), 3 (gold).
     assert gold_snapshot(lake) == 3
@@ -202,10 +203,14 @@ def test_a_clock_set_ahead_does_not_decide_the_latest_publish(
 
 @pytest.mark.parametrize("maintained", [False, True], ids=["as committed", "after maintain"])
 def test_a_new_snapshot_is_appended_from_the_change_feed(
-    lake: Path, pg_dsn: str, pg_schema: str, maintained: bool, caplog: pytest.LogCaptureFixture
+    lake: Path,
+    lake_templates: LakeTemplates,
+    pg_dsn: str,
+    pg_schema: str,
+    maintained: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    land(lake, at=T0)
-    rebuild(lake)
+    lake_templates.copy(one_snapshot, lake)  # the 2023 top 100 at T0, silver and gold built
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     published_at = staged_rows(pg_dsn, pg_schema, T0)
@@ -237,11 +242,10 @@ def test_a_new_snapshot_is_appended_from_the_change_feed(
 
 @pytest.mark.parametrize("gold_commits", [1, 2], ids=["the same id", "a later id"])
 def test_a_lake_rebuilt_into_a_new_catalog_is_published(
-    tmp_path: Path, pg_dsn: str, pg_schema: str, gold_commits: int
+    tmp_path: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str, gold_commits: int
 ) -> None:
     old = tmp_path / "old" / "lake"
-    land(old, at=T0)
-    rebuild(old)
+    lake_templates.copy(one_snapshot, old)  # the 2023 top 100 at T0, silver and gold built
     publish(target(old, pg_dsn, pg_schema))
     assert published_versions(pg_dsn, pg_schema) == ["3"]
 

@@ -23,8 +23,8 @@ from cryptolake.report import ReportResult, build_report
 from cryptolake.settings import Settings
 from cryptolake.silver import build_silver
 
-from .conftest import CATEGORIES, GLOBAL, MARKETS, fixture_bytes
-from .lakes import T0, lake_db, lake_files, land, rows_of, settings_for
+from .conftest import CATEGORIES, GLOBAL, MARKETS, LakeTemplates, fixture_bytes
+from .lakes import T0, lake_db, lake_files, one_snapshot, rows_of, settings_for
 
 NOW = T0 + timedelta(hours=3)
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -72,11 +72,10 @@ def html_of(result: ReportResult) -> str:
 
 
 @pytest.fixture
-def one_day(lake: Path) -> Path:
-    """A lake with one snapshot (the recorded 2023 top 100 at T0), silver and gold built."""
-    land(lake)
-    build(lake)
-    return lake
+def one_day(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """A lake with one snapshot (the recorded 2023 top 100 at T0), silver and gold built (a
+    copy of the session's)."""
+    return lake_templates.copy(one_snapshot, lake)
 
 
 def invoke(*args: str) -> Result:

@@ -31,8 +31,8 @@ from cryptolake.report_year import YearData, read_year
 from cryptolake.report_year_html import year_section
 from cryptolake.silver import build_silver
 
-from .conftest import fixture_bytes
-from .lakes import T0, lake_db, land, settings_for
+from .conftest import LakeTemplates, fixture_bytes
+from .lakes import T0, lake_db, settings_for, two_days
 
 CHART = "market_chart_bitcoin_usd_days30_julianfssen-coingecko_ruby_2021-05-15.json"
 FIRST = date(2025, 1, 1)
@@ -229,10 +229,10 @@ def in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(folder)
 
 
-def test_two_days_of_snapshots_are_one_close_each_and_no_line(lake: Path) -> None:
-    land(lake)
-    land(lake, at=T0 + timedelta(days=1))
-    build(lake)
+def test_two_days_of_snapshots_are_one_close_each_and_no_line(
+    lake: Path, lake_templates: LakeTemplates
+) -> None:
+    lake_templates.copy(two_days, lake)  # snapshots at T0 and a day later, built
     result = build_report(settings_for(lake), now=T0 + timedelta(days=1, hours=1))
     html = result.path.read_text(encoding="utf-8")
     section = html.split("<h2>The last 365 days")[1].split("</section>")[0]

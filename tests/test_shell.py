@@ -11,19 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from cryptolake.cli import app
-from cryptolake.gold import build_gold
 from cryptolake.shell import EXAMPLE_QUERIES, duckdb_cli, shell_argv
-from cryptolake.silver import build_silver
 
-from .lakes import land, settings_for
+from .conftest import LakeTemplates
+from .lakes import one_snapshot, settings_for
 
 
 @pytest.fixture
-def built_lake(lake: Path) -> Path:
-    land(lake)
-    build_silver(settings_for(lake))
-    build_gold(settings_for(lake))
-    return lake
+def built_lake(lake: Path, lake_templates: LakeTemplates) -> Path:
+    """One snapshot through silver and gold (a copy of the session's)."""
+    return lake_templates.copy(one_snapshot, lake)
 
 
 def test_shell_argv_opens_the_lake_read_only(built_lake: Path) -> None:

@@ -23,7 +23,8 @@ from cryptolake.staging import (
     partition_name,
 )
 
-from .lakes import T0, land
+from .conftest import LakeTemplates
+from .lakes import T0, land, one_snapshot, two_days
 from .published import Boom, fetch, published_with_a_new_snapshot, rebuild, state, target
 
 DAY0 = f"{STAGING}_p20260215"  # T0's day
@@ -39,6 +40,11 @@ def landed(lake: Path, *after_t0: timedelta) -> None:
 
 def every_day(count: int) -> list[timedelta]:
     return [timedelta(days=d) for d in range(count)]
+
+
+def three_days(lake: Path) -> None:
+    """A snapshot at T0 and on each of the next two days, then the lake built."""
+    landed(lake, *every_day(3))
 
 
 def partitions(dsn: str, schema: str) -> dict[str, tuple[str, int]]:
@@ -88,9 +94,9 @@ def test_partition_names_and_bounds_are_the_utc_day() -> None:
 
 @pytest.mark.postgres
 def test_each_day_is_a_partition_with_the_parents_indexes(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake, *every_day(3))
+    lake_templates.copy(three_days, lake)
     result = publish(target(lake, pg_dsn, pg_schema))
     staging = result.tables[0]
     assert (staging.table, staging.rows_written, staging.rows_now) == (STAGING, 300, 300)
@@ -119,9 +125,9 @@ def test_each_day_is_a_partition_with_the_parents_indexes(
 
 @pytest.mark.postgres
 def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake)
+    lake_templates.copy(one_snapshot, lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     landed(lake, timedelta(hours=6), timedelta(days=1))  # the same day, a new day
@@ -153,11 +159,10 @@ def test_new_days_are_loaded_and_known_days_appended_with_fresh_statistics(
 
 @pytest.mark.postgres
 def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake)
     settings, before = published_with_a_new_snapshot(
-        lake, pg_dsn, pg_schema, after=timedelta(days=1)
+        lake_templates, lake, pg_dsn, pg_schema, after=timedelta(days=1)
     )
 
     def fail_after_the_marts(event: Progress) -> None:
@@ -181,12 +186,11 @@ def test_failed_publish_loading_a_new_day_leaves_the_previous_state(
 
 @pytest.mark.postgres
 def test_a_repeatable_read_reader_sees_one_state_across_tables(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
     """A reader whose snapshot was taken mid-publish keeps the old state in every table."""
-    landed(lake)
     settings, before = published_with_a_new_snapshot(
-        lake, pg_dsn, pg_schema, after=timedelta(days=1)
+        lake_templates, lake, pg_dsn, pg_schema, after=timedelta(days=1)
     )
     with psycopg.connect(pg_dsn) as reader:
         reader.execute("set transaction isolation level repeatable read")
@@ -223,9 +227,9 @@ THREE_DAYS = [f"{STAGING}_p2026021{d}" for d in (5, 6, 7)]
 
 @pytest.mark.postgres
 def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_them(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake, *every_day(3))
+    lake_templates.copy(three_days, lake)
     settings = target(lake, pg_dsn, pg_schema)
 
     def fail_after_the_marts(event: Progress) -> None:
@@ -248,9 +252,13 @@ def test_failed_first_publish_leaves_only_marked_day_tables_and_the_next_drops_t
 
 @pytest.mark.postgres
 def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
-    lake: Path, pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+    lake: Path,
+    lake_templates: LakeTemplates,
+    pg_dsn: str,
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    landed(lake, *every_day(3))
+    lake_templates.copy(three_days, lake)
     settings = target(lake, pg_dsn, pg_schema)
     real_load_day = staging.load_day
 
@@ -274,9 +282,9 @@ def test_a_worker_failing_mid_load_fails_the_first_publish_with_its_own_error(
 
 @pytest.mark.postgres
 def test_staging_dropped_by_hand_is_published_again_whole(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake, *every_day(3))
+    lake_templates.copy(three_days, lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -289,10 +297,10 @@ def test_staging_dropped_by_hand_is_published_again_whole(
 
 @pytest.mark.postgres
 def test_a_new_days_statistics_target_stays_with_that_day(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
     """Days are sampled with a small target; the marts, analyzed after, with the default."""
-    landed(lake)
+    lake_templates.copy(one_snapshot, lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     landed(lake, timedelta(days=1))  # loaded inside the publish transaction
@@ -311,9 +319,9 @@ def test_a_new_days_statistics_target_stays_with_that_day(
 
 @pytest.mark.postgres
 def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake)
+    lake_templates.copy(one_snapshot, lake)
     settings = target(lake, pg_dsn, pg_schema)
     publish(settings)
     # What a first publish killed after a worker committed its day leaves behind: a marked
@@ -345,10 +353,10 @@ def test_a_day_a_failed_publish_left_unattached_is_dropped_and_loaded_again(
 
 @pytest.mark.postgres
 def test_concurrent_publishes_to_one_schema_take_turns(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
     """The second waits for the first and then sees its commit: nothing is sent twice."""
-    landed(lake, *every_day(2))
+    lake_templates.copy(two_days, lake)
     settings = target(lake, pg_dsn, pg_schema)
     results: list[PublishResult] = []
     errors: list[BaseException] = []
@@ -372,9 +380,9 @@ def test_concurrent_publishes_to_one_schema_take_turns(
 
 @pytest.mark.postgres
 def test_staging_from_before_day_partitions_is_a_clear_error(
-    lake: Path, pg_dsn: str, pg_schema: str
+    lake: Path, lake_templates: LakeTemplates, pg_dsn: str, pg_schema: str
 ) -> None:
-    landed(lake)
+    lake_templates.copy(one_snapshot, lake)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"create schema if not exists {pg_schema}")
         conn.execute(f"create table {pg_schema}.{STAGING} (coin_id text)")
