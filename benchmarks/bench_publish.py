@@ -24,7 +24,7 @@ the end. Measurements, each repeated `--repeat` times (the median is reported):
 
 Postgres is CHECKPOINTed before every measurement so none pays for its predecessor's dirty
 pages. The time inside publish is split with its progress events and by timing its
-`_pg` / `_count` helpers (wrapped here; publish itself is not changed by the benchmark).
+`pg_execute` / `count` calls (wrapped here; publish itself is not changed by the benchmark).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import duckdb
 import psycopg
 
 import cryptolake.marts as marts_module
-import cryptolake.publish as publish_module
+import cryptolake.publish_transaction as publish_module
 from cryptolake.bronze import read_manifest, read_manifests, run_manifest_paths
 from cryptolake.catalog import attach_lake, open_lake
 from cryptolake.duck import connect, quote_literal
@@ -127,7 +127,7 @@ def _classify_count(sql: str) -> str:
 @contextmanager
 def _timed_helpers(parts: dict[str, float]) -> Iterator[None]:
     """Time publish's `_pg` and `count` calls by kind; restores them on exit."""
-    original_pg = publish_module._pg
+    original_pg = publish_module.pg_execute  # type: ignore[attr-defined]  # imported there
     original_count = marts_module.count
 
     def timed_pg(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -145,13 +145,13 @@ def _timed_helpers(parts: dict[str, float]) -> Iterator[None]:
         parts[key] = parts.get(key, 0.0) + time.perf_counter() - t0
         return n
 
-    publish_module._pg = timed_pg
+    publish_module.pg_execute = timed_pg  # type: ignore[attr-defined]  # imported there
     publish_module.count = timed_count  # type: ignore[attr-defined]  # imported there
     marts_module.count = timed_count
     try:
         yield
     finally:
-        publish_module._pg = original_pg
+        publish_module.pg_execute = original_pg  # type: ignore[attr-defined]  # imported there
         publish_module.count = original_count  # type: ignore[attr-defined]  # imported there
         marts_module.count = original_count
 

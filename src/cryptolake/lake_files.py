@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from .bronze import HISTORY_REQUEST
 from .catalog import set_commit_message
 from .duck import json_list, quote_literal
-from .silver_io import PARTITION, SilverTable
+from .silver_io import PARTITION, SilverTable, table_exists
 
 _HIVE_PART = re.compile(r"/(\w+)=([^/]+)(?=/)")
 
@@ -195,12 +195,7 @@ def _forget_days(
         if not left:
             continue
         listed = ", ".join(f"date {quote_literal(d)}" for d in left)
-        exists = con.execute(
-            "select count(*) from duckdb_tables() where database_name = current_database() "
-            "and schema_name = 'silver' and table_name = ?",
-            [table.name],
-        ).fetchone()
-        if exists and exists[0]:
+        if table_exists(con, table):
             con.execute(f"delete from {table.qualified} where {PARTITION} in ({listed})")
     _forget_runs(con, runs)
     return len(runs)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from .bronze import (
     Manifest,
     is_history_request,
@@ -295,7 +297,7 @@ class _Verifier:
             silver = latest_snapshot(con, stage="silver")
             try:
                 row = con.execute("select silver_snapshot_id from meta.build").fetchone()
-            except Exception:  # noqa: BLE001 - no build record: no gold
+            except duckdb.CatalogException:  # no build record: no gold yet
                 row = None
         summary.checked = 1
         if silver is None:

@@ -251,6 +251,7 @@ def child_main(argv: list[str]) -> None:
     """`FAULT -- cryptolake args`: run the CLI in this process with the fault armed."""
     import cryptolake.pipeline as pipeline
     import cryptolake.publish as publish_module
+    import cryptolake.publish_transaction as publish_transaction
     import cryptolake.staging_loads as staging_loads
     from cryptolake.entry import main
 
@@ -292,7 +293,7 @@ def child_main(argv: list[str]) -> None:
         return failpoint
 
     _patch(pipeline, "publish", stopping_at_step)
-    _patch(publish_module, "failpoint", stopping_at_commit)
+    _patch(publish_transaction, "failpoint", stopping_at_commit)
 
     def watch(relation: str) -> None:
         # By the statement: a table the publish transaction created is invisible here.
