@@ -61,7 +61,12 @@ LATER_FAULTS = [*IN_TRANSACTION, "commit", "kill:step:5"]
 # Faults run in this many lanes at once, each with its own cluster, database and lake.
 LANES = 2
 TRIES = int(os.environ.get("FAULT_TRIES", "1"))
-CAUSES = re.compile(r"connection to Postgres was lost|not accepting connections|lost the")
+# A killed postmaster ends its backends ("terminating connection due to unexpected postmaster
+# exit"), which explain_pg words as the server ending the connection.
+CAUSES = re.compile(
+    r"connection to Postgres was lost|not accepting connections|lost the"
+    r"|the Postgres server ended the connection"
+)
 Matrix = list[tuple[str, int, int]]  # (fault, tries, survived)
 
 
