@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # cryptolake: the pipeline image. Built from uv.lock, so the image runs exactly the versions
-# CI tested; DuckDB's postgres, ducklake and sqlite extensions are installed at build time from
+# CI tested; DuckDB's postgres, ducklake, sqlite and httpfs extensions are installed at build time from
 # their wheels (no download at run time, signature checks on).
 
 FROM python:3.11.14-slim-bookworm AS build

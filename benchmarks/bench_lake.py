@@ -38,7 +38,7 @@ from typing import Any
 
 import duckdb
 
-from cryptolake.bronze import read_manifest, run_manifest_paths
+from cryptolake.bronze import manifest_key, read_manifest, run_manifest_paths
 from cryptolake.catalog import file_counts, open_lake
 from cryptolake.gold import build_gold
 from cryptolake.lake import LakePaths
@@ -121,7 +121,7 @@ def verify_counts(lake: LakePaths, memory_limit: str) -> str:
     """Rows per run in silver against the records each manifest lists (minus trimmed ids)."""
     expected: dict[str, int] = {}
     for path in run_manifest_paths(lake):
-        manifest = read_manifest(path)
+        manifest = read_manifest(lake, path)
         if manifest.status == "complete":
             expected[manifest.run_id] = sum(
                 f.records - len(f.trimmed_ids or [])
@@ -146,13 +146,14 @@ def verify_counts(lake: LakePaths, memory_limit: str) -> str:
 
 def _lake_shape(lake: LakePaths) -> tuple[int, datetime]:
     """Coins per run and start of the newest run, from the newest manifest."""
-    newest = read_manifest(run_manifest_paths(lake)[-1])
+    newest = read_manifest(lake, run_manifest_paths(lake)[-1])
     return newest.top, datetime.fromisoformat(newest.started_at.replace("Z", "+00:00"))
 
 
 def _remove_run(lake: LakePaths, snap: synthetic_lake.Snapshot) -> None:
-    path = lake.runs / f"ingest_date={snap.started_at:%Y-%m-%d}" / f"{snap.run_id}.json"
-    for entry in read_manifest(path).files:
+    key = manifest_key(run_id=snap.run_id, ingest_date=f"{snap.started_at:%Y-%m-%d}")
+    path = lake.root / key
+    for entry in read_manifest(lake, key).files:
         (lake.root / entry.path).unlink()
     path.unlink()
 

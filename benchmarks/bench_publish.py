@@ -244,7 +244,7 @@ def drop_schemas(dsn: str, prefix: str) -> None:
 # --- the lake ---------------------------------------------------------------------------------
 def ensure_built(settings: Settings) -> None:
     """Silver and gold for every run in the lake (a no-op when they are up to date)."""
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     t0 = time.perf_counter()
     result = build_silver(settings)
     if result.changed or not (lake.root / "catalog.sqlite").exists():
@@ -265,7 +265,7 @@ def one_more_run(settings: Settings, *, next_day: bool = False) -> Iterator[date
     The run is 3 hours after the newest, on the same day (staging has its partition), or
     with `next_day` at 00:30 the day after (a new partition).
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     manifests = read_manifests(lake)
     newest = max(datetime.fromisoformat(m.started_at.replace("Z", "+00:00")) for m in manifests)
     coins = manifests[-1].top
@@ -283,10 +283,10 @@ def one_more_run(settings: Settings, *, next_day: bool = False) -> Iterator[date
             build_gold(settings)
             yield snap.started_at
     finally:
-        for path in set(run_manifest_paths(lake)) - before:
-            for entry in read_manifest(path).files:
+        for key in set(run_manifest_paths(lake)) - before:
+            for entry in read_manifest(lake, key).files:
                 (lake.root / entry.path).unlink(missing_ok=True)
-            path.unlink()
+            (lake.root / key).unlink()
 
 
 # --- reporting --------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CRYPTOLAKE_") and name not in HARNESS_VARIABLES:
             monkeypatch.delenv(name)
+        if name.startswith("AWS_"):  # an object store's settings: a team-lake test sets them
+            monkeypatch.delenv(name)
 
 
 HARNESS_VARIABLES = {"CRYPTOLAKE_TEST_PG_DSN", "CRYPTOLAKE_REQUIRE_PG"}
@@ -162,6 +164,23 @@ def pg_dsn() -> str:
             pytest.fail("CRYPTOLAKE_REQUIRE_PG=1 but CRYPTOLAKE_TEST_PG_DSN is not set")
         pytest.skip("set CRYPTOLAKE_TEST_PG_DSN (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     return dsn
+
+
+@pytest.fixture
+def pg_catalog(pg_dsn: str) -> Iterator[str]:
+    """A fresh Postgres database for a DuckLake catalog, dropped afterwards."""
+    name = f"lake_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+        yield (
+            f"postgres:dbname={name} host={info.get('host', '127.0.0.1')} "
+            f"port={info.get('port', 5432)} user={info.get('user', 'postgres')}"
+        )
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {name} with (force)")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cryptolake.backfill import fetch_history
-from cryptolake.bronze import read_manifests, run_manifest_paths
+from cryptolake.bronze import read_manifests, run_id_of, run_manifest_paths
 from cryptolake.lake import LakePaths
 from cryptolake.pipeline import run
 from cryptolake.replay import ReplayData, ReplayServer
@@ -232,7 +232,7 @@ def test_each_request_has_its_own_manifest(tmp_path: Path) -> None:
     coins = replicas(2)
     with ReplayServer(history_data(coins)) as server:
         result = fetch_history(settings_on(tmp_path, server), coins=coins, now=lambda: NOW)
-    names = sorted(p.stem for p in run_manifest_paths(LakePaths.at(tmp_path)))
+    names = sorted(run_id_of(k) for k in run_manifest_paths(LakePaths.at(tmp_path)))
     assert names == [f"{result.run_id}-h00001", f"{result.run_id}-h00002"]
     bodies = sorted(p.name for p in (tmp_path / "bronze" / "coin_market_chart").rglob("*.json"))
     assert bodies == [

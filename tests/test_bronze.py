@@ -99,7 +99,7 @@ def test_commit_lands_every_body_then_the_manifest(paths: LakePaths) -> None:
     run.stage("coins_markets", 1, fetched(PAGE), records=3, trimmed_ids=[])
     run.stage("global", 1, fetched(fixture_bytes(GLOBAL), "/global"), records=1, trimmed_ids=[])
 
-    manifest_path = run.commit(manifest(run))
+    manifest_path = Path(run.commit(manifest(run)))
 
     assert manifest_path == paths.runs / "ingest_date=2026-02-15" / "20260215T154712Z-abc123.json"
     assert [p.relative_to(paths.root).as_posix() for p in visible_bodies(paths)] == [
@@ -108,7 +108,7 @@ def test_commit_lands_every_body_then_the_manifest(paths: LakePaths) -> None:
     ]
     assert (paths.root / run.files[0].path).read_bytes() == PAGE
     assert (paths.root / run.files[1].path).read_bytes() == fixture_bytes(GLOBAL)
-    assert not run.staging.exists()
+    assert run.staging is not None and not run.staging.exists()
     assert [p for p in paths.incoming.rglob("*") if p.is_file()] == []
     (landed,) = read_manifests(paths)
     assert landed == Manifest.from_json(manifest_path.read_bytes())
@@ -123,12 +123,12 @@ def test_abandon_lands_nothing_but_a_failed_manifest(paths: LakePaths) -> None:
     path = run.abandon(manifest(run, "failed", "CoinGecko /global failed: HTTP 404"))
 
     assert visible_bodies(paths) == []
-    assert not run.staging.exists()
+    assert run.staging is not None and not run.staging.exists()
     assert read_manifests(paths) == []  # complete runs only, by default
     (failed,) = read_manifests(paths, status="failed")
     assert failed.error == "CoinGecko /global failed: HTTP 404"
     assert read_manifests(paths, status=None) == [failed]
-    assert path.is_file()
+    assert Path(path).is_file()
 
 
 def test_commit_never_replaces_a_bronze_file(paths: LakePaths) -> None:

@@ -8,12 +8,9 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from cryptolake.catalog import open_lake, snapshots
@@ -203,23 +200,6 @@ def test_a_reader_process_never_blocks_a_transform_and_sees_old_then_new(two_run
         reader.kill()
     assert reader.returncode == 0, err
     assert out.split() == ["200", "300"]  # its snapshot, then the new one
-
-
-@pytest.fixture
-def pg_catalog(pg_dsn: str) -> Iterator[str]:
-    """A fresh Postgres database for a DuckLake catalog, dropped afterwards."""
-    name = f"lake_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
-        yield (
-            f"postgres:dbname={name} host={info.get('host', '127.0.0.1')} "
-            f"port={info.get('port', 5432)} user={info.get('user', 'postgres')}"
-        )
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
 
 
 @pytest.mark.postgres

@@ -68,7 +68,7 @@ def markets_query(per_page: int, page: int) -> dict[str, str]:
 
 
 def markets_files(result: IngestResult) -> list[BronzeFile]:
-    manifest = Manifest.from_json(result.manifest_path.read_bytes())
+    manifest = Manifest.from_json(Path(result.manifest_path).read_bytes())
     return [f for f in manifest.files if f.dataset == "coins_markets"]
 
 
@@ -219,8 +219,8 @@ def test_the_manifest_describes_the_run(
 ) -> None:
     result = run_ingest(settings.with_(top=120, per_page=50), fake_time)
 
-    manifest = Manifest.from_json(result.manifest_path.read_bytes())
-    assert result.manifest_path == (
+    manifest = Manifest.from_json(Path(result.manifest_path).read_bytes())
+    assert Path(result.manifest_path) == (
         LakePaths.at(lake).runs / f"ingest_date={RUN_DATE}" / f"{result.run_id}.json"
     )
     assert re.fullmatch(r"20260215T154712Z-[0-9a-f]{6}", result.run_id)
@@ -444,7 +444,7 @@ def test_sample_ingests_offline_through_the_same_code_path(lake: Path) -> None:
         f"{settings.api_url} was not asked.",
         "The API lists 100 coins, fewer than --top 250: all of them were fetched.",
     ]
-    manifest = Manifest.from_json(result.manifest_path.read_bytes())
+    manifest = Manifest.from_json(Path(result.manifest_path).read_bytes())
     assert (manifest.source, manifest.api_url) == ("sample", "sample (bundled recorded responses)")
     assert manifest.keyed is False
     assert manifest.notes == result.notes

@@ -38,6 +38,7 @@ FILES_BEFORE = {
     "gold.market_daily": 0,
     "gold.market_segment_analysis": 0,
     "meta.build": 0,
+    "meta.commit_head": 0,  # its one row, inlined in the catalog (see catalog.py)
     "meta.lake": 0,
     "meta.snapshots": 0,
     "silver.category_snapshots": RUNS,
@@ -153,7 +154,7 @@ def test_maintain_merges_the_days_files_and_keeps_every_row(lake_copy: Path) -> 
     # The merged files replace the ten on disk; the merged one keeps each row's snapshot.
     assert len(parquet_files(lake_copy, f"silver/market_snapshots/{DAY}")) == 1
     assert result.snapshots_expired == 0  # all younger than the 30 days kept
-    assert result.describe().startswith("23 data files -> 13; 0 snapshot(s) expired; ")
+    assert result.describe().startswith("23 data files -> 14; 0 snapshot(s) expired; ")
     assert contents(lake_copy) == before
     # Time travel within the retention still reads each snapshot as it was.
     assert count_as_of(lake_copy, FIRST_GOLD) == 100
@@ -204,7 +205,7 @@ def test_cli_maintain_prints_files_before_and_after(lake_copy: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert re.match(
-        r"maintained in \d+\.\ds: 23 data files -> 13; 0 snapshot\(s\) expired; "
+        r"maintained in \d+\.\ds: 23 data files -> 14; 0 snapshot\(s\) expired; "
         r"\d+ file\(s\) deleted",
         lines[0],
     ), lines[0]
@@ -258,7 +259,7 @@ def test_a_run_maintains_the_lake_every_3_runs(lake: Path) -> None:
     assert notes[3] == []
     (note,) = notes[2]
     assert re.fullmatch(
-        r"maintenance \(every 3 runs\): 9 data files -> 13 \(rows inlined in the catalog now in "
+        r"maintenance \(every 3 runs\): 9 data files -> 14 \(rows inlined in the catalog now in "
         r"files\); 0 snapshot\(s\) expired; "
         r"\d+ file\(s\) deleted",
         note,

@@ -163,7 +163,7 @@ def test_a_coin_that_moves_up_between_pages_is_found_and_reported(
         f"ranks shifted while paging: page 2 repeated 1 coin(s) of page 1 ({repeated}); page 1 "
         f"was fetched again and 1 coin(s) that had moved up were found ({mover})."
     ]
-    manifest = Manifest.from_json(result.manifest_path.read_bytes())
+    manifest = Manifest.from_json(Path(result.manifest_path).read_bytes())
     assert manifest.notes == result.notes
     assert [(f.page, f.refetch) for f in manifest.files if f.dataset == "coins_markets"] == [
         (1, 0),

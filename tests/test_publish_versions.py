@@ -150,10 +150,10 @@ def test_lake_version_is_the_gold_snapshot_id(
 
     build_gold(settings_for(lake))
     version = gold_snapshot(lake)
-    assert version == 8  # after the maintenance's flush (5), merge (6) and marker (7)
+    assert version == 9  # after the maintenance's four commits (5-8)
     newer = publish(settings)
     assert not newer.up_to_date and newer.snapshots_added == 1
-    assert published_versions(pg_dsn, pg_schema) == ["3", "8"]
+    assert published_versions(pg_dsn, pg_schema) == ["3", "9"]
     assert publish(settings).up_to_date
 
 

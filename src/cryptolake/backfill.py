@@ -123,7 +123,7 @@ def fetch_history(
     ApiError when the API fails for good (what landed before stays), LakeError without a
     snapshot to take the top coins from, ConfigError for bad ids.
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     days = days or settings.history_days
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}.")
@@ -171,7 +171,7 @@ def _fetch(
     *,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> HistoryResult:
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     landing = RequestLanding(lake)
     t0 = time.perf_counter()
     first_request = client.stats.requests

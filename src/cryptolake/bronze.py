@@ -24,7 +24,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from .coingecko import Fetched
@@ -141,14 +141,21 @@ class Manifest:
 
 
 class BronzeRun:
-    """Collects one ingest run's bodies and lands them all at once."""
+    """Collects one ingest run's bodies and lands them all at once.
+
+    On local disk the bodies are staged under `_incoming` and moved into their partitions
+    when the run is whole. On object storage (no rename there) each body is written once at
+    its final key, unique to the run; until the manifest is written no reader sees them, and
+    a run that dies leaves only bodies no manifest lists, swept later.
+    """
 
     def __init__(self, lake: LakePaths, *, run_id: str, started_at: datetime) -> None:
         self.lake = lake
+        self.store = lake.store
         self.run_id = run_id
         self.started_at = started_at
         self.ingest_date = f"{started_at:%Y-%m-%d}"
-        self.staging = lake.incoming / run_id
+        self.staging = None if lake.remote else lake.incoming / run_id
         self.files: list[BronzeFile] = []
 
     def relative_path(self, dataset: str, page: int, refetch: int = 0) -> str:
@@ -169,7 +176,10 @@ class BronzeRun:
         unknown_fields: list[str] | None = None,
     ) -> BronzeFile:
         rel = self.relative_path(dataset, page, refetch)
-        atomic_write(self.staging / rel, fetched.body, overwrite=False)
+        if self.staging is None:
+            self.store.write_new(rel, fetched.body)
+        else:
+            atomic_write(self.staging / rel, fetched.body, overwrite=False)
         entry = BronzeFile.of(
             fetched,
             dataset=dataset,
@@ -183,30 +193,34 @@ class BronzeRun:
         self.files.append(entry)
         return entry
 
-    def manifest_path(self) -> Path:
-        return self.lake.runs / f"ingest_date={self.ingest_date}" / f"{self.run_id}.json"
+    def manifest_key(self) -> str:
+        return manifest_key(run_id=self.run_id, ingest_date=self.ingest_date)
 
-    def _write_manifest(self, manifest: Manifest) -> Path:
-        path = self.manifest_path()
+    def _write_manifest(self, manifest: Manifest) -> str:
+        key = self.manifest_key()
         try:
-            atomic_write(path, manifest.to_json(), overwrite=False)
+            self.store.write_new(key, manifest.to_json())
         except FileExistsError:
             raise LakeError(
-                f"Run manifest {path} already exists; run ids must be unique."
+                f"Run manifest {self.store.uri(key)} already exists; run ids must be unique."
             ) from None
-        return path
+        return self.store.uri(key)
 
-    def commit(self, manifest: Manifest) -> Path:
-        """Move every staged body into its partition, then write the manifest.
+    def commit(self, manifest: Manifest) -> str:
+        """Land every body in its partition, then write the manifest; returns its location.
 
-        All or nothing: if a move or the manifest fails (a full disk, an immutable folder),
-        the bodies already moved go back to staging, so no body lands without its manifest.
+        All or nothing: if a move or the manifest fails (a full disk, an immutable folder, an
+        object store gone), the bodies already landed are taken back (to staging on disk,
+        deleted on object storage), so no body lands without its manifest.
         """
+        if self.staging is None:
+            return self._commit_in_place(manifest)
+        staging = self.staging
         moved: list[BronzeFile] = []
         try:
             for entry in self.files:
                 try:
-                    move_no_replace(self.staging / entry.path, self.lake.root / entry.path)
+                    move_no_replace(staging / entry.path, self.lake.root / entry.path)
                 except FileExistsError:
                     raise LakeError(
                         f"Bronze file {entry.path} already exists; bronze is immutable, so this "
@@ -220,16 +234,31 @@ class BronzeRun:
         except BaseException:
             for entry in reversed(moved):
                 with contextlib.suppress(OSError):
-                    os.replace(self.lake.root / entry.path, self.staging / entry.path)
+                    os.replace(self.lake.root / entry.path, staging / entry.path)
             raise
-        shutil.rmtree(self.staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         return path
+
+    def _commit_in_place(self, manifest: Manifest) -> str:
+        """Object storage: the bodies are at their keys already; the manifest makes them a run."""
+        try:
+            failpoint("bronze.before_manifest")
+            return self._write_manifest(manifest)
+        except BaseException:
+            self._drop_bodies()
+            raise
+
+    def _drop_bodies(self) -> None:
+        """Delete a dead run's bodies from object storage (best effort: the sweep finishes)."""
+        for entry in self.files:
+            with contextlib.suppress(Exception):
+                self.store.delete(entry.path)
 
     def rejected_path(self, entry: BronzeFile) -> str:
         """Where `entry`'s body is kept, relative to the lake root, if its run is rejected."""
         return f"bronze/_rejected/{self.run_id}/{entry.path.removeprefix('bronze/')}"
 
-    def abandon(self, manifest: Manifest, *, keep_bodies: bool = False) -> Path:
+    def abandon(self, manifest: Manifest, *, keep_bodies: bool = False) -> str:
         """Record a failed run: its bodies never become bronze, its manifest says why.
 
         With `keep_bodies` (a body broke its contract) the bodies are kept under
@@ -238,47 +267,70 @@ class BronzeRun:
         """
         if keep_bodies and self.files:
             for entry in self.files:
+                if self.staging is None:
+                    self.store.move(entry.path, self.rejected_path(entry))
+                    continue
                 target = self.lake.root / self.rejected_path(entry)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.staging / entry.path, target)
             manifest.files = [replace(f, path=self.rejected_path(f)) for f in manifest.files]
-        shutil.rmtree(self.staging, ignore_errors=True)
+        elif self.staging is None:
+            self._drop_bodies()
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
         return self._write_manifest(manifest)
 
 
-def run_manifest_paths(lake: LakePaths) -> list[Path]:
-    """Paths of every run manifest; a manifest's file name is its run id."""
-    if not lake.runs.exists():
-        return []
-    return sorted(lake.runs.glob("ingest_date=*/*.json"))
+RUNS_PREFIX = "bronze/_runs"
 
 
-def read_manifest(path: Path) -> Manifest:
+def manifest_key(*, run_id: str, ingest_date: str) -> str:
+    """Where a run's manifest lives, relative to the lake root."""
+    return f"{RUNS_PREFIX}/ingest_date={ingest_date}/{run_id}.json"
+
+
+def run_id_of(key: str) -> str:
+    """A manifest's run id: its file name without `.json`."""
+    return PurePosixPath(key).stem
+
+
+def run_manifest_paths(lake: LakePaths) -> list[str]:
+    """Keys of every run manifest (relative to the lake root); a file name is its run id."""
+    return [
+        key
+        for key in lake.store.list_keys(RUNS_PREFIX, suffix=".json")
+        if key.count("/") == 3 and key.split("/")[2].startswith("ingest_date=")
+    ]
+
+
+def read_manifest(lake: LakePaths, key: str) -> Manifest:
     try:
-        return Manifest.from_json(path.read_bytes())
+        return Manifest.from_json(lake.store.read(key))
     except (ValueError, TypeError, KeyError) as exc:
-        raise LakeError(f"Run manifest {path} is unreadable ({exc}); move it aside.") from None
+        raise LakeError(
+            f"Run manifest {lake.store.uri(key)} is unreadable ({exc}); move it aside."
+        ) from None
 
 
 def read_manifests(lake: LakePaths, *, status: RunStatus | None = "complete") -> list[Manifest]:
     """Every run manifest in the lake (complete ones by default), oldest first."""
-    found = [read_manifest(p) for p in run_manifest_paths(lake)]
+    found = [read_manifest(lake, key) for key in run_manifest_paths(lake)]
     found = [m for m in found if status is None or m.status == status]
     found.sort(key=lambda m: (m.started_at, m.run_id))
     return found
 
 
-def is_history_request(path: Path) -> bool:
-    """Whether a manifest path is a history request's (`<run_id>-h00001.json`)."""
-    return HISTORY_REQUEST.search(path.stem) is not None
+def is_history_request(key: str | Path) -> bool:
+    """Whether a manifest (its key, or a run id) is a history request's (`<run_id>-h00001`)."""
+    return HISTORY_REQUEST.search(PurePosixPath(key).stem) is not None
 
 
 def latest_manifest(lake: LakePaths) -> Manifest | None:
     """The newest complete snapshot run's manifest (run ids sort by start time), if any."""
-    paths = [p for p in run_manifest_paths(lake) if not is_history_request(p)]
-    paths.sort(key=lambda p: p.stem)
-    for path in reversed(paths):
-        manifest = read_manifest(path)
+    keys = [k for k in run_manifest_paths(lake) if not is_history_request(k)]
+    keys.sort(key=run_id_of)
+    for key in reversed(keys):
+        manifest = read_manifest(lake, key)
         if manifest.status == "complete":
             return manifest
     return None

@@ -15,64 +15,61 @@ would. The next ingest, holding the lake lock, sweeps them to
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
-import time
-from pathlib import Path
+from pathlib import PurePosixPath
 
+from .bronze import run_id_of, run_manifest_paths
 from .lake import LakePaths
 
 _MANIFEST_ID = re.compile(r"^(\d{8}T\d{6}Z-[0-9a-f]+(?:-h\d{5,})?)-")
+ORPHANS = "quarantine/orphans"
 
 
 def manifest_ids(lake: LakePaths) -> set[str]:
     """The id (file stem) of every run manifest, without opening any."""
-    if not lake.runs.exists():
-        return set()
-    return {p.stem for p in lake.runs.glob("ingest_date=*/*.json")}
+    return {run_id_of(key) for key in run_manifest_paths(lake)}
 
 
-def manifest_id_of(body: Path) -> str | None:
+def manifest_id_of(body: str | PurePosixPath) -> str | None:
     """The id of the manifest that should list `body`, from its name (None: not a body's)."""
-    found = _MANIFEST_ID.match(body.name)
+    found = _MANIFEST_ID.match(PurePosixPath(body).name)
     return found.group(1) if found else None
 
 
-def dataset_files(lake: LakePaths) -> list[Path]:
-    """Every file in the dataset partitions (`bronze/<dataset>/<partition>/*`)."""
-    if not lake.bronze.exists():
-        return []
+def dataset_files(lake: LakePaths, *, hidden: bool = False) -> list[str]:
+    """Keys of every file in the dataset partitions (`bronze/<dataset>/<partition>/*`);
+    with `hidden`, temp files (`.name.tmp`) too."""
     found = []
-    for dataset in sorted(lake.bronze.iterdir()):
-        if dataset.name.startswith("_") or not dataset.is_dir():
-            continue
-        for partition in sorted(dataset.iterdir()):
-            if partition.is_dir():
-                found.extend(sorted(p for p in partition.iterdir() if p.is_file()))
+    for key in lake.store.list_keys("bronze", hidden=hidden):
+        parts = key.split("/")
+        if len(parts) == 4 and not parts[1].startswith("_"):
+            found.append(key)
     return found
 
 
-def find_orphans(lake: LakePaths, *, older_than_s: float = 0.0) -> list[Path]:
-    """Files in the dataset partitions that no manifest lists, untouched for `older_than_s`.
+def find_orphans(lake: LakePaths, *, older_than_s: float = 0.0) -> list[str]:
+    """Keys of files in the dataset partitions that no manifest lists, untouched for
+    `older_than_s`.
 
     A hidden file there is a temp file a killed write left (see lake.atomic_write).
     """
     ids = manifest_ids(lake)
-    cutoff = time.time() - older_than_s
     orphans = []
-    for path in dataset_files(lake):
-        hidden = path.name.startswith(".")
-        if not (path.suffix == ".json" or (hidden and path.suffix == ".tmp")):
+    for key in dataset_files(lake, hidden=True):
+        name = PurePosixPath(key)
+        hidden = name.name.startswith(".")
+        if not (name.suffix == ".json" or (hidden and name.suffix == ".tmp")):
             continue  # not a body (a desktop's .DS_Store): no reader's glob sees it
-        owner = None if hidden else manifest_id_of(path)
+        owner = None if hidden else manifest_id_of(name)
         if owner in ids:
             continue
         try:
-            if older_than_s and path.stat().st_mtime > cutoff:
+            if older_than_s and lake.store.age_s(key) < older_than_s:
                 continue
         except FileNotFoundError:
             continue
-        orphans.append(path)
+        orphans.append(key)
     return orphans
 
 
@@ -83,12 +80,13 @@ def sweep_orphans(lake: LakePaths, *, older_than_s: float = 0.0) -> int:
     landing has bodies whose manifest is not written yet, so leave recent files alone.
     """
     swept = 0
-    for path in find_orphans(lake, older_than_s=older_than_s):
-        target = lake.quarantine / "orphans" / path.relative_to(lake.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for key in find_orphans(lake, older_than_s=older_than_s):
         try:
-            os.replace(path, target)
+            lake.store.move(key, f"{ORPHANS}/{key}")
         except FileNotFoundError:
             continue
+        except FileExistsError:  # swept before (the same body): drop the copy left here
+            with contextlib.suppress(FileNotFoundError):
+                lake.store.delete(key)
         swept += 1
     return swept

@@ -42,7 +42,8 @@ def bodies_of(lake: LakePaths, run_id: str) -> list[Path]:
     """The run's bodies, wherever they are: in their partitions or among swept orphans."""
     orphans = lake.quarantine / "orphans"
     swept = sorted(orphans.glob("bronze/*/*/*.json")) if orphans.exists() else []
-    return [p for p in [*dataset_files(lake), *swept] if manifest_id_of(p) == run_id]
+    bodies = [lake.root / key for key in dataset_files(lake)]
+    return [p for p in [*bodies, *swept] if manifest_id_of(p.name) == run_id]
 
 
 def recover_manifest(

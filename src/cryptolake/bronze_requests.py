@@ -24,9 +24,9 @@ import os
 import time
 from pathlib import Path
 
-from .bronze import Manifest
+from .bronze import Manifest, manifest_key
 from .failpoints import failpoint
-from .lake import LakePaths, atomic_write
+from .lake import LakePaths
 
 
 def history_body_path(*, dataset: str, ingest_date: str, request_id: str, coin_id: str) -> str:
@@ -74,7 +74,7 @@ class RequestLanding:
         """Write the request's body (if any) now; its manifest at the next flush."""
         if body is not None:
             (entry,) = manifest.files
-            atomic_write(self.lake.root / entry.path, body, overwrite=False, sync=False)
+            self.lake.store.write_new(entry.path, body, sync=False)
         self._pending.append(manifest)
         if self._opened_at is None:
             self._opened_at = time.monotonic()
@@ -96,19 +96,18 @@ class RequestLanding:
             return 0
         pending, self._pending = self._pending, []
         self._opened_at = None
-        sync_file_system(self.lake.root)
+        self.lake.store.sync()
         failpoint("history.bodies_synced")
         for number, manifest in enumerate(pending):
-            folder = self.lake.runs / f"ingest_date={manifest.ingest_date}"
-            path = folder / f"{manifest.run_id}.json"
+            key = manifest_key(run_id=manifest.run_id, ingest_date=manifest.ingest_date)
             try:
-                atomic_write(path, manifest.to_json(), overwrite=False, sync=False)
+                self.lake.store.write_new(key, manifest.to_json(), sync=False)
             except BaseException:
                 for left in pending[number:]:
                     for entry in left.files:
-                        with contextlib.suppress(OSError):
-                            (self.lake.root / entry.path).unlink()
+                        with contextlib.suppress(Exception):
+                            self.lake.store.delete(entry.path)
                 raise
-        sync_file_system(self.lake.root)
+        self.lake.store.sync()
         self.committed += len(pending)
         return len(pending)

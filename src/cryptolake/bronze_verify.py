@@ -14,7 +14,6 @@ run's files back to their lake paths (and its manifest first) undoes a quarantin
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,12 +21,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from .bronze import BronzeFile, Manifest
-from .lake import LakePaths, atomic_write
+from .bronze import RUNS_PREFIX, BronzeFile, Manifest, manifest_key
+from .lake import LakePaths
 
 REASON = "reason.json"
+QUARANTINED_RUNS = "quarantine/runs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +66,40 @@ class QuarantinedRun:
 
 def check_body(lake: LakePaths, entry: BronzeFile) -> BodyFault | None:
     """Whether the body at `entry.path` has the size and sha256 its manifest recorded."""
+    if lake.remote:
+        return _check_object(lake, entry)
     path = lake.root / entry.path
     try:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size != entry.bytes:
-                kind = "truncated" if size < entry.bytes else "grown"
-                return BodyFault(entry.path, f"{kind}: {size:,} of {entry.bytes:,} bytes")
+                return _wrong_size(entry, size)
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
     except FileNotFoundError:
         return BodyFault(entry.path, "missing")
     except OSError as exc:
         return BodyFault(entry.path, f"unreadable ({exc.strerror or exc})")
     if digest != entry.sha256:
+        return BodyFault(entry.path, "changed since it was fetched (sha256 differs)")
+    return None
+
+
+def _wrong_size(entry: BronzeFile, size: int) -> BodyFault:
+    kind = "truncated" if size < entry.bytes else "grown"
+    return BodyFault(entry.path, f"{kind}: {size:,} of {entry.bytes:,} bytes")
+
+
+def _check_object(lake: LakePaths, entry: BronzeFile) -> BodyFault | None:
+    """`check_body` on object storage: the object read whole (no seek-free size check
+    saves a request there). An unreachable store raises LakeError: that is no fault of
+    the run's."""
+    try:
+        data = lake.store.read(entry.path)
+    except FileNotFoundError:
+        return BodyFault(entry.path, "missing")
+    if len(data) != entry.bytes:
+        return _wrong_size(entry, len(data))
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
         return BodyFault(entry.path, "changed since it was fetched (sha256 differs)")
     return None
 
@@ -103,20 +123,14 @@ def check_runs(lake: LakePaths, runs: Sequence[Manifest], *, threads: int = 2) -
     ]
 
 
-def manifest_path(lake: LakePaths, *, run_id: str, ingest_date: str) -> Path:
-    return lake.runs / f"ingest_date={ingest_date}" / f"{run_id}.json"
-
-
-def quarantine_run(
-    lake: LakePaths, fault: RunFault, files: Iterable[str], *, found_by: str
-) -> Path:
+def quarantine_run(lake: LakePaths, fault: RunFault, files: Iterable[str], *, found_by: str) -> str:
     """Move a faulty run's manifest, then its bodies (`files`, lake-relative), to quarantine.
 
     The reason is written first and the manifest moved next, so from that moment no reader
     counts the run; a crash before the bodies follow leaves them as orphans, which the next
-    ingest sweeps. Returns the run's quarantine folder.
+    ingest sweeps. Returns the key of the run's quarantine folder.
     """
-    folder = lake.quarantine / "runs" / fault.run_id
+    folder = f"{QUARANTINED_RUNS}/{fault.run_id}"
     reason = {
         "run_id": fault.run_id,
         "reason": fault.describe(),
@@ -124,25 +138,29 @@ def quarantine_run(
         "quarantined_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "found_by": found_by,
     }
-    atomic_write(folder / REASON, json.dumps(reason, indent=2).encode() + b"\n")
-    manifest = manifest_path(lake, run_id=fault.run_id, ingest_date=fault.ingest_date)
-    for source in [manifest, *(lake.root / f for f in files)]:
-        target = folder / source.relative_to(lake.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):  # a missing body: nothing to move
-            os.replace(source, target)
+    lake.store.write(f"{folder}/{REASON}", json.dumps(reason, indent=2).encode() + b"\n")
+    manifest = manifest_key(run_id=fault.run_id, ingest_date=fault.ingest_date)
+    for key in [manifest, *files]:
+        try:
+            lake.store.move(key, f"{folder}/{key}")
+        except FileNotFoundError:  # a missing body: nothing to move
+            continue
+        except FileExistsError:  # moved there before (the same bytes): drop this copy
+            lake.store.delete(key)
     return folder
 
 
 def quarantined_runs(lake: LakePaths) -> list[QuarantinedRun]:
     """Every quarantined run, oldest quarantine first (not one whose manifest was moved
     back to bronze/_runs/: that undoes its quarantine)."""
+    keys = lake.store.list_keys(QUARANTINED_RUNS, hidden=True)
     found = []
-    for reason in sorted((lake.quarantine / "runs").glob(f"*/{REASON}")):
-        if not any(reason.parent.glob("bronze/_runs/*/*.json")):
+    for reason in (k for k in keys if k.count("/") == 3 and k.endswith(f"/{REASON}")):
+        folder = reason.removesuffix(f"/{REASON}")
+        if not any(k.startswith(f"{folder}/{RUNS_PREFIX}/") for k in keys):
             continue  # its manifest was moved back: the quarantine was undone
         try:
-            data = json.loads(reason.read_bytes())
+            data = json.loads(lake.store.read(reason))
             found.append(
                 QuarantinedRun(
                     run_id=str(data["run_id"]),
@@ -152,6 +170,8 @@ def quarantined_runs(lake: LakePaths) -> list[QuarantinedRun]:
                 )
             )
         except (OSError, ValueError, KeyError, TypeError):
-            found.append(QuarantinedRun(reason.parent.name, "reason.json unreadable", "?", "?"))
+            found.append(
+                QuarantinedRun(folder.rsplit("/", 1)[-1], "reason.json unreadable", "?", "?")
+            )
     found.sort(key=lambda q: (q.quarantined_at, q.run_id))
     return found

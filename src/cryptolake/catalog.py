@@ -18,7 +18,9 @@ import errno
 import json
 import re
 import shutil
+import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -29,10 +31,11 @@ from pathlib import Path
 import duckdb
 
 from .duck import connect, one_line, quote_literal
-from .errors import ConfigError, LakeError
+from .errors import CommitConflict, ConfigError, LakeError
 from .extensions import load_extension
 from .fserrors import duckdb_io_error, explain, lake_io
 from .lake import LakePaths
+from .objectstore import S3Config, object_store_cause
 from .pgconnect import scrub
 from .settings import Settings
 
@@ -48,6 +51,11 @@ _INTERNAL_TABLES = (
     # Which lake this is (a new catalog is a new lake, whatever its snapshot ids say).
     "create table if not exists meta.lake (lake_id varchar not null, "
     "created_at timestamptz not null)",
+    # One row every silver and gold commit updates. DuckLake lets concurrent appends commit
+    # side by side; two writers that both update this row conflict, so of two transforms
+    # racing on one lake (a team's machines) one commits and the other is retried from the
+    # top, and reads the first one's runs as processed: no bronze run is upserted twice.
+    "create table if not exists meta.commit_head (commits bigint not null)",
 )
 
 
@@ -59,6 +67,12 @@ class Snapshot:
     committed_at: str  # ISO 8601 with microseconds, UTC
     message: str | None
     extra: dict[str, object]
+
+    @property
+    def committer(self) -> str:
+        """Who committed it: `host, run <id>` from the commit's extras (what is known)."""
+        host, run = self.extra.get("host"), self.extra.get("run_id")
+        return ", ".join(str(p) for p in (host, f"run {run}" if run else None) if p) or "?"
 
 
 def catalog_file(settings: Settings) -> Path | None:
@@ -110,7 +124,7 @@ def _create_sqlite_catalog(path: Path) -> None:
 
 
 def attach_options(settings: Settings, *, read_only: bool, as_of: int | str | None) -> str:
-    data_path = str(LakePaths.at(settings.lake).root) + "/"
+    data_path = LakePaths.of(settings).data_url
     # The data path is always the lake folder given: a copied or moved lake reads its own
     # files, not those at the path its catalog was created with.
     options = [f"data_path {quote_literal(data_path)}", "override_data_path true"]
@@ -195,12 +209,13 @@ def open_lake(
     Raises LakeError naming the catalog for one that is missing, damaged, unreachable or of
     a newer DuckLake version.
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     sqlite_file = catalog_file(settings)
     if sqlite_file is not None and not sqlite_file.exists() and not read_only and as_of is None:
-        _refuse_a_second_catalog(settings, lake, sqlite_file)
-        with lake_io("create the lake folder"):
-            lake.root.mkdir(parents=True, exist_ok=True)
+        if not lake.remote:
+            _refuse_a_second_catalog(settings, lake, sqlite_file)
+            with lake_io("create the lake folder"):
+                lake.root.mkdir(parents=True, exist_ok=True)
         _create_sqlite_catalog(sqlite_file)
     con = connect(settings)
     try:
@@ -236,15 +251,31 @@ def attach_lake(
         con, "sqlite" if catalog_file(settings) is not None else "postgres", error=LakeError
     )
     load_extension(con, "ducklake", error=LakeError)
+    if settings.s3 is not None:
+        use_object_store(con, settings.s3)
     # Many partitions in one insert (a backlog of days) are written as one file each.
     con.execute("set partitioned_write_max_open_files = 1000")
     options = attach_options(settings, read_only=read_only or as_of is not None, as_of=as_of)
-    try:
-        con.execute(
-            f"attach {quote_literal('ducklake:' + settings.catalog_uri)} as {LAKE} ({options})"
-        )
-    except duckdb.Error as exc:
-        raise _attach_error(settings, exc, as_of=as_of) from None
+    for attempt in range(1, 6):
+        try:
+            con.execute(
+                f"attach {quote_literal('ducklake:' + settings.catalog_uri)} as {LAKE} ({options})"
+            )
+            return
+        except duckdb.Error as exc:
+            text = str(exc).lower()
+            if attempt < 5 and "failed to initialize ducklake" in text and "already exists" in text:
+                # Another writer is creating this new catalog right now: attach to theirs.
+                time.sleep(0.2 * attempt)
+                continue
+            raise _attach_error(settings, exc, as_of=as_of) from None
+
+
+def use_object_store(con: duckdb.DuckDBPyConnection, config: S3Config) -> None:
+    """Load httpfs and give `con` the S3 secret (in memory, for this connection only)."""
+    load_extension(con, "httpfs", error=LakeError)
+    sql, values = config.duckdb_secret_sql()
+    con.execute(sql, values)
 
 
 def _create_schemas(con: duckdb.DuckDBPyConnection) -> None:
@@ -261,7 +292,7 @@ def _create_schemas(con: duckdb.DuckDBPyConnection) -> None:
             "select schema_name, table_name from duckdb_tables() where database_name = ?", [LAKE]
         ).fetchall()
     }
-    if set(SCHEMAS) <= present and {"silver.processed_runs", "meta.lake"} <= tables:
+    if set(SCHEMAS) <= present and set(_INTERNAL) <= tables:
         return
     con.execute("begin")
     for schema in SCHEMAS:
@@ -272,8 +303,19 @@ def _create_schemas(con: duckdb.DuckDBPyConnection) -> None:
         "insert into meta.lake select ?, now() where not exists (select 1 from meta.lake)",
         [uuid.uuid4().hex],
     )
+    con.execute(
+        "insert into meta.commit_head select 0 where not exists (select 1 from meta.commit_head)"
+    )
     set_commit_message(con, "create the lake's schemas")
-    con.execute("commit")
+    try:
+        con.execute("commit")
+    except duckdb.Error as exc:
+        if not is_conflict(exc):
+            raise
+        rollback(con)  # another writer created them first: theirs are as good
+
+
+_INTERNAL = ("silver.processed_runs", "meta.lake", "meta.commit_head")
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -285,19 +327,38 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def commit_error(settings: Settings, exc: duckdb.Error, *, doing: str) -> LakeError | None:
-    """The LakeError for a failed write or commit caused by the disk, naming the catalog
-    file when DuckDB's message names no file (SQLite's `database or disk is full`)."""
+    """The LakeError for a failed write or commit a user can act on: a commit that
+    conflicts with another writer's (CommitConflict, retried by `retry_conflicts`), an object
+    store that failed, or the disk (naming the catalog file when DuckDB's message names no
+    file: SQLite's `database or disk is full`)."""
+    if is_conflict(exc):
+        return CommitConflict(
+            f"Cannot {doing}: another writer committed first ({one_line(exc)[:200]})."
+        )
+    if settings.s3 is not None and (found := object_store_cause(str(exc))) is not None:
+        cause, fix = found
+        return LakeError(f"Cannot {doing} on {settings.s3.describe}: {cause}; {fix}.")
     path = catalog_file(settings)
     return duckdb_io_error(exc, doing=doing, path=str(path) if path else None)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether DuckLake refused a commit because another transaction changed the same data."""
+    text = str(exc).lower()
+    return "conflict" in text and ("transaction" in text or "commit" in text)
 
 
 def set_commit_message(
     con: duckdb.DuckDBPyConnection, message: str, **extra: str | int | None
 ) -> None:
-    """Label the open transaction's commit (read back by `snapshots`)."""
+    """Label the open transaction's commit (read back by `snapshots`): the message, the
+    extras given (stage, run id) and the host that committed, for a lake several write."""
+    info = {k: v for k, v in extra.items() if v is not None} | {"host": socket.gethostname()}
+    if info.get("stage") in ("silver", "gold"):
+        con.execute("update meta.commit_head set commits = commits + 1")
     con.execute(
         f"call {LAKE}.set_commit_message(?, ?, extra_info => ?)",
-        [AUTHOR, message, json.dumps({k: v for k, v in extra.items() if v is not None})],
+        [AUTHOR, message, json.dumps(info)],
     )
 
 

@@ -20,7 +20,7 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with TimeZone UTC, the memory limit and a spill folder in the lake."""
     # DuckDB creates the spill folder itself on the first spill, so nothing is created here.
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": settings.memory_limit,
         "temp_directory": str(lake.tmp),
@@ -92,8 +92,28 @@ def damaged_data_file(exc: Exception) -> str | None:
     return None
 
 
+_HTTP_HOST = re.compile(r"(https?://[^/'\"\s]+)")
+
+
+def object_store_problem(exc: Exception) -> str | None:
+    """What went wrong with the object store a DuckDB error (from httpfs) is about, naming
+    the endpoint, the cause and the fix; None when it is not about one."""
+    from .objectstore import object_store_cause
+
+    text = one_line(exc)
+    host = _HTTP_HOST.search(text)
+    found = object_store_cause(text) if host or "s3://" in text else None
+    if found is None:
+        return None
+    cause, fix = found
+    return f"{cause} ({host[1]}); {fix}." if host else f"{cause}; {fix}."
+
+
 def explain_damage(exc: Exception, otherwise: str) -> str:
-    """`otherwise`, unless `exc` is about a damaged data file: then what to do about that."""
+    """`otherwise`, unless `exc` is about a damaged data file or an object store that
+    failed: then what to do about that."""
+    if (stored := object_store_problem(exc)) is not None:
+        return stored
     if damaged_data_file(exc) is None:
         return otherwise
     return (

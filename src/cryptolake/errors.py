@@ -54,6 +54,11 @@ class LakeError(CryptolakeError):
     """The lake folder is unusable or holds something unexpected."""
 
 
+class CommitConflict(LakeError):
+    """Another writer committed a change this transaction's commit conflicts with (a lake
+    with a Postgres catalog and several machines). Transient: the build is retried."""
+
+
 class TransformError(CryptolakeError):
     """Building silver or gold failed."""
 

@@ -20,6 +20,7 @@ WHEELS = {
     "postgres": "duckdb_extension_postgres",
     "ducklake": "duckdb_extension_ducklake",
     "sqlite": "duckdb_extension_sqlite",
+    "httpfs": "duckdb_extension_httpfs",
 }
 # The name DuckDB reports once one is loaded, where it differs.
 _LOADED_AS = {"postgres": "postgres_scanner", "sqlite": "sqlite_scanner"}

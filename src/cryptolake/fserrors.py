@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import duckdb
 
-from .duck import damaged_data_file, explain_damage, one_line
+from .duck import damaged_data_file, explain_damage, object_store_problem, one_line
 from .errors import LakeError
 
 P = ParamSpec("P")
@@ -117,6 +117,8 @@ def duckdb_io_error(exc: duckdb.Error, *, doing: str, path: str | None = None) -
             f"Cannot {doing}: DuckDB ran out of memory ({first}). Raise "
             "CRYPTOLAKE_MEMORY_LIMIT (default 2GB), or free memory on this machine."
         )
+    if (stored := object_store_problem(exc)) is not None:
+        return LakeError(f"Cannot {doing}: {stored}")
     for words, code in _DUCKDB_CAUSES:
         if words in lowered:
             quoted = _QUOTED_PATH.search(text)

@@ -142,7 +142,7 @@ def build_gold(
     blocking check fails, `LakeError` when silver is empty or lacks the currency asked for,
     `TransformError` when a model fails.
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     results: list[GoldTable] = []
     with open_lake(settings) as con:
         require_silver(con)

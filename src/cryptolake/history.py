@@ -1,22 +1,23 @@
 """Run history: one JSON record per run in `<lake>/_meta/runs/`, shown as `meta.runs`.
 
-Records are files (written atomically) rather than rows in the lake database, so recording a
-run never competes for the database's write lock with someone reading it in a DuckDB shell;
-the database exposes them as the view `meta.runs`.
+Records are files (written atomically; objects on an object-store lake) rather than rows in
+the lake database, so recording a run never competes for the database's write lock with
+someone reading it in a DuckDB shell; the database exposes them as the view `meta.runs`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import LakeError
 from .fserrors import lake_io
-from .lake import LakePaths, atomic_write
+from .lake import LakePaths
 from .settings import Settings
 
 
@@ -31,6 +32,9 @@ class RunRecord:
     stages: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     cryptolake_version: str = __version__
+    # Who ran it (a team lake has several machines): the host name and process id.
+    host: str | None = None
+    pid: int | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -53,19 +57,25 @@ class RunRecord:
         return cls(**data)
 
 
-def runs_folder(lake: LakePaths) -> Path:
-    return lake.root / "_meta" / "runs"
+RUNS_PREFIX = "_meta/runs"
 
 
-def _path(lake: LakePaths, run_id: str) -> Path:
-    return runs_folder(lake) / f"{run_id}.json"
+def runs_folder(lake: LakePaths) -> str:
+    """Where the run records are, as DuckDB and messages name it (a folder or an s3 URL)."""
+    return lake.store.uri(RUNS_PREFIX)
 
 
-def _read(path: Path) -> RunRecord:
+def _key(run_id: str) -> str:
+    return f"{RUNS_PREFIX}/{run_id}.json"
+
+
+def _read(lake: LakePaths, key: str) -> RunRecord:
     try:
-        return RunRecord.from_json(path.read_bytes())
+        return RunRecord.from_json(lake.store.read(key))
     except (ValueError, KeyError, TypeError) as exc:
-        raise LakeError(f"Run record {path} is unreadable ({exc}); move it aside.") from None
+        raise LakeError(
+            f"Run record {lake.store.uri(key)} is unreadable ({exc}); move it aside."
+        ) from None
 
 
 def record_start(
@@ -73,21 +83,45 @@ def record_start(
 ) -> int:
     """Record the run as `running`; runs left `running` by a killed process become `killed`.
 
-    Called with the lake lock held, so no other run can really be running. Returns how many
-    runs were marked killed.
+    Called with the lake lock held, so no other run on this lake can really be running;
+    on object storage, where other machines run too, only this machine's runs whose process
+    is gone are marked. Returns how many runs were marked killed.
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     killed = 0
     with lake_io(f"record the run in {runs_folder(lake)}"):
         for record in all_runs(lake):
-            if record.status == "running":
+            if record.status == "running" and _is_dead(record, remote=lake.remote):
                 record.status = "killed"
                 record.error = record.error or "the process ended without finishing the run"
-                atomic_write(_path(lake, record.run_id), record.to_json())
+                lake.store.write(_key(record.run_id), record.to_json())
                 killed += 1
-        record = RunRecord(run_id, trigger, "running", sample, started_at)
-        atomic_write(_path(lake, run_id), record.to_json())
+        record = RunRecord(
+            run_id,
+            trigger,
+            "running",
+            sample,
+            started_at,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        lake.store.write(_key(run_id), record.to_json())
     return killed
+
+
+def _is_dead(record: RunRecord, *, remote: bool) -> bool:
+    """Whether a `running` record's process is gone (the lock says so for a local lake)."""
+    if not remote:
+        return True
+    if record.host != socket.gethostname() or record.pid is None:
+        return False  # another machine's run: only it knows
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return record.pid != os.getpid()
 
 
 def record_finish(
@@ -100,27 +134,24 @@ def record_finish(
     error: str | None,
 ) -> None:
     """Rewrite the run's record: its stages so far and, once it ended, its outcome."""
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     with lake_io(f"record the run in {runs_folder(lake)}"):
-        record = _read(_path(lake, run_id))
+        record = _read(lake, _key(run_id))
         record.status, record.finished_at, record.stages, record.error = (
             status,
             finished_at,
             stages,
             error,
         )
-        atomic_write(_path(lake, run_id), record.to_json())
+        lake.store.write(_key(run_id), record.to_json())
 
 
 def all_runs(lake: LakePaths) -> list[RunRecord]:
-    folder = runs_folder(lake)
-    if not folder.exists():
-        return []
-    return [_read(p) for p in sorted(folder.glob("*.json"))]
+    return [_read(lake, key) for key in lake.store.list_keys(RUNS_PREFIX, suffix=".json")]
 
 
 def recent_runs(settings: Settings, *, limit: int = 10) -> list[RunRecord]:
     """The latest runs, newest first; empty for a lake that never ran `cryptolake run`."""
-    records = all_runs(LakePaths.at(settings.lake))
+    records = all_runs(LakePaths.of(settings))
     records.sort(key=lambda r: r.started_at, reverse=True)
     return records[:limit]

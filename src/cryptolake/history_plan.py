@@ -66,7 +66,7 @@ def read_coverage(lake: LakePaths, *, vs_currency: str) -> dict[tuple[str, str],
     for path in run_manifest_paths(lake):
         if not is_history_request(path):
             continue
-        manifest = read_manifest(path)
+        manifest = read_manifest(lake, path)
         if manifest.vs_currency != vs_currency or manifest.status == "failed":
             continue
         if manifest.dataset is None or manifest.coin_id is None:
@@ -97,7 +97,7 @@ def top_coins(lake: LakePaths, top: int) -> list[str]:
     for entry in sorted(manifest.files, key=lambda f: (f.page, f.refetch)):
         if entry.dataset != "coins_markets":
             continue
-        records = json.loads((lake.root / entry.path).read_bytes())
+        records = json.loads(lake.store.read(entry.path))
         trimmed = set(entry.trimmed_ids)
         for record in records if isinstance(records, list) else []:
             coin = record.get("id") if isinstance(record, dict) else None

@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
-from .bronze_orphans import sweep_orphans
+from .bronze_orphans import ORPHANS, sweep_orphans
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .contracts import check_body, describe_missing
 from .datasets import SNAPSHOT_DATASETS, snapshot_dataset_names
@@ -39,7 +38,7 @@ class IngestResult:
     run_id: str
     snapshot_at: datetime
     source: str
-    manifest_path: Path
+    manifest_path: str  # where the run's manifest landed: a file, or an s3:// URL
     datasets: list[DatasetResult] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
@@ -86,7 +85,7 @@ def ingest(
             f"Unknown dataset(s) {sorted(unknown)}; choose from {', '.join(known)} (history "
             "datasets are fetched by `cryptolake backfill`)."
         )
-    refuse_mixing(LakePaths.at(settings.lake), "sample" if sample else "api")
+    refuse_mixing(LakePaths.of(settings), "sample" if sample else "api")
     if sample:
         if settings.ingest_currency != "usd":
             raise ConfigError(
@@ -134,10 +133,10 @@ def _run(
     source: str,
     notes: list[str] | None = None,
 ) -> IngestResult:
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     sweep_incoming(lake)
     # Holding the lake lock, no other run is landing: every orphan is a killed run's.
-    orphans = sweep_orphans(lake, older_than_s=0 if held_here(lake) else 3600.0)
+    orphans = sweep_orphans(lake, older_than_s=0 if held_here(lake) and not lake.remote else 3600.0)
     started_at = now()
     run = BronzeRun(lake, run_id=new_run_id(started_at), started_at=started_at)
     results: list[DatasetResult] = []
@@ -183,7 +182,7 @@ def _run(
                 f"CoinGecko {fetched.path} sent a body without fields gold needs: "
                 f"{describe_missing(report)}. The API may have renamed them; the run was not "
                 f"landed and nothing was published. The body is kept at "
-                f"{lake.root / run.rejected_path(entry)}."
+                f"{lake.store.uri(run.rejected_path(entry))}."
             )
         return len(run.files) - 1
 
@@ -236,7 +235,7 @@ def _run(
         run.abandon(manifest("failed", "interrupted (Ctrl-C)", notes))
         raise
     except OSError as exc:
-        error = os_error(exc, doing=f"write bronze in {lake.root}")
+        error = os_error(exc, doing=f"write bronze in {lake.location}")
         run.abandon(manifest("failed", str(error), notes))
         raise error from exc
     except BaseException as exc:
@@ -264,7 +263,7 @@ def _run(
         + (
             [
                 f"moved {orphans:,} orphan bod{'y' if orphans == 1 else 'ies'} (left by a killed "
-                f"run, listed by no manifest) to {lake.quarantine / 'orphans'}"
+                f"run, listed by no manifest) to {lake.store.uri(ORPHANS)}"
             ]
             if orphans
             else []
@@ -273,7 +272,7 @@ def _run(
 
 
 def _landing_error(exc: OSError, lake: LakePaths) -> LakeError:
-    return os_error(exc, doing=f"land bronze in {lake.root}")
+    return os_error(exc, doing=f"land bronze in {lake.location}")
 
 
 def _new_fields(lake: LakePaths, files: Sequence[BronzeFile]) -> list[str]:
@@ -324,11 +323,11 @@ def refuse_mixing(lake: LakePaths, source: str) -> None:
         return
     if source == "sample":
         raise LakeError(
-            f"The lake {lake.root} holds live CoinGecko data; --sample would mix recorded 2023 "
+            f"The lake {lake.location} holds live CoinGecko data; --sample would mix recorded 2023 "
             "prices into it. Give the sample a lake of its own: --lake lake-sample."
         )
     raise LakeError(
-        f"The lake {lake.root} holds the bundled sample data; live data would mix with it. "
+        f"The lake {lake.location} holds the bundled sample data; live data would mix with it. "
         "Use another lake for live runs (--lake), or delete this one."
     )
 
@@ -340,8 +339,8 @@ def sweep_incoming(lake: LakePaths, *, older_than_s: float = 3600.0) -> int:
     them. The age limit keeps a run that is still fetching (without the lake lock, when the
     library is used directly) safe from another process's sweep.
     """
-    if not lake.incoming.exists():
-        return 0
+    if lake.remote or not lake.incoming.exists():
+        return 0  # an object-store run stages nothing: its bodies are at their keys
     swept = 0
     cutoff = time.time() - older_than_s
     for leftover in lake.incoming.iterdir():

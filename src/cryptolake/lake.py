@@ -4,23 +4,68 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import LakeError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .store import LakeStore
 
 
 @dataclass(frozen=True, slots=True)
 class LakePaths:
-    """The layout of one lake. Paths are absolute so SQL and views work from any folder."""
+    """The layout of one lake. Paths are absolute so SQL and views work from any folder.
+
+    `store` reaches bronze and the run records by key, wherever the lake lives. For a lake
+    on object storage `root` is only the local work folder (spill files, this machine's
+    lock): the folder paths below are for a local lake and raise LakeError on another.
+    """
 
     root: Path
+    store: LakeStore = field(compare=False)
 
     @classmethod
     def at(cls, root: Path) -> LakePaths:
-        return cls(Path(root).expanduser().resolve())
+        """The lake in the local folder `root`."""
+        from .store import LocalStore
+
+        resolved = Path(root).expanduser().resolve()
+        return cls(resolved, LocalStore(resolved))
+
+    @classmethod
+    def of(cls, settings: Settings) -> LakePaths:
+        """The lake `settings` name: a folder, or a prefix in object storage."""
+        if settings.lake_url is None or settings.s3 is None:
+            return cls.at(settings.lake)
+        from .objectstore import ObjectLocation
+        from .store import ObjectStore
+
+        store = ObjectStore(ObjectLocation.parse(settings.lake_url), settings.s3)
+        return cls(Path(settings.lake).expanduser().resolve(), store)
+
+    @property
+    def remote(self) -> bool:
+        return self.store.remote
+
+    @property
+    def location(self) -> str:
+        """The lake as messages name it: its folder or its `s3://` URL."""
+        return self.store.url
+
+    def _local(self, what: Path) -> Path:
+        if self.store.remote:
+            raise LakeError(
+                f"This needs the lake's files on local disk, and {self.store.url} is on object "
+                "storage; run it on a local lake (or a copy: `aws s3 sync`)."
+            )
+        return what
 
     @property
     def bronze(self) -> Path:
-        return self.root / "bronze"
+        return self._local(self.root / "bronze")
 
     @property
     def runs(self) -> Path:
@@ -40,16 +85,18 @@ class LakePaths:
     @property
     def quarantine(self) -> Path:
         """Bronze runs whose bodies failed verification, and orphan bodies: kept, never read."""
-        return self.root / "quarantine"
+        return self._local(self.root / "quarantine")
 
     @property
     def silver(self) -> Path:
-        return self.root / "silver"
+        return self._local(self.root / "silver")
 
     @property
     def tmp(self) -> Path:
-        """DuckDB's spill folder, so a large build never fills /tmp."""
-        return self.root / ".tmp"
+        """DuckDB's spill folder, so a large build never fills /tmp (one per process on an
+        object-store lake, whose work folder runs on one machine share)."""
+        spill = self.root / ".tmp"
+        return spill / str(os.getpid()) if self.store.remote else spill
 
     @property
     def lock(self) -> Path:
@@ -57,6 +104,11 @@ class LakePaths:
 
     def dataset(self, name: str) -> Path:
         return self.bronze / name
+
+    @property
+    def data_url(self) -> str:
+        """Where DuckLake keeps silver and gold's data files (with a trailing slash)."""
+        return self.store.url + "/"
 
 
 def fsync_dir(path: Path) -> None:

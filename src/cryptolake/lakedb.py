@@ -8,9 +8,9 @@ import duckdb
 import pyarrow as pa
 
 from .catalog import open_lake
-from .duck import damaged_data_file, explain_damage, one_line, quote_literal
+from .duck import damaged_data_file, explain_damage, object_store_problem, one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
-from .history import runs_folder
+from .history import RUNS_PREFIX, runs_folder
 from .lake import LakePaths
 from .settings import Settings
 from .silver import TABLES
@@ -62,9 +62,8 @@ def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
     It reads the records by absolute path, rewritten on every build: a moved lake's view
     heals on its next `transform`.
     """
-    folder = runs_folder(lake)
-    if any(folder.glob("*.json")):
-        glob = quote_literal(str(folder / "*.json"))
+    if lake.store.list_keys(RUNS_PREFIX, suffix=".json"):
+        glob = quote_literal(f"{runs_folder(lake)}/*.json")
         con.execute(load_sql("duckdb/meta/runs.sql").replace("{{runs_glob}}", glob))
 
 
@@ -119,7 +118,7 @@ def query(settings: Settings, sql: str, *, as_of: int | str | None = None) -> pa
                 # DuckDB's nearest name is often a system table (pg_enum): no help here.
                 message = re.sub(r' Did you mean "pg_\w+"\?', "", message)
                 message += ' (the lake\'s tables: `cryptolake query "show all tables"`)'
-            if damaged_data_file(exc):
+            if damaged_data_file(exc) or object_store_problem(exc):
                 message += f"; {explain_damage(exc, '')}"
             raise TransformError(f"Query failed: {message}") from None
     # Arrow has no JSON type: say which text columns hold JSON (meta.runs.stages, say), so

@@ -1,4 +1,7 @@
-"""One run at a time per lake: an exclusive `flock` on `<lake>/.lock`.
+"""One run at a time per local lake: an exclusive `flock` on `<lake>/.lock`.
+
+(A lake on object storage has no lock: its writers, on one machine or many, are ordered by
+DuckLake's catalog, and conflicting commits are retried; see transform.py.)
 
 The kernel releases a flock when its process dies, however it dies, so a killed run can never
 wedge the lake. The holder writes who it is into the file and empties it on a clean exit; a
@@ -43,12 +46,17 @@ class LakeLock:
         """`readers_only`: the holder only reads the lake, so on a lake it cannot write
         (read-only mount or permissions), where no run can write either, it goes unlocked."""
         self.path = lake.lock
+        self.remote = lake.remote
         self.run_id = run_id
         self.readers_only = readers_only
         self.taken_over: Holder | None = None
         self._fd: int | None = None
 
     def __enter__(self) -> LakeLock:
+        if self.remote:
+            # A lake on object storage with a Postgres catalog takes any number of writers,
+            # on any machines: DuckLake orders their commits (see transform.py).
+            return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

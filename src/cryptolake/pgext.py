@@ -40,7 +40,7 @@ def connect_for_postgres(settings: Settings) -> duckdb.DuckDBPyConnection:
     on the Postgres wire cannot invalidate (see the module docstring). `duck.connect`'s
     settings are repeated here: DuckDB takes this one only when the instance starts, and
     `duck.connect` has no way to pass it; keep the two alike."""
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": settings.memory_limit,
         "temp_directory": str(lake.tmp),

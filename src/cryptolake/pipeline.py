@@ -34,6 +34,7 @@ from .progress import ProgressCallback, ignore_progress
 from .publish import PublishResult, publish
 from .settings import Settings
 from .silver import build_silver
+from .transform import retry_conflicts
 
 STAGES = ("ingest", "history", "transform", "check", "publish")
 StageStatus = Literal["ok", "skipped", "failed", "stopped", "interrupted", "running", "not_run"]
@@ -124,14 +125,15 @@ def run(
     raises RunInterrupted, with the run recorded as `interrupted`.
     """
     selected = parse_stages(stages)
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     started = now()
     run_id = new_run_id(started)
     results = [StageResult(s, "not_run") for s in STAGES if s in selected]
     notes: list[str] = []
     status: RunStatus = "success"
     error: str | None = None
-    with lake_io("create the lake folder"):
+    lake.store.check()
+    with lake_io("create the lake folder"):  # on object storage: the local work folder
         lake.root.mkdir(parents=True, exist_ok=True)
     with LakeLock(lake, run_id=run_id) as lock:
         if lock.taken_over is not None:
@@ -269,8 +271,15 @@ def _run_stage(
             should_stop=should_stop,
         )
     elif result.stage == "transform":
-        silver = build_silver(settings, run_id=run_id, progress=progress)
-        gold = outcome = build_gold(settings, run_id=run_id, progress=progress)
+        silver, gold = retry_conflicts(
+            lambda: (
+                build_silver(settings, run_id=run_id, progress=progress),
+                build_gold(settings, run_id=run_id, progress=progress),
+            ),
+            what="transform",
+            on_retry=notes.append,
+        )
+        outcome = gold
         notes.extend(silver.notes)
         if maintenance_due(settings):
             maintained = maintain(settings, run_id=run_id, progress=progress)

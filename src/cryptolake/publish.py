@@ -79,7 +79,7 @@ def publish(
             "(e.g. postgresql://user@host:5432/db)."
         )
     dsn = settings.postgres_dsn.reveal()
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     target = describe_target(dsn)
     started = datetime.now(UTC)
     publish_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"

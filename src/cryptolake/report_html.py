@@ -314,7 +314,7 @@ def render_html(data: ReportData, *, settings: Settings, now: datetime) -> str:
         f"{data.vs_currency.upper()} · top {len(data.mart)} of {data.tracked_coins:,} tracked "
         f"coins · generated {format_timestamp(now)}"
     )
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

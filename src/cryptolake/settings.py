@@ -13,6 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
+from .objectstore import ObjectLocation, S3Config, is_object_url
 from .secret import Secret, redact_dsn
 
 ApiPlan = Literal["demo", "pro"]
@@ -88,7 +89,13 @@ class Settings:
     error names what the user actually set.
     """
 
+    # The lake folder. For a lake on object storage (`--lake s3://bucket/prefix`), the local
+    # work folder that holds only its spill files and its per-machine lock.
     lake: Path = Path("lake")
+    # `s3://bucket/prefix` when the lake is on object storage, else None.
+    lake_url: str | None = None
+    # How to reach the object store (from AWS_* variables); None for a local lake.
+    s3: S3Config | None = field(default=None, repr=False)
     api_url: str = PUBLIC_API_URL
     api_key: Secret | None = field(default=None, repr=False)
     api_plan: ApiPlan = "demo"
@@ -195,7 +202,13 @@ class Settings:
                 f"{n('history_days')} must be a number of days from 1 (365 is what the keyless "
                 f"API serves), got {self.history_days}."
             )
-        problem = _lake_path_problem(self.lake)
+        if self.lake_url is not None and self.catalog is None:
+            raise ConfigError(
+                f"The lake {self.lake_url} is on object storage, so its catalog cannot be a "
+                f"file beside it: give {n('catalog')} postgres:<libpq conninfo> (a team "
+                "lake: many writers), or sqlite:<local file> (one machine writes)."
+            )
+        problem = None if self.lake_url else _lake_path_problem(self.lake)
         if problem:
             given = n("lake") + ("=" if n("lake").startswith("CRYPTOLAKE_") else " ")
             raise ConfigError(
@@ -220,6 +233,11 @@ class Settings:
     def ingest_currency(self) -> str:
         """The quote currency ingest asks CoinGecko for."""
         return self.vs_currency or DEFAULT_VS_CURRENCY
+
+    @property
+    def lake_location(self) -> str:
+        """The lake as messages name it: its folder, or its `s3://` URL."""
+        return self.lake_url or str(self.lake)
 
     @property
     def catalog_uri(self) -> str:
@@ -278,7 +296,7 @@ class Settings:
                 raise ConfigError(f"{var} must be {kind}, got {raw!r}.") from None
             origins[name] = var
 
-        from_env("lake", "CRYPTOLAKE_LAKE", Path)
+        from_env("lake", "CRYPTOLAKE_LAKE")
         from_env("api_url", "CRYPTOLAKE_API_URL")
         from_env("api_plan", "CRYPTOLAKE_API_PLAN", str.lower)
         from_env("vs_currency", "CRYPTOLAKE_VS_CURRENCY", str.lower)
@@ -309,9 +327,21 @@ class Settings:
         if "rate" not in values:
             tier = "keyless" if not values.get("api_key") else plan
             values["rate"] = DEFAULT_RATE[tier]
-        if "lake" in values:
+        if is_object_url(values.get("lake")):
+            location = ObjectLocation.parse(values["lake"], setting=origins.get("lake", "--lake"))
+            values["lake_url"] = location.url
+            values["lake"] = work_folder(location)
+            values["s3"] = S3Config.from_env(env)
+        elif "lake" in values:
             values["lake"] = Path(values["lake"]).expanduser()
         return cls(**values, origins=origins)
+
+
+def work_folder(location: ObjectLocation) -> Path:
+    """The local folder of a lake on object storage: DuckDB's spill files and the lock that
+    keeps this machine's runs apart (`$XDG_CACHE_HOME/cryptolake/lakes/<bucket>/<prefix>`)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "cryptolake" / "lakes" / location.bucket / (location.prefix or "_root")
 
 
 def _lake_path_problem(lake: Path) -> str | None:

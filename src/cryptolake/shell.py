@@ -70,10 +70,12 @@ def attach_sql(settings: Settings, *, as_of: int | str | None = None) -> str:
     """
     statements = []
     kind = "sqlite" if catalog_file(settings) is not None else "postgres"
-    for name in (kind, "ducklake"):
+    for name in (kind, "ducklake", *(("httpfs",) if settings.s3 is not None else ())):
         path = extension_path(name)
         statements.append(f"install {quote_literal(str(path))}" if path else f"install {name}")
         statements.append(f"load {name}")
+    if settings.s3 is not None:
+        statements.append(settings.s3.cli_secret_sql())
     options = attach_options(settings, read_only=True, as_of=as_of)
     statements.append(
         f"attach {quote_literal('ducklake:' + _catalog_without_password(settings))} "

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from .bronze import Manifest, read_manifests
-from .bronze_verify import check_runs, quarantine_run
+from .bronze import RUNS_PREFIX, Manifest, read_manifests
+from .bronze_verify import QUARANTINED_RUNS, check_runs, quarantine_run
 from .catalog import commit_error, open_lake, rollback, set_commit_message
 from .checkdefs import CheckDef, check_defs
 from .datasets import DATASETS
@@ -155,13 +155,13 @@ def build_silver(
     committed. Raises LakeError without bronze or for an unreadable body, TransformError
     when a model fails; silver then keeps its last commit.
     """
-    lake = LakePaths.at(settings.lake)
-    if not lake.bronze.exists():
+    lake = LakePaths.of(settings)
+    if not (lake.store.list_keys(RUNS_PREFIX) if lake.remote else lake.bronze.exists()):
         raise LakeError(
-            f"No bronze folder at {lake.bronze}; run `cryptolake ingest` (or --sample) first."
+            f"No bronze at {lake.store.uri('bronze')}; run `cryptolake ingest` (or --sample) first."
         )
     notes = []
-    legacy = legacy_files(lake)
+    legacy = [] if lake.remote else legacy_files(lake)
     with open_lake(settings) as con:
         done = processed_runs(con)
         if legacy and not full_refresh:
@@ -184,7 +184,7 @@ def build_silver(
         for run, why in quarantined:
             notes.append(
                 f"bronze run {run} quarantined: {why}; it is not what the API sent, so silver "
-                f"skips it (kept in {lake.quarantine / 'runs' / run})"
+                f"skips it (kept in {lake.store.uri(f'{QUARANTINED_RUNS}/{run}')})"
             )
         if not runs and not full_refresh:
             for table in TABLES:

@@ -15,7 +15,6 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -95,7 +94,7 @@ def _files_table(lake: LakePaths, runs: Sequence[Manifest], dataset: str) -> pa.
                 continue
             rows["coin_id"].append(entry.coin_id)
             rows["fetched_at"].append(entry.fetched_at)
-            rows["path"].append(str(lake.root / entry.path))
+            rows["path"].append(lake.store.uri(entry.path))
             rows["run_id"].append(run.run_id)
             rows["snapshot_at"].append(run.started_at)
             rows["vs_currency"].append(run.vs_currency)
@@ -134,17 +133,18 @@ def _valid_text(value: Any, fixed: list[int]) -> Any:
     return value
 
 
-def _repair_unicode(files: pa.Table, folder: Path) -> tuple[pa.Table, int]:
+def _repair_unicode(lake: LakePaths, files: pa.Table) -> tuple[pa.Table, int]:
     """Copies of the bodies holding lone surrogates, made readable; (files, strings fixed).
 
     JSON allows `\\ud800` alone; DuckDB's reader does not, and bronze is verbatim, so a name
     cut in the middle of an emoji would otherwise stop silver for good. The copy is the body
     re-serialised with its values unchanged except those strings.
     """
+    folder = lake.tmp / "silver-input" / "repaired"
     paths = files.column("path").to_pylist()
     fixed = [0]
     for i, path in enumerate(paths):
-        raw = Path(path).read_bytes()
+        raw = lake.store.read(lake.store.key_of(path))
         if not _SURROGATE_ESCAPE.search(raw):
             continue
         before = fixed[0]
@@ -172,7 +172,9 @@ def load_batch(
     `_repair_unicode`). An empty batch of this dataset gives an empty table.
     """
     files = _files_table(lake, batch, table.dataset)
-    missing = [p for p in files.column("path").to_pylist() if not os.path.exists(p)]
+    # (On object storage the bodies were all just read whole by bronze_verify.check_runs.)
+    paths = [] if lake.remote else files.column("path").to_pylist()
+    missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise LakeError(
             f"Bronze file {missing[0]} is listed in its run manifest but missing; "
@@ -208,7 +210,7 @@ def load_batch(
             except duckdb.InvalidInputException as exc:
                 if attempt == 2 or "surrogate" not in str(exc):
                     raise
-                files, repaired = _repair_unicode(files, lake.tmp / "silver-input" / "repaired")
+                files, repaired = _repair_unicode(lake, files)
                 continue
             con.register("batch_arrow", rows)
             con.execute(f"create or replace temp table {into} as select * from batch_arrow")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from .bronze import Manifest, read_manifest, run_manifest_paths
+from .bronze import Manifest, read_manifest, run_id_of, run_manifest_paths
 from .catalog import set_commit_message
 from .duck import json_list
 from .lake import LakePaths
@@ -37,10 +37,10 @@ def pending_runs(lake: LakePaths, done: set[str] | dict[str, int]) -> list[Manif
     Only manifests of unprocessed runs are opened, so the cost stays flat as the lake grows.
     """
     found = []
-    for path in run_manifest_paths(lake):
-        if path.stem in done:
+    for key in run_manifest_paths(lake):
+        if run_id_of(key) in done:
             continue
-        manifest = read_manifest(path)
+        manifest = read_manifest(lake, key)
         if manifest.status == "complete":
             found.append(manifest)
     found.sort(key=lambda m: (m.started_at, m.run_id))

@@ -18,7 +18,7 @@ from .duck import explain_damage, one_line
 from .errors import LakeError
 from .fserrors import cause_of, on_lake
 from .gold import GOLD_MODELS
-from .history import RunRecord, recent_runs, runs_folder
+from .history import RUNS_PREFIX, RunRecord, recent_runs
 from .lake import LakePaths
 from .lock import lock_is_held
 from .pgconnect import describe_target, scrub
@@ -110,12 +110,13 @@ class LakeStatus:
 @on_lake("read the lake")
 def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
     """Inventory of the lake, read from files and Parquet footers (no data is scanned)."""
-    lake = LakePaths.at(settings.lake)
-    if lake.root.exists() and not lake.root.is_dir():
+    lake = LakePaths.of(settings)
+    if not lake.remote and lake.root.exists() and not lake.root.is_dir():
         raise LakeError(
             f"Cannot read the lake: {lake.root} is a file, not a folder. Point --lake (or "
             "CRYPTOLAKE_LAKE) at the lake folder."
         )
+    lake.store.check()
     problems = _unreadable_folders(lake)
     try:
         manifests = read_manifests(lake, status=None)
@@ -130,10 +131,14 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
     requests = [m for m in manifests if m.kind == "history"]
     bronze = []
     for declared in DATASETS:
-        files = list(lake.dataset(declared.name).glob("ingest_date=*/*.json"))
-        bronze.append(
-            BronzeDataset(declared.name, len(files), sum(f.stat().st_size for f in files))
-        )
+        sizes = [
+            size
+            for key, size in lake.store.list_sizes(f"bronze/{declared.name}")
+            if key.endswith(".json")
+            and key.split("/")[2].startswith("ingest_date=")
+            and key.count("/") == 3
+        ]
+        bronze.append(BronzeDataset(declared.name, len(sizes), sum(sizes)))
     tables = _Tables()
     if catalog_exists(settings):
         try:
@@ -149,7 +154,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         history = recent_runs(settings, limit=runs)
     except LakeError as exc:
         problems.append(f"runs: {exc}")
-    if not lock_is_held(lake):
+    if not lake.remote and not lock_is_held(lake):
         # Nothing holds the lock, so a run still `running` was killed (the next run records
         # that; status says it now).
         history = [
@@ -163,7 +168,7 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
         problems.append(publish_problem)
     sample = bool(complete) and complete[-1].source == "sample"
     return LakeStatus(
-        lake=str(lake.root),
+        lake=lake.location,
         complete_runs=len(complete),
         failed_runs=len(snapshot_runs) - len(complete),
         pending_runs=sum(
@@ -198,7 +203,9 @@ def lake_status(settings: Settings, *, runs: int = 10) -> LakeStatus:
 
 def _unreadable_folders(lake: LakePaths) -> list[str]:
     """The lake's folders this user may not list (a glob would just find nothing in them)."""
-    folders = [lake.runs, runs_folder(lake), *(lake.dataset(d.name) for d in DATASETS)]
+    if lake.remote:
+        return []  # an object store has no folder permissions: its errors say so
+    folders = [lake.runs, lake.root / RUNS_PREFIX, *(lake.dataset(d.name) for d in DATASETS)]
     folders += [lake.silver / table.name for table in TABLES]
     return [
         f"{folder}: permission denied (this user may not read it); give this user read access "

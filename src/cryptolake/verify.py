@@ -93,7 +93,7 @@ class VerifyReport:
 class _Verifier:
     def __init__(self, settings: Settings, *, repair: bool, progress: ProgressCallback) -> None:
         self.settings = settings
-        self.lake = LakePaths.at(settings.lake)
+        self.lake = LakePaths.of(settings)
         self.repair = repair
         self.progress = progress
         self.report = VerifyReport(str(self.lake.root), repair)
@@ -130,9 +130,10 @@ class _Verifier:
 
     # -- bronze ---------------------------------------------------------------------------
     def bronze(self, summary: CheckSummary) -> None:
-        for path in run_manifest_paths(self.lake):
+        for key in run_manifest_paths(self.lake):
+            path = self.lake.root / key
             try:
-                self.manifests.append(read_manifest(path))
+                self.manifests.append(read_manifest(self.lake, key))
             except LakeError as exc:
                 finding = self.found("bronze", str(exc), "move the manifest to quarantine")
                 if self.repair:
@@ -173,7 +174,7 @@ class _Verifier:
         finding = self.found(
             "orphans",
             f"{len(found):,} file(s) in dataset partitions that no manifest lists "
-            f"(e.g. {found[0].relative_to(self.lake.root)}); a raw read_json glob sees them",
+            f"(e.g. {found[0]}); a raw read_json glob sees them",
             "move them to quarantine/orphans/ (a run they belong to can still be recovered)",
         )
         if self.repair:
@@ -348,7 +349,13 @@ def verify_lake(
     Returns the report: per check what was looked at and what was found. Raises LakeError
     when there is no lake there; the caller holds the lake lock when repairing.
     """
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
+    if lake.remote:
+        raise LakeError(
+            f"`cryptolake verify` checks a lake on local disk, and {lake.location} is on "
+            "object storage (every transform there still checks each body it reads against "
+            "its manifest). To verify it, copy it to a folder (`aws s3 sync`) and verify that."
+        )
     if not lake.bronze.exists():
         raise LakeError(
             f"No lake at {lake.root} (no bronze folder); check --lake or CRYPTOLAKE_LAKE."

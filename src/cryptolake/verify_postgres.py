@@ -128,7 +128,7 @@ def compare_postgres(
         )
         return
     summary.checked = len(set(lake_counts) | set(pg_counts))
-    lake = LakePaths.at(settings.lake)
+    lake = LakePaths.of(settings)
     extra = sorted(s for s in pg_counts if s not in lake_counts)
     # A snapshot only Postgres holds is proven by bronze if its run's bodies are still there
     # (its manifest deleted, say): recovered, never deleted from Postgres.

@@ -199,8 +199,12 @@ def lake_lock(settings: Settings, command: str, *, reads_only: bool = False) -> 
     what to do (ingest creates the folder). A command that only reads the lake goes unlocked
     on a lake nobody can write.
     """
-    lake = LakePaths.at(settings.lake)
-    if command not in ("ingest", "backfill") and not lake.root.exists():
+    lake = LakePaths.of(settings)
+    if lake.remote:
+        lake.store.check()
+        # This machine's runs stay apart; other machines' commits are DuckLake's to order.
+        lake.root.mkdir(parents=True, exist_ok=True)
+    elif command not in ("ingest", "backfill") and not lake.root.exists():
         yield
         return
     with LakeLock(lake, run_id=f"`cryptolake {command}`", readers_only=reads_only):

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..gold import build_gold
 from ..lake import LakePaths
 from ..silver import build_silver
+from ..transform import retry_conflicts
 from .app import command, lake_lock, user_errors, verbose_after_command
 from .options import (
     ApiPlanOpt,
@@ -132,13 +133,17 @@ def backfill_cmd(
                 progress=on_progress,
             )
             silver = gold = None
-            snapshot = latest_manifest(LakePaths.at(settings.lake)) is not None
+            snapshot = latest_manifest(LakePaths.of(settings)) is not None
             if not fetch_only:
                 # Whatever bronze holds that silver lacks (this backfill's bodies, a killed
                 # one's, a --fetch-only one's) is built now.
-                silver = build_silver(settings, progress=on_progress)
-                if snapshot:
-                    gold = build_gold(settings, progress=on_progress)
+                silver, gold = retry_conflicts(
+                    lambda: (
+                        build_silver(settings, progress=on_progress),
+                        build_gold(settings, progress=on_progress) if snapshot else None,
+                    ),
+                    what="transform",
+                )
         render_history(result)
         if silver is not None:
             render_silver(silver)

@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from ..checks import ChecksFailed, quarantine_summary, run_checks
-from ..gold import build_gold
+from ..gold import GoldResult, build_gold
 from ..ingest import ingest
 from ..publish import publish
 from ..settings import Settings
-from ..silver import build_silver
+from ..silver import SilverResult, build_silver
 from ..status import lake_status
+from ..transform import retry_conflicts
 from .app import command, lake_lock, user_errors, verbose_after_command
 from .options import (
     ApiPlanOpt,
@@ -98,11 +99,16 @@ def transform_cmd(
     with user_errors():
         settings = Settings.resolve(lake=lake, vs_currency=vs_currency, catalog=catalog)
         with lake_lock(settings, "transform"), progress_bars() as on_progress:
-            silver = gold = None
-            if stage in (Stage.silver, Stage.all):
-                silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
-            if stage in (Stage.gold, Stage.all):
-                gold = build_gold(settings, full_rebuild=full_refresh, progress=on_progress)
+
+            def build() -> tuple[SilverResult | None, GoldResult | None]:
+                silver = gold = None
+                if stage in (Stage.silver, Stage.all):
+                    silver = build_silver(settings, full_refresh=full_refresh, progress=on_progress)
+                if stage in (Stage.gold, Stage.all):
+                    gold = build_gold(settings, full_rebuild=full_refresh, progress=on_progress)
+                return silver, gold
+
+            silver, gold = retry_conflicts(build, what="transform")
         if silver is not None:
             render_silver(silver)
         if gold is not None:

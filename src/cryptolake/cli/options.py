@@ -6,7 +6,6 @@ then to the default. Flags take `metavar=""` so help shows no `<bool>` beside th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,8 +13,12 @@ import typer
 from ..settings import Settings
 
 LakeOpt = Annotated[
-    Path | None,
-    typer.Option("--lake", help="Lake folder. Env: CRYPTOLAKE_LAKE. Default: ./lake"),
+    str | None,
+    typer.Option(
+        "--lake",
+        help="Lake folder, or s3://bucket/prefix for a lake on object storage (with "
+        "--catalog postgres:...). Env: CRYPTOLAKE_LAKE. Default: ./lake",
+    ),
 ]
 ApiUrlOpt = Annotated[
     str | None,

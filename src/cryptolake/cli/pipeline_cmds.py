@@ -191,6 +191,10 @@ def status_document(status: LakeStatus) -> dict[str, Any]:
             {
                 "snapshot_id": snap.snapshot_id,
                 "committed_at": snap.committed_at,
+                "committed_by": {
+                    "host": snap.extra.get("host"),
+                    "run_id": snap.extra.get("run_id"),
+                },
                 "message": snap.message,
             }
             for snap in status.snapshots

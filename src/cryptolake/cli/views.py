@@ -278,11 +278,12 @@ def render_status(status: LakeStatus) -> None:
             summary_table(
                 f"lake snapshots (version {status.lake_version or 'none'}: the last committed "
                 "gold; `--as-of ID` reads an older one)",
-                ["snapshot", "committed", "message"],
+                ["snapshot", "committed", "by", "message"],
                 [
                     [
                         s.snapshot_id,
                         s.committed_at[:19].replace("T", " ") + " UTC",
+                        s.committer,
                         (s.message or "")
                         + (" (published)" if published == str(s.snapshot_id) else ""),
                     ]
