@@ -66,10 +66,16 @@ def _catalog(dsn: str, database: str) -> str:
     )
 
 
-def _copy_database(dsn: str, name: str) -> None:
+def _copy_database(dsn: str, name: str, *, data_path: str) -> None:
+    """A copy of the built catalog, its lake moved to `data_path` (the catalog's data path is
+    a setting of the catalog: DuckLake refuses any other)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"drop database if exists {name} with (force)")
         conn.execute(f"create database {name} template {BASE}")
+    with psycopg.connect(psycopg.conninfo.make_conninfo(dsn, dbname=name)) as conn:
+        conn.execute(
+            "update ducklake_metadata set value = %s where key = 'data_path'", [data_path]
+        )
 
 
 def build_base(lake: Path, *, dsn: str, days: int, coins: int, log: Any) -> None:
@@ -144,10 +150,19 @@ def _measure(env_json: str) -> None:
                 "total": listed + silver_s + gold_s,
                 "rows": rows,
                 "manifests": len(keys),
-                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_mib": _peak_rss_mib(),
             }
         )
     )
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: its own, unlike ru_maxrss, which a child inherits
+    from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(env: dict[str, str]) -> dict[str, float]:
@@ -211,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in range(args.repeat):
                 for name, env in targets.items():
                     database = f"bench_team_{name}"
-                    _copy_database(args.pg, database)
+                    _copy_database(args.pg, database, data_path=env["CRYPTOLAKE_LAKE"] + "/")
                     env = env | {
                         "CRYPTOLAKE_CATALOG": _catalog(args.pg, database),
                         "BENCH_RUN_ID": snap.run_id,

@@ -27,7 +27,7 @@ from cryptolake.silver import build_silver
 
 from .clis import one_error_line, run_cli, start_cli
 from .conftest import MARKETS, replay_data
-from .s3 import MotoServer, TcpProxy, list_keys, make_bucket, read_object
+from .s3 import MotoServer, TcpProxy, client, list_keys, make_bucket, read_object
 
 pytestmark = pytest.mark.postgres
 
@@ -269,3 +269,26 @@ def test_a_team_lake_needs_a_catalog_of_its_own(team: TeamLake) -> None:
     done = run_cli("status", env=env)
     assert done.returncode == 1
     assert "postgres:<libpq conninfo>" in one_error_line(done.stderr)
+
+
+def test_a_catalog_keeps_to_its_lake_and_a_lost_data_file_is_one_line(
+    team: TeamLake, moto: MotoServer, tmp_path: Path
+) -> None:
+    env = team.env | {"CRYPTOLAKE_HISTORY_BUDGET": "0"}
+    assert run_cli("run", "--sample", env=env).returncode == 0
+    # A forgotten --lake never writes the team's catalog full of files elsewhere.
+    elsewhere = run_cli("maintain", env=env | {"CRYPTOLAKE_LAKE": str(tmp_path / "mine")})
+    assert elsewhere.returncode == 1
+    assert f"belongs to the lake at {team.url}" in one_error_line(elsewhere.stderr)
+    assert not (tmp_path / "mine" / "silver").exists()
+
+    s3 = client(moto.endpoint)
+    for key in list_keys(moto.endpoint, f"{team.bucket}/markets/silver"):
+        s3.delete_file(key)  # objects lost behind the catalog's back
+    for command in (("transform",), ("run", "--sample"), ("check",)):
+        done = run_cli(*command, env=env)
+        assert done.returncode == 1, command
+        assert "missing from the object store" in one_error_line(done.stderr), command
+    as_json = run_cli("run", "--sample", "--json", env=env)
+    assert as_json.returncode == 1 and "Traceback" not in as_json.stderr
+    assert "missing from the object store" in json.dumps(json.loads(as_json.stdout))

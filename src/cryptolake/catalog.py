@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from .duck import connect, one_line, quote_literal
+from .duck import connect, object_store_problem, one_line, quote_literal
 from .errors import CommitConflict, ConfigError, LakeError
 from .extensions import load_extension
 from .fserrors import duckdb_io_error, explain, lake_io
@@ -125,9 +125,13 @@ def _create_sqlite_catalog(path: Path) -> None:
 
 def attach_options(settings: Settings, *, read_only: bool, as_of: int | str | None) -> str:
     data_path = LakePaths.of(settings).data_url
-    # The data path is always the lake folder given: a copied or moved lake reads its own
-    # files, not those at the path its catalog was created with.
-    options = [f"data_path {quote_literal(data_path)}", "override_data_path true"]
+    options = [f"data_path {quote_literal(data_path)}"]
+    if catalog_file(settings) is not None:
+        # A SQLite catalog lives in its lake folder: a copied or moved lake reads its own
+        # files, not those at the path its catalog was created with. A Postgres catalog is
+        # shared: DuckLake refuses a lake location other than the one it was made for, so a
+        # forgotten --lake can never write a team's catalog full of files elsewhere.
+        options.append("override_data_path true")
     if read_only:
         options.append("read_only")
     if isinstance(as_of, int):
@@ -161,6 +165,14 @@ def _attach_error(settings: Settings, exc: duckdb.Error, *, as_of: int | str | N
             "which this cryptolake cannot read (it reads DuckLake 1.0): upgrade cryptolake "
             "(`uv sync` on a newer checkout), or point --catalog at another catalog."
         )
+    if "does not match existing data path" in lowered:
+        found = re.search(r'existing data path in the catalog "([^"]+)"', text)
+        home = found[1].rstrip("/") if found else "another location"
+        return LakeError(
+            f"The lake catalog {where} belongs to the lake at {home}, not "
+            f"{settings.lake_location}: point --lake (or CRYPTOLAKE_LAKE) at {home}, or give "
+            "this lake a catalog of its own (--catalog)."
+        )
     if "creating a new ducklake is explicitly disabled" in lowered:
         # An empty catalog file: a first transform killed before DuckLake initialised it.
         return LakeError(
@@ -178,6 +190,8 @@ def _attach_error(settings: Settings, exc: duckdb.Error, *, as_of: int | str | N
             f"The lake has no snapshot {as_of} ({text}); `cryptolake status` lists its "
             "snapshots (older ones are expired after CRYPTOLAKE_SNAPSHOT_RETENTION_DAYS)."
         )
+    if (refused := _catalog_privilege(settings, text)) is not None:
+        return refused
     if (translated := duckdb_io_error(exc, doing=f"open the lake catalog {where}")) is not None:
         return translated
     if "disk i/o error" in lowered and _nearly_full(catalog_file(settings)):
@@ -225,6 +239,11 @@ def open_lake(
             _create_schemas(con)
         con.execute("set variable freshness_hours = ?", [float(settings.freshness_hours)])
         yield con
+    except duckdb.Error as exc:
+        # What a user can cause on object storage (a store down, a file gone) is one of ours.
+        if (stored := object_store_problem(exc)) is None:
+            raise
+        raise LakeError(f"Cannot read the lake {settings.lake_location}: {stored}") from None
     finally:
         con.close()
 
@@ -335,11 +354,26 @@ def commit_error(settings: Settings, exc: duckdb.Error, *, doing: str) -> LakeEr
         return CommitConflict(
             f"Cannot {doing}: another writer committed first ({one_line(exc)[:200]})."
         )
+    if (refused := _catalog_privilege(settings, one_line(exc))) is not None:
+        return refused
     if settings.s3 is not None and (found := object_store_cause(str(exc))) is not None:
         cause, fix = found
         return LakeError(f"Cannot {doing} on {settings.s3.describe}: {cause}; {fix}.")
     path = catalog_file(settings)
     return duckdb_io_error(exc, doing=doing, path=str(path) if path else None)
+
+
+def _catalog_privilege(settings: Settings, text: str) -> LakeError | None:
+    """A Postgres catalog's role lacking a privilege (not a folder's permissions)."""
+    if not settings.catalog_uri.startswith("postgres:") or "permission denied for" not in text:
+        return None
+    found = re.search(r"permission denied for [^.;)]+", text)
+    return LakeError(
+        f"The lake catalog {settings.catalog_redacted}: {found[0] if found else text}. Its "
+        "Postgres role must be able to create and write DuckLake's tables: grant it (GRANT "
+        "USAGE, CREATE ON SCHEMA public TO <role>; a reader needs SELECT), or use the role that "
+        "owns the catalog database."
+    )
 
 
 def is_conflict(exc: BaseException) -> bool:

@@ -75,6 +75,9 @@ class GoldTable:
 COIN_DAILY_LOOKBACK_DAYS = 33
 # Models rebuilt from `coin_daily_from` on (a `day` column; each reads what it needs before).
 INCREMENTAL_MODELS = ("coin_daily", "market_daily")
+# Gold tables DuckLake partitions: coin_daily by month, so that an incremental build (the
+# last weeks) deletes from and reads the last months' files only, not the whole history.
+PARTITIONED_BY = {"coin_daily": "year(day), month(day)"}
 EVERYTHING = date(1900, 1, 1)  # `coin_daily_from` for a whole rebuild
 
 
@@ -180,6 +183,10 @@ def build_gold(
                     results.append(_unchanged(con, name))  # silver has not changed
                     continue
                 incremental = by_day and first_day is not None
+                if name == "crypto_analytics_mart":
+                    con.execute(
+                        "set variable latest_complete_day = ?", [max_day(con, "is_complete_day")]
+                    )
                 results.append(_build_model(con, name, incremental=incremental))
                 if name == "market_cap_segments":
                     for macro in sql_names("duckdb/macros"):
@@ -321,9 +328,7 @@ def _coin_daily_from(
             f"select min(day) from ({feeds})", {"since": since + 1, "until": silver_snapshot}
         ).fetchone()
         # The lake's latest snapshot day when gold was built: gold's latest day with snapshots.
-        latest = con.execute(
-            "select max(day) from gold.coin_daily where source <> 'history'"
-        ).fetchone()
+        latest = max_day(con, "source <> 'history'")
     except duckdb.Error:
         return None  # the build's snapshot was expired, or an input is missing: rebuild whole
     if changed is None or not isinstance(changed[0], date):
@@ -331,9 +336,32 @@ def _coin_daily_from(
     # A change on day D moves the close (and completeness) of D - 1 too; and a new latest
     # day completes the previous latest one, however far back (runs may have been missed).
     first: date = changed[0] - timedelta(days=1)
-    if latest and isinstance(latest[0], date):
-        first = min(first, latest[0])
+    if latest is not None:
+        first = min(first, latest)
     return first
+
+
+# How far back from gold.coin_daily's newest day `max_day` looks first.
+RECENT_DAYS = 40
+
+
+def max_day(con: duckdb.DuckDBPyConnection, where: str) -> date | None:
+    """The last day of gold.coin_daily with a row where `where` holds (None: no such row).
+
+    Reads the last weeks' partitions only, when that answers it: the newest day comes from
+    the files' statistics, then `where` is looked for within RECENT_DAYS of it (a literal
+    bound, so DuckLake prunes the older files); the whole table only when nothing there
+    matches. On object storage a full scan of a year of coin_daily is seconds of reads.
+    """
+    top = con.execute("select max(day) from gold.coin_daily").fetchone()
+    if not top or not isinstance(top[0], date):
+        return None
+    since = top[0] - timedelta(days=RECENT_DAYS)
+    for bound in (f" and day >= date '{since.isoformat()}'", ""):
+        row = con.execute(f"select max(day) from gold.coin_daily where ({where}){bound}").fetchone()
+        if row and isinstance(row[0], date):
+            return row[0]
+    return None
 
 
 # The silver tables `coin_daily` reads, with the column naming the day a row counts for.
@@ -352,6 +380,11 @@ def _build_model(
     try:
         if incremental:
             con.execute(f"delete from gold.{name} where day >= getvariable('coin_daily_from')")
+            con.execute(f"insert into gold.{name} by name {sql}")
+        elif name in PARTITIONED_BY:
+            # Created empty, partitioned, then filled: a file per partition from the start.
+            con.execute(f"create or replace table gold.{name} as select * from ({sql}) limit 0")
+            con.execute(f"alter table gold.{name} set partitioned by ({PARTITIONED_BY[name]})")
             con.execute(f"insert into gold.{name} by name {sql}")
         else:
             con.execute(f"create or replace table gold.{name} as {sql}")

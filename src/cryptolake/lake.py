@@ -26,6 +26,8 @@ class LakePaths:
 
     root: Path
     store: LakeStore = field(compare=False)
+    # Writers on many machines at once (object storage and a Postgres catalog): no local lock.
+    many_writers: bool = False
 
     @classmethod
     def at(cls, root: Path) -> LakePaths:
@@ -38,13 +40,15 @@ class LakePaths:
     @classmethod
     def of(cls, settings: Settings) -> LakePaths:
         """The lake `settings` name: a folder, or a prefix in object storage."""
-        if settings.lake_url is None or settings.s3 is None:
+        if settings.lake_url is None:
             return cls.at(settings.lake)
-        from .objectstore import ObjectLocation
+        from .objectstore import ObjectLocation, S3Config
         from .store import ObjectStore
 
-        store = ObjectStore(ObjectLocation.parse(settings.lake_url), settings.s3)
-        return cls(Path(settings.lake).expanduser().resolve(), store)
+        config = settings.s3 if settings.s3 is not None else S3Config()
+        store = ObjectStore(ObjectLocation.parse(settings.lake_url), config)
+        shared = settings.catalog_uri.startswith("postgres:")
+        return cls(Path(settings.lake).expanduser().resolve(), store, many_writers=shared)
 
     @property
     def remote(self) -> bool:

@@ -1,7 +1,8 @@
 """One run at a time per local lake: an exclusive `flock` on `<lake>/.lock`.
 
-(A lake on object storage has no lock: its writers, on one machine or many, are ordered by
-DuckLake's catalog, and conflicting commits are retried; see transform.py.)
+(A lake on object storage with a Postgres catalog has no lock: its writers, on one machine
+or many, are ordered by DuckLake's catalog, and conflicting commits are retried; see
+transform.py. With a SQLite catalog, its work folder's lock keeps this machine's runs apart.)
 
 The kernel releases a flock when its process dies, however it dies, so a killed run can never
 wedge the lake. The holder writes who it is into the file and empties it on a clean exit; a
@@ -46,14 +47,14 @@ class LakeLock:
         """`readers_only`: the holder only reads the lake, so on a lake it cannot write
         (read-only mount or permissions), where no run can write either, it goes unlocked."""
         self.path = lake.lock
-        self.remote = lake.remote
+        self.many_writers = lake.many_writers
         self.run_id = run_id
         self.readers_only = readers_only
         self.taken_over: Holder | None = None
         self._fd: int | None = None
 
     def __enter__(self) -> LakeLock:
-        if self.remote:
+        if self.many_writers:
             # A lake on object storage with a Postgres catalog takes any number of writers,
             # on any machines: DuckLake orders their commits (see transform.py).
             return self

@@ -179,6 +179,13 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "create it (`aws s3 mb s3://<bucket>`, or the MinIO console), or fix --lake",
     ),
     (
+        ("nosuchkey", "http 404", "404 (not found)", "404 not found"),
+        "a file the lake catalog lists is missing from the object store",
+        "its objects were deleted, or --lake names another lake than the catalog's: restore "
+        "them (bucket versioning, a backup), or rebuild silver and gold from bronze with "
+        "`cryptolake transform --full-refresh`",
+    ),
+    (
         (
             "invalidaccesskeyid",
             "signaturedoesnotmatch",

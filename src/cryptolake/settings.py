@@ -202,6 +202,9 @@ class Settings:
                 f"{n('history_days')} must be a number of days from 1 (365 is what the keyless "
                 f"API serves), got {self.history_days}."
             )
+        if self.lake_url is not None and self.s3 is None:
+            # Settings made in code name the lake only: the defaults (AWS, anonymous).
+            object.__setattr__(self, "s3", S3Config())
         if self.lake_url is not None and self.catalog is None:
             raise ConfigError(
                 f"The lake {self.lake_url} is on object storage, so its catalog cannot be a "

@@ -94,7 +94,16 @@ def shell_argv(
             f"No lake catalog at {settings.catalog_redacted.removeprefix('sqlite:')}; run "
             "`cryptolake run --sample` or `cryptolake transform` first."
         )
-    argv = [str(duckdb_cli()), "-cmd", attach_sql(settings, as_of=as_of)]
+    # The setup prints nothing (`create secret` would print a Success table).
+    setup = [
+        "-cmd",
+        ".output /dev/null",
+        "-cmd",
+        attach_sql(settings, as_of=as_of),
+        "-cmd",
+        ".output",
+    ]
+    argv = [str(duckdb_cli()), *setup]
     if command is not None:
         argv += ["-c", command]
     return argv

@@ -3,7 +3,8 @@
 -- The segment comes from the market cap in USD (bounds are USD amounts), converted at the
 -- snapshot's own rate (vs_currency_per_usd: /global's total market cap in the quote currency
 -- over its total in USD).
--- volatility_7d_ratio is the coin's in gold.coin_daily on the lake's last complete day.
+-- volatility_7d_ratio is the coin's in gold.coin_daily on the lake's last complete day
+-- (getvariable('latest_complete_day'), found by the build reading the last weeks' files only).
 -- is_sample: the snapshot is the bundled sample's (recorded prices), not a live one.
 -- getvariable('latest_snapshot_at') / ('latest_snapshot_date'): the latest snapshot in the
 -- currency, set by the build (a literal day lets DuckLake read that partition's files only).
@@ -17,7 +18,7 @@ with latest as (
 volatility as (
     select coin_id, volatility_7d_ratio
     from gold.coin_daily
-    where day = (select max(day) from gold.coin_daily where is_complete_day)
+    where day = getvariable('latest_complete_day')
 ),
 
 top_50 as (

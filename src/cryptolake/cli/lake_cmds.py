@@ -52,6 +52,7 @@ def ingest_cmd(
     per_page: PerPageOpt = None,
     rate: RateOpt = None,
     sample: SampleOpt = False,
+    catalog: CatalogOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fetch coin markets, global totals and categories from CoinGecko into bronze."""

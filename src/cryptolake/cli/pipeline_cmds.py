@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from datetime import UTC, datetime
@@ -98,6 +99,8 @@ def run_cmd(
 ) -> None:
     """Run the pipeline: ingest -> history -> transform (silver, gold) -> checks -> publish."""
     verbose_after_command(verbose)
+    if quiet and not verbose:
+        logging.getLogger("cryptolake").setLevel(logging.ERROR)  # errors only
     if as_json:
         _run_json(locals())
         return
@@ -342,7 +345,7 @@ def schedule_cmd(
         console.print(f"[dim]{stamp}[/] {text}", highlight=False, soft_wrap=True)
 
     console.print(
-        f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake}",
+        f"[bold]cryptolake schedule[/]: {schedule.describe()}, lake {settings.lake_location}",
         soft_wrap=True,
     )
 
