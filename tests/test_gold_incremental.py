@@ -266,3 +266,22 @@ def test_the_model_reads_its_inputs_from_the_lookback_on() -> None:
     reads = re.findall(r"getvariable\('coin_daily_from'\) - (\d+)", model)
     assert reads == [str(COIN_DAILY_LOOKBACK_DAYS)] * 3
     assert COIN_DAILY_LOOKBACK_DAYS >= 31  # a return of the window's first day reads the day before
+
+
+@pytest.mark.parametrize("n", range(len(TRANSFORMS)), ids=[t.what for t in TRANSFORMS])
+def test_meta_snapshots_redone_from_the_changed_day_equals_all_of_silver(
+    history: tuple[Path, list[Built]], n: int
+) -> None:
+    """meta.snapshots (what publish may ship) is redone from the first day silver changed on;
+    at every gold commit it lists every snapshot silver holds, in every currency."""
+    lake, built = history
+    with open_lake(settings_for(lake), read_only=True, as_of=built[n].snapshot_id) as con:
+        recorded = rows_of(con, "select * from meta.snapshots order by snapshot_at")
+        whole = rows_of(
+            con,
+            "select snapshot_at, any_value(run_id) as run_id, any_value(vs_currency) as "
+            "vs_currency, count(*) as coins from silver.market_snapshots group by snapshot_at "
+            "order by snapshot_at",
+        )
+    assert recorded == whole
+    assert len(recorded) == len({r["snapshot_at"] for r in recorded})

@@ -109,6 +109,8 @@ def resolve_currency(con: duckdb.DuckDBPyConnection, asked: str | None) -> str:
 
     Raises LakeError naming the currencies the lake holds when it holds none or not `asked`.
     """
+    if (quick := _latest_snapshot_currency(con, asked)) is not None:
+        return quick
     held = con.execute(
         "select vs_currency, count(distinct snapshot_at), max(snapshot_at)::varchar "
         "from silver.market_snapshots group by vs_currency order by max(snapshot_at) desc"
@@ -168,6 +170,7 @@ def build_gold(
                 up_to_date=True,
             )
         first_day = None if full_rebuild else _coin_daily_from(con, fingerprint, silver_snapshot)
+        snapshots_from = _snapshots_changed_from(con, silver_snapshot)
         latest_day = set_latest_snapshot(con)
         con.execute("set variable coin_daily_from = ?", [first_day or EVERYTHING])
         # The checks on whole tables look at the days this build changed.
@@ -197,6 +200,7 @@ def build_gold(
                 currency=currency,
                 silver_snapshot=silver_snapshot,
                 run_id=run_id,
+                changed_from=None if full_rebuild else snapshots_from,
             )
             progress(Progress("gold", "tables", len(GOLD_MODELS), len(GOLD_MODELS), "audit"))
             checks = evaluate(con, check_defs(on_fail=("block", "warn")), progress=progress)
@@ -402,6 +406,61 @@ def _build_model(
     return table
 
 
+def _latest_snapshot_currency(con: duckdb.DuckDBPyConnection, asked: str | None) -> str | None:
+    """`resolve_currency`'s answer read cheaply, or None to work it out from all of silver.
+
+    The latest snapshot run (in `asked`, if given) comes from `silver.processed_runs`, one
+    row a run; it counts if silver holds rows of it, looked for in its day's partition only.
+    (A run whose rows were all set aside by a check leaves the answer to the full query.) On
+    object storage this is two small reads instead of a scan of a year of snapshots.
+    """
+    row = con.execute(
+        "select vs_currency, snapshot_at::varchar, cast(snapshot_at as date) "
+        "from silver.processed_runs "
+        f"where snapshot_at is not null and not regexp_matches(run_id, '{HISTORY_RUN}') "
+        "and vs_currency = coalesce(?, vs_currency) order by snapshot_at desc limit 1",
+        [asked],
+    ).fetchone()
+    if row is None or not isinstance(row[2], date):
+        return None
+    currency, at, day = row
+    found = con.execute(
+        "select count(*) from (select 1 from silver.market_snapshots "
+        f"where snapshot_date = date '{day.isoformat()}' and snapshot_at = ?::timestamptz "
+        "and vs_currency = ? limit 1)",
+        [at, currency],
+    ).fetchone()
+    return str(currency) if found and found[0] else None
+
+
+def _snapshots_changed_from(con: duckdb.DuckDBPyConnection, silver_snapshot: int) -> date | None:
+    """The first day silver.market_snapshots changed on (any currency) since the snapshot
+    the last gold build read; date.max for none; None when `meta.snapshots` must be redone
+    whole (no earlier build, or its snapshot expired)."""
+    try:
+        row = con.execute("select silver_snapshot_id from meta.build").fetchone()
+        con.execute("select count(*) from meta.snapshots").fetchone()
+        if row is None:
+            return None
+        since = int(row[0])
+        if since >= silver_snapshot:
+            return date.max
+        changed = con.execute(
+            "select min(snapshot_date) from ducklake_table_changes(current_database(), "
+            "'silver', 'market_snapshots', ?, ?)",
+            [since + 1, silver_snapshot],
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    if changed is None or not isinstance(changed[0], date):
+        return date.max
+    return changed[0]
+
+
+# A history request's run id (`<run_id>-h00001`): not a market snapshot.
+HISTORY_RUN = "-h[0-9]{5,}$"
+
+
 def _record_build(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -409,8 +468,10 @@ def _record_build(
     currency: str,
     silver_snapshot: int,
     run_id: str | None,
+    changed_from: date | None,
 ) -> None:
-    """`meta.build` (one row: what this gold was built from) and `meta.snapshots`."""
+    """`meta.build` (one row: what this gold was built from) and `meta.snapshots`, redone
+    from `changed_from` on (see `_snapshots_changed_from`)."""
     con.execute(
         "create or replace table meta.build as select ? as models_fingerprint, "
         "? as vs_currency, ?::bigint as silver_snapshot_id, ? as run_id, now() as built_at, "
@@ -418,9 +479,16 @@ def _record_build(
         [fingerprint, currency, silver_snapshot, run_id, __version__],
     )
     # Every market snapshot silver held (all currencies): what publish may ship to staging.
-    con.execute(
-        "create or replace table meta.snapshots as select snapshot_at, "
-        "any_value(run_id) as run_id, any_value(vs_currency) as vs_currency, "
-        "count(*) as coins from silver.market_snapshots group by snapshot_at "
-        "order by snapshot_at"
+    # Redone from the first day silver changed on (its partitions only), or whole.
+    select = (
+        "select snapshot_at, any_value(run_id) as run_id, any_value(vs_currency) as "
+        "vs_currency, count(*) as coins from silver.market_snapshots {where} "
+        "group by snapshot_at order by snapshot_at"
     )
+    if changed_from is None:
+        con.execute("create or replace table meta.snapshots as " + select.format(where=""))
+    elif changed_from != date.max:
+        day = f"date '{changed_from.isoformat()}'"
+        con.execute(f"delete from meta.snapshots where cast(snapshot_at as date) >= {day}")
+        where = f"where snapshot_date >= {day}"
+        con.execute("insert into meta.snapshots " + select.format(where=where))
