@@ -272,6 +272,16 @@ def set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
     con.execute(
         "set variable latest_snapshot_date = cast(getvariable('latest_snapshot_at') as date)"
     )
+    # The latest categories snapshot (any run): its max from the statistics, then as literals,
+    # so that gold.category_leaderboard reads that one partition, not a year of them.
+    con.execute(
+        "set variable latest_categories_at = "
+        "(select max(snapshot_at) from silver.category_snapshots)"
+    )
+    con.execute(
+        "set variable latest_categories_date = "
+        "cast(getvariable('latest_categories_at') as date)"
+    )
     row = con.execute("select getvariable('latest_snapshot_date')").fetchone()
     return row[0] if row and isinstance(row[0], date) else EVERYTHING
 

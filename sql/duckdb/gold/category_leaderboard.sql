@@ -1,12 +1,11 @@
 -- gold.category_leaderboard: the latest snapshot's coin categories ranked by market cap (USD,
 -- as the API quotes categories); 24h change stays null where the API gives none.
-with categories as (
+-- getvariable('latest_categories_at') / ('latest_categories_date'): the latest categories
+-- snapshot, set by the build (a literal day lets DuckLake read that partition's files only).
+with latest as (
     select * from silver.category_snapshots
-),
-
-latest as (
-    select * from categories
-    where snapshot_at = (select max(snapshot_at) from categories)
+    where snapshot_date = getvariable('latest_categories_date')
+        and snapshot_at = getvariable('latest_categories_at')
 ),
 
 final as (
