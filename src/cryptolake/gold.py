@@ -169,9 +169,13 @@ def build_gold(
                 checks=checks,
                 up_to_date=True,
             )
-        first_day = None if full_rebuild else _coin_daily_from(con, fingerprint, silver_snapshot)
-        snapshots_from = _snapshots_changed_from(con, silver_snapshot)
         latest_day = set_latest_snapshot(con)
+        first_day = (
+            None
+            if full_rebuild
+            else _coin_daily_from(con, fingerprint, silver_snapshot, near=latest_day)
+        )
+        snapshots_from = _snapshots_changed_from(con, silver_snapshot)
         con.execute("set variable coin_daily_from = ?", [first_day or EVERYTHING])
         # The checks on whole tables look at the days this build changed.
         audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
@@ -188,7 +192,8 @@ def build_gold(
                 incremental = by_day and first_day is not None
                 if name == "crypto_analytics_mart":
                     con.execute(
-                        "set variable latest_complete_day = ?", [max_day(con, "is_complete_day")]
+                        "set variable latest_complete_day = ?",
+                        [max_day(con, "is_complete_day", near=latest_day)],
                     )
                 results.append(_build_model(con, name, incremental=incremental))
                 if name == "market_cap_segments":
@@ -279,8 +284,7 @@ def set_latest_snapshot(con: duckdb.DuckDBPyConnection) -> date:
         "(select max(snapshot_at) from silver.category_snapshots)"
     )
     con.execute(
-        "set variable latest_categories_date = "
-        "cast(getvariable('latest_categories_at') as date)"
+        "set variable latest_categories_date = cast(getvariable('latest_categories_at') as date)"
     )
     row = con.execute("select getvariable('latest_snapshot_date')").fetchone()
     return row[0] if row and isinstance(row[0], date) else EVERYTHING
@@ -305,7 +309,7 @@ def _current_gold(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | Non
 
 
 def _coin_daily_from(
-    con: duckdb.DuckDBPyConnection, fingerprint: str, silver_snapshot: int
+    con: duckdb.DuckDBPyConnection, fingerprint: str, silver_snapshot: int, *, near: date
 ) -> date | None:
     """The first day `coin_daily` must recompute, or None to rebuild it whole.
 
@@ -342,7 +346,7 @@ def _coin_daily_from(
             f"select min(day) from ({feeds})", {"since": since + 1, "until": silver_snapshot}
         ).fetchone()
         # The lake's latest snapshot day when gold was built: gold's latest day with snapshots.
-        latest = max_day(con, "source <> 'history'")
+        latest = max_day(con, "source <> 'history'", near=near)
     except duckdb.Error:
         return None  # the build's snapshot was expired, or an input is missing: rebuild whole
     if changed is None or not isinstance(changed[0], date):
@@ -359,18 +363,15 @@ def _coin_daily_from(
 RECENT_DAYS = 40
 
 
-def max_day(con: duckdb.DuckDBPyConnection, where: str) -> date | None:
+def max_day(con: duckdb.DuckDBPyConnection, where: str, *, near: date) -> date | None:
     """The last day of gold.coin_daily with a row where `where` holds (None: no such row).
 
-    Reads the last weeks' partitions only, when that answers it: the newest day comes from
-    the files' statistics, then `where` is looked for within RECENT_DAYS of it (a literal
-    bound, so DuckLake prunes the older files); the whole table only when nothing there
-    matches. On object storage a full scan of a year of coin_daily is seconds of reads.
+    Reads the last weeks' partitions only, when that answers it: `where` is looked for from
+    RECENT_DAYS before `near` (the lake's latest snapshot day) on, a literal bound, so
+    DuckLake prunes the older files; the whole table only when nothing there matches. On
+    object storage a full scan of a year of coin_daily is seconds of reads.
     """
-    top = con.execute("select max(day) from gold.coin_daily").fetchone()
-    if not top or not isinstance(top[0], date):
-        return None
-    since = top[0] - timedelta(days=RECENT_DAYS)
+    since = near - timedelta(days=RECENT_DAYS)
     for bound in (f" and day >= date '{since.isoformat()}'", ""):
         row = con.execute(f"select max(day) from gold.coin_daily where ({where}){bound}").fetchone()
         if row and isinstance(row[0], date):
