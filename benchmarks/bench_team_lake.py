@@ -73,9 +73,7 @@ def _copy_database(dsn: str, name: str, *, data_path: str) -> None:
         conn.execute(f"drop database if exists {name} with (force)")
         conn.execute(f"create database {name} template {BASE}")
     with psycopg.connect(psycopg.conninfo.make_conninfo(dsn, dbname=name)) as conn:
-        conn.execute(
-            "update ducklake_metadata set value = %s where key = 'data_path'", [data_path]
-        )
+        conn.execute("update ducklake_metadata set value = %s where key = 'data_path'", [data_path])
 
 
 def build_base(lake: Path, *, dsn: str, days: int, coins: int, log: Any) -> None:

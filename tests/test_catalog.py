@@ -213,3 +213,28 @@ def test_a_postgres_catalog_holds_the_same_lake(lake: Path, pg_catalog: str) -> 
     status = invoke("status", "--lake", str(lake), "--catalog", pg_catalog, "--json")
     assert status.exit_code == 0, status.output
     assert '"gold.coin_daily": 1' in status.stdout.replace("\n", "").replace("  ", "")
+
+
+@pytest.mark.postgres
+def test_a_postgres_catalog_that_does_not_exist_fails_a_run_before_it_ingests(
+    lake: Path, pg_catalog: str
+) -> None:
+    missing = pg_catalog.replace("dbname=lake_", "dbname=gone_")
+    done = run_cli("run", "--sample", "--lake", str(lake), "--catalog", missing)
+    assert done.returncode == 1
+    line = one_error_line(done.stderr)
+    assert 'database "gone_' in line and "does not exist; create it (createdb)" in line
+    assert not (lake / "bronze").exists()  # nothing fetched, no API budget spent
+
+
+@pytest.mark.postgres
+def test_a_postgres_catalog_keeps_to_the_lake_it_was_made_for(
+    lake: Path, tmp_path: Path, pg_catalog: str
+) -> None:
+    land(lake)
+    assert invoke("transform", "--lake", str(lake), "--catalog", pg_catalog).exit_code == 0
+    other = tmp_path / "other"
+    done = run_cli("maintain", "--lake", str(other), "--catalog", pg_catalog)
+    assert done.returncode == 1
+    assert f"belongs to the lake at {lake}" in one_error_line(done.stderr)
+    assert not list(other.rglob("*.parquet"))

@@ -204,10 +204,16 @@ def _attach_error(settings: Settings, exc: duckdb.Error, *, as_of: int | str | N
             "readable. Check --catalog (or CRYPTOLAKE_CATALOG) and the folder's permissions."
         )
     if where.startswith("postgres:"):
-        return LakeError(
-            f"Cannot open the lake catalog {where} ({text}). Check that Postgres is up and "
-            "the conninfo in --catalog (or CRYPTOLAKE_CATALOG) is right."
+        # libpq's own words (`FATAL: database "x" does not exist`), not DuckDB's wrapping.
+        fatal = re.search(r"failed: (?:(?:FATAL|ERROR):\s*)?(.+?)(?: \?.*|\.?\s*)$", text)
+        cause = fatal[1] if fatal else text
+        fix = (
+            "create it (createdb), or fix --catalog (or CRYPTOLAKE_CATALOG)"
+            if cause.startswith("database ") and "does not exist" in cause
+            else "check that Postgres is up and the conninfo in --catalog (or "
+            "CRYPTOLAKE_CATALOG) is right"
         )
+        return LakeError(f"Cannot open the lake catalog {where}: {cause}; {fix}.")
     return LakeError(f"Cannot open the lake catalog {where}: {text}.")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,15 +244,26 @@ class _Verifier:
             return
         ids: set[str] = set()
         if not is_history_request(Path(run.run_id)):
-            with open_lake(self.settings, read_only=True) as con:
-                ids = {
-                    str(r[0])
-                    for r in con.execute(
-                        "select coin_id from silver.market_snapshots where snapshot_at = "
-                        "cast(? as timestamptz)",
-                        [run.snapshot_at],
-                    ).fetchall()
-                }
+            try:
+                with open_lake(self.settings, read_only=True) as con:
+                    ids = {
+                        str(r[0])
+                        for r in con.execute(
+                            "select coin_id from silver.market_snapshots where snapshot_at = "
+                            "cast(? as timestamptz)",
+                            [run.snapshot_at],
+                        ).fetchall()
+                    }
+            except (duckdb.Error, LakeError):
+                # Its rows are in a damaged data file: this repair rebuilds that from bronze;
+                # the manifest is written again by the next one, from the rebuilt rows.
+                i = self.report.findings.index(finding)
+                self.report.findings[i] = replace(
+                    finding,
+                    fix=finding.fix + " (after the damaged data file holding its rows is "
+                    "rebuilt: run `cryptolake verify --repair` once more)",
+                )
+                return
         if recover_manifest(self.lake, run, silver_ids=ids) is not None:
             self.mark_repaired(finding)
         else:
