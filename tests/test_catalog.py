@@ -52,7 +52,8 @@ def test_catalog_is_sqlite_in_wal_mode_with_files_under_the_lake(two_runs: Path)
     silver = sorted((two_runs / "silver" / "market_snapshots").glob("*/*.parquet"))
     assert [p.parent.name for p in silver] == ["snapshot_date=2026-02-15"] * 2
     assert all(p.name.startswith("ducklake-") for p in silver)
-    assert list((two_runs / "gold" / "coin_daily").glob("ducklake-*.parquet"))
+    # coin_daily by month (year=…/month=…/), so an incremental build reads the last months.
+    assert list((two_runs / "gold" / "coin_daily").glob("year=*/month=*/ducklake-*.parquet"))
     assert not (two_runs / "cryptolake.duckdb").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from .options import (
     VsCurrencyOpt,
     settings_from,
 )
-from .render import console, print_error, progress_bars
+from .render import console, errors_only, print_error, progress_bars
 from .views import age, render_run, render_status, warn_sample
 
 ALL_STAGES = ",".join(STAGES)
@@ -99,12 +98,10 @@ def run_cmd(
 ) -> None:
     """Run the pipeline: ingest -> history -> transform (silver, gold) -> checks -> publish."""
     verbose_after_command(verbose)
-    if quiet and not verbose:
-        logging.getLogger("cryptolake").setLevel(logging.ERROR)  # errors only
     if as_json:
         _run_json(locals())
         return
-    with user_errors():
+    with user_errors(), errors_only(quiet and not verbose):
         settings = settings_from(locals())
         selected = parse_stages(stages)
         if sample and not {"ingest", "history"} & set(selected):

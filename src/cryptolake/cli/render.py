@@ -75,6 +75,19 @@ def setup_logging(verbose: bool) -> None:
 
 
 @contextmanager
+def errors_only(enabled: bool) -> Iterator[None]:
+    """`--quiet`: cryptolake's warnings (a retried commit, say) are not printed meanwhile."""
+    logger = logging.getLogger("cryptolake")
+    before = logger.level
+    if enabled:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+@contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[ProgressCallback]:
     """A progress callback showing one rich bar per (stage, task), on stderr.
 
