@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +33,9 @@ from .lakes import land, silver_rows
 
 CHART = "market_chart_bitcoin_usd_days30_julianfssen-coingecko_ruby_2021-05-15.json"
 OHLC = "ohlc_bitcoin_usd_days7_julianfssen-coingecko_ruby_2021-05-15.json"
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# Today at noon: the day the client's real clock stamps each body's fetched_at with, which
+# the plan's coverage reads (a fixed day went wrong once the real one passed it).
+NOW = datetime.combine(datetime.now(UTC).date(), clock_time(12), UTC)
 
 
 def replicas(n: int) -> list[str]:

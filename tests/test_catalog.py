@@ -226,6 +226,12 @@ def test_a_postgres_catalog_that_does_not_exist_fails_a_run_before_it_ingests(
     line = one_error_line(done.stderr)
     assert 'database "gone_' in line and "does not exist; create it (createdb)" in line
     assert not (lake / "bronze").exists()  # nothing fetched, no API budget spent
+    backfill = run_cli(
+        "backfill", "--sample", "--coins", "bitcoin", "--lake", str(lake), "--catalog", missing
+    )
+    assert backfill.returncode == 1
+    assert "does not exist" in one_error_line(backfill.stderr)
+    assert not (lake / "bronze").exists()
 
 
 @pytest.mark.postgres

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,10 @@ OHLC = "ohlc_bitcoin_usd_days7_julianfssen-coingecko_ruby_2021-05-15.json"
 RECORDS: list[dict[str, Any]] = json.loads(fixture_bytes(MARKETS))[:5]
 BITCOIN = RECORDS[0]
 TOP_5 = json.dumps(RECORDS).encode()
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # when history is fetched
+# When history is fetched: today, as the bodies' fetched_at (the client's real clock) says.
+# A fixed day went wrong once the real one passed it: the plan (from `now`) and the coverage
+# of the requests landed (from fetched_at) disagreed by a day, and the chart was asked again.
+NOW = datetime.combine(datetime.now(UTC).date(), time(12), UTC)
 RESTAMPED = "bitcoin-hourly-as-daily"  # the 40 re-stamped points (no snapshot has it)
 RESTAMPED_FROM = date(2021, 2, 1)
 RESTAMPED_DAYS = 40

@@ -254,6 +254,15 @@ def open_lake(
         con.close()
 
 
+def check_catalog(settings: Settings) -> None:
+    """Open a Postgres catalog now (raising LakeError as `open_lake` does), so that a
+    catalog that is unreachable, missing or another lake's fails a command before it has
+    fetched anything. A SQLite catalog is the lake's own file: nothing to check."""
+    if settings.catalog_uri.startswith("postgres:"):
+        with open_lake(settings):
+            pass
+
+
 def attach_lake(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -374,10 +383,16 @@ def _catalog_privilege(settings: Settings, text: str) -> LakeError | None:
     if not settings.catalog_uri.startswith("postgres:") or "permission denied for" not in text:
         return None
     found = re.search(r"permission denied for [^.;)]+", text)
+    grant = (
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO <role>, and "
+        "ALTER DEFAULT PRIVILEGES FOR ROLE <owner> IN SCHEMA public GRANT … ON TABLES TO "
+        "<role> for the tables DuckLake creates later"
+        if found and found[0].startswith("permission denied for table")
+        else "GRANT USAGE, CREATE ON SCHEMA public TO <role>"
+    )
     return LakeError(
         f"The lake catalog {settings.catalog_redacted}: {found[0] if found else text}. Its "
-        "Postgres role must be able to create and write DuckLake's tables: grant it (GRANT "
-        "USAGE, CREATE ON SCHEMA public TO <role>; a reader needs SELECT), or use the role that "
+        f"Postgres role lacks a privilege on DuckLake's tables: {grant}; or use the role that "
         "owns the catalog database."
     )
 

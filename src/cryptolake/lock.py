@@ -47,6 +47,7 @@ class LakeLock:
         """`readers_only`: the holder only reads the lake, so on a lake it cannot write
         (read-only mount or permissions), where no run can write either, it goes unlocked."""
         self.path = lake.lock
+        self.location = lake.location
         self.many_writers = lake.many_writers
         self.run_id = run_id
         self.readers_only = readers_only
@@ -72,7 +73,7 @@ class LakeLock:
             os.close(fd)
             who = holder.describe() if holder else "another cryptolake process"
             raise LockError(
-                f"The lake {self.path.parent} is busy: {who} holds {self.path}. Wait for it to "
+                f"The lake {self.location} is busy: {who} holds {self.path}. Wait for it to "
                 "finish (or stop it); a killed run's lock is taken over automatically."
             ) from None
         self.taken_over = _read_holder(fd)

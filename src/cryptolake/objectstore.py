@@ -181,9 +181,9 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("nosuchkey", "http 404", "404 (not found)", "404 not found"),
         "a file the lake catalog lists is missing from the object store",
-        "its objects were deleted, or --lake names another lake than the catalog's: restore "
-        "them (bucket versioning, a backup), or rebuild silver and gold from bronze with "
-        "`cryptolake transform --full-refresh`",
+        "objects were deleted behind its back: restore them (bucket versioning, a backup); "
+        "cryptolake cannot repair a lake on object storage yet (a local copy can be: "
+        "`aws s3 sync`, then `cryptolake verify --repair`)",
     ),
     (
         (

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .backfill import HistoryResult, fetch_history
 from .bronze import HISTORY_REQUEST, new_run_id
-from .catalog import open_lake
+from .catalog import check_catalog
 from .checks import CheckResult, ChecksFailed, run_checks
 from .errors import ApiError, ConfigError, CryptolakeError, RunStopped
 from .failpoints import failpoint
@@ -134,11 +134,8 @@ def run(
     status: RunStatus = "success"
     error: str | None = None
     lake.store.check()
-    if "transform" in selected and settings.catalog_uri.startswith("postgres:"):
-        # A Postgres catalog that cannot be reached (or belongs to another lake) fails the run
-        # now, not after ingest has spent the API budget.
-        with open_lake(settings):
-            pass
+    if "transform" in selected:
+        check_catalog(settings)  # before ingest spends the API budget
     with lake_io("create the lake folder"):  # on object storage: the local work folder
         lake.root.mkdir(parents=True, exist_ok=True)
     with LakeLock(lake, run_id=run_id) as lock:

@@ -71,7 +71,7 @@ def build_report(
         except duckdb.Error as exc:
             advice = explain_damage(exc, "Run `cryptolake transform` to rebuild it.")
             raise TransformError(
-                f"Reading gold for the report failed: {one_line(exc)}. {advice}"
+                f"Reading gold for the report failed: {one_line(exc).rstrip('.')}. {advice}"
             ) from None
     document = render_html(data, settings=settings, now=now).encode()
     try:

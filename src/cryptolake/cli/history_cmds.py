@@ -8,6 +8,7 @@ import typer
 
 from ..backfill import HistoryResult, fetch_history
 from ..bronze import latest_manifest
+from ..catalog import check_catalog
 from ..errors import ConfigError
 from ..gold import build_gold
 from ..lake import LakePaths
@@ -123,6 +124,8 @@ def backfill_cmd(
         settings = settings_from(locals())
         if sample:
             warn_sample()
+        if not fetch_only:
+            check_catalog(settings)  # before a single request is spent
         with lake_lock(settings, "backfill"), progress_bars() as on_progress:
             result = fetch_history(
                 settings,
