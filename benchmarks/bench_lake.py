@@ -147,6 +147,7 @@ def verify_counts(lake: LakePaths, memory_limit: str) -> str:
 def _lake_shape(lake: LakePaths) -> tuple[int, datetime]:
     """Coins per run and start of the newest run, from the newest manifest."""
     newest = read_manifest(lake, run_manifest_paths(lake)[-1])
+    assert newest.top is not None, "a synthetic run names its coins"
     return newest.top, datetime.fromisoformat(newest.started_at.replace("Z", "+00:00"))
 
 

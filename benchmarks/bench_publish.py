@@ -269,6 +269,7 @@ def one_more_run(settings: Settings, *, next_day: bool = False) -> Iterator[date
     manifests = read_manifests(lake)
     newest = max(datetime.fromisoformat(m.started_at.replace("Z", "+00:00")) for m in manifests)
     coins = manifests[-1].top
+    assert coins is not None, "a synthetic run names its coins"
     at = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
     if next_day:
         at = newest.replace(hour=0, minute=30, second=0, microsecond=0) + timedelta(days=1)

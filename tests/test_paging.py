@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cryptolake.bronze import Manifest, read_manifests
-from cryptolake.errors import ApiError
+from cryptolake.errors import ApiError, ConfigError
 from cryptolake.ingest import ingest
 from cryptolake.lake import LakePaths
 from cryptolake.settings import Settings
@@ -195,3 +195,58 @@ def test_a_coin_that_cannot_be_found_is_reported_missing(
     assert note.endswith(
         "0 coin(s) that had moved up were found; 1 coin(s) may be missing from this snapshot."
     )
+
+
+def test_top_all_pages_as_far_as_the_list_goes(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime, lake: Path
+) -> None:
+    """`--top all`: every coin the API lists; as many pages as its `total` says, the last one
+    short, and the progress bar's length known once page 1 told it."""
+    listed = RECORDS[:230]
+    served = markets_server(httpserver, lambda page, nth: page_of(listed, page), len(listed))
+    settings = api_settings.with_(top="all")
+    seen: list[tuple[int, int | None]] = []
+    with fake_time.client(settings) as client:
+        result = ingest(
+            settings,
+            client=client,
+            now=fake_time.now,
+            datasets=["coins_markets"],
+            progress=lambda p: seen.append((p.completed, p.total)),
+        )
+    assert served == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}  # 4 x 50 + 30: no page 6 asked
+    assert result.datasets[0].records == 230
+    assert seen[:2] == [(0, None), (1, 5)] and seen[-1] == (5, 5)
+    assert "--top all: 230 coins of the 230 it lists, in 5 page(s) of 50." in result.notes
+    manifest = Manifest.from_json(Path(result.manifest_path).read_bytes())
+    assert manifest.top is None  # every coin, as asked
+    assert all(not f.trimmed_ids for f in manifest.files)
+    build_silver(settings_for(lake))
+    assert len(silver_rows(lake)) == 230
+
+
+def test_top_all_retries_a_page_short_before_the_listed_end(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    markets_server(
+        httpserver, lambda page, nth: page_of(RECORDS, page)[: 20 if page == 2 else 50], 250
+    )
+    with pytest.raises(ApiError) as raised:
+        run_ingest(api_settings.with_(top="all", max_attempts=2), fake_time)
+    assert "a short page 2 (20 of 50 coins) before every coin was listed of the 250 it lists" in (
+        str(raised.value)
+    )
+
+
+@pytest.mark.parametrize(("given", "expected"), [("all", "all"), ("ALL", "all"), ("120", 120)])
+def test_top_takes_a_number_or_all(given: str, expected: object, lake: Path) -> None:
+    assert Settings.resolve(env={}, lake=lake, top=given).top == expected
+    assert Settings.resolve(env={"CRYPTOLAKE_TOP": given}, lake=lake).top == expected
+
+
+@pytest.mark.parametrize("given", ["0", "-5", "most", "2.5"])
+def test_top_that_is_neither_is_one_line(given: str, lake: Path) -> None:
+    with pytest.raises(ConfigError, match="a number of coins"):
+        Settings.resolve(env={}, lake=lake, top=given)
+    with pytest.raises(ConfigError, match="CRYPTOLAKE_TOP must be a number of coins"):
+        Settings.resolve(env={"CRYPTOLAKE_TOP": given}, lake=lake)

@@ -79,7 +79,7 @@ def test_lake_flag_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"CRYPTOLAKE_TOP": "1e3"}, "CRYPTOLAKE_TOP must be a whole number, got '1e3'."),
+        ({"CRYPTOLAKE_TOP": "1e3"}, "CRYPTOLAKE_TOP must be a number of coins or all, got '1e3'."),
         ({"CRYPTOLAKE_RATE": "fast"}, "CRYPTOLAKE_RATE must be a number, got 'fast'."),
         (
             {"CRYPTOLAKE_API_PLAN": "enterprise"},
@@ -124,7 +124,7 @@ def test_invalid_environment_is_a_config_error_naming_the_variable(
     [
         ({"per_page": 0}, "--per-page must be between 1 and 250, got 0."),
         ({"per_page": 251}, "--per-page must be between 1 and 250, got 251."),
-        ({"top": 0}, "--top must be at least 1, got 0."),
+        ({"top": 0}, "--top must be a number of coins (at least 1) or all, got 0."),
         ({"rate": 0.0}, "--rate must be a positive number"),
         ({"rate": -3.0}, "--rate must be a positive number"),
         ({"rate": float("nan")}, "--rate must be a positive number"),

@@ -129,7 +129,11 @@ def fetch_history(
         raise ConfigError(f"--days must be at least 1, got {days}.")
     refuse_mixing(lake, "sample" if sample else "api")
     named = coins is not None
-    ids = parse_coin_ids(coins) if coins is not None else top_coins(lake, top or settings.top)
+    ids = (
+        parse_coin_ids(coins)
+        if coins is not None
+        else top_coins(lake, top if top is not None else settings.top_coins)
+    )
     lake.root.mkdir(parents=True, exist_ok=True)
     currency = settings.ingest_currency
     started = now()

@@ -108,7 +108,7 @@ class Manifest:
     api_plan: str
     keyed: bool
     vs_currency: str
-    top: int
+    top: int | None  # None: every coin listed (--top all)
     per_page: int
     files: list[BronzeFile]
     error: str | None = None

@@ -81,8 +81,9 @@ def read_coverage(lake: LakePaths, *, vs_currency: str) -> dict[tuple[str, str],
 
 
 @lake_io("read the latest snapshot's coins from bronze")
-def top_coins(lake: LakePaths, top: int) -> list[str]:
-    """The ids of the top `top` coins of the lake's latest snapshot, largest first.
+def top_coins(lake: LakePaths, top: int | None) -> list[str]:
+    """The ids of the top `top` coins of the lake's latest snapshot, largest first (None:
+    all of them).
 
     Read from the latest complete run's `/coins/markets` bodies in bronze, so it works right
     after an ingest, before silver has run. Raises LakeError for a lake with no snapshot.
@@ -103,7 +104,8 @@ def top_coins(lake: LakePaths, top: int) -> list[str]:
             coin = record.get("id") if isinstance(record, dict) else None
             if isinstance(coin, str) and coin and coin not in trimmed:
                 ids.append(coin)
-    return list(dict.fromkeys(ids))[:top]
+    distinct = list(dict.fromkeys(ids))
+    return distinct if top is None else distinct[:top]
 
 
 def plan_requests(

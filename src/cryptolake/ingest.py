@@ -155,7 +155,7 @@ def _run(
             api_plan=settings.api_plan,
             keyed=bool(settings.api_key),
             vs_currency=settings.ingest_currency,
-            top=settings.top,
+            top=settings.top_coins,
             per_page=settings.per_page,
             files=list(run.files),
             error=error,

@@ -57,9 +57,13 @@ def _listed(fetched: Fetched) -> int | None:
         return None
 
 
-def _page_check(page: int, per_page: int, top: int) -> Callable[[Fetched], BodyProblem | None]:
-    """The shape a page must have: an array, not empty on page 1, not short before the top N."""
-    needed = min(per_page, top - (page - 1) * per_page)
+def _page_check(
+    page: int, per_page: int, top: int | None
+) -> Callable[[Fetched], BodyProblem | None]:
+    """The shape a page must have: an array, not empty on page 1, not short before the top N
+    (`top` None: every coin; a short page is then the end when the API's `total` says so or
+    does not say)."""
+    needed = per_page if top is None else min(per_page, top - (page - 1) * per_page)
 
     def check(fetched: Fetched) -> BodyProblem | None:
         records = fetched.data
@@ -73,11 +77,12 @@ def _page_check(page: int, per_page: int, top: int) -> Callable[[Fetched], BodyP
             )
         listed = _listed(fetched)
         reached = (page - 1) * per_page + len(records)
-        if len(records) < needed and (listed is None or reached < listed):
+        unknown_end = listed is None and top is None  # all coins, no total: short is the end
+        if len(records) < needed and not unknown_end and (listed is None or reached < listed):
             of = f" of the {listed:,} it lists" if listed is not None else ""
+            wanted = "every coin was listed" if top is None else f"the top {top:,} were reached"
             return BodyProblem(
-                f"a short page {page} ({len(records)} of {per_page} coins) before the top "
-                f"{top:,} were reached{of}",
+                f"a short page {page} ({len(records)} of {per_page} coins) before {wanted}{of}",
                 transient=True,
                 fix=f"CoinGecko may be updating its list: try again later, or ask for fewer "
                 f"coins (--top {reached:,}) if the list really ends there.",
@@ -103,8 +108,10 @@ def fetch_markets(
     its latest fetch showed (so a coin found by a re-fetch takes its place and the coin it
     overtook drops out, if either is at the edge).
     """
-    per_page, top = settings.per_page, settings.top
-    pages = math.ceil(top / per_page)
+    per_page, top = settings.per_page, settings.top_coins
+    # All coins: as many pages as the API's `total` says (once page 1 told it), stopping at
+    # the first short page; until then the number of pages is unknown.
+    pages: int | None = None if top is None else math.ceil(top / per_page)
     positions: dict[str, tuple[int, int]] = {}  # coin -> (position in the list, fetch number)
     bodies: list[tuple[int, list[str]]] = []  # (stage handle, coin ids), per body
     result = PagedMarkets()
@@ -149,29 +156,39 @@ def fetch_markets(
         return ids, unseen
 
     progress(Progress("ingest", "coins_markets", 0, pages))
-    for page in range(1, pages + 1):
+    page = 0
+    while pages is None or page < pages:
+        page += 1
         ids, unseen = fetch(page)
+        if top is None and result.listed is not None:
+            pages = max(page, math.ceil(result.listed / per_page))
         repeated = [i for i in ids if i not in unseen]
         if repeated:
             result.notes.append(_recover_shifted(page, repeated, fetch))
         short = len(ids) < per_page
+        coins = len(positions) if top is None else min(len(positions), top)
         progress(
             Progress(
                 "ingest",
                 "coins_markets",
                 page,
                 page if short else pages,
-                f"{min(len(positions), top):,} coins, {client.requests_per_minute():.0f} req/min",
+                f"{coins:,} coins, {client.requests_per_minute():.0f} req/min",
             )
         )
         if short:
             break
     ranked = sorted(positions, key=lambda coin: (positions[coin][0], -positions[coin][1]))
-    kept = set(ranked[:top])
+    kept = set(ranked if top is None else ranked[:top])
     result.coins = len(kept)
     result.bodies = len(bodies)
     result.trims = {handle: [i for i in ids if i not in kept] for handle, ids in bodies}
-    if result.listed is not None and result.listed < top and result.coins >= result.listed:
+    if top is None:
+        listed = f" of the {result.listed:,} it lists" if result.listed is not None else ""
+        result.notes.append(
+            f"--top all: {result.coins:,} coins{listed}, in {len(bodies)} page(s) of {per_page}."
+        )
+    elif result.listed is not None and result.listed < top and result.coins >= result.listed:
         result.notes.append(
             f"The API lists {result.listed:,} coins, fewer than --top {top:,}: all of them "
             "were fetched."

@@ -17,6 +17,9 @@ from .objectstore import ObjectLocation, S3Config, is_object_url
 from .secret import Secret, redact_dsn
 
 ApiPlan = Literal["demo", "pro"]
+# `--top all` (or CRYPTOLAKE_TOP=all): every coin /coins/markets lists.
+ALL_COINS = "all"
+Top = int | Literal["all"]
 
 PUBLIC_API_URL = "https://api.coingecko.com/api/v3"
 # The quote currency ingest asks for when none is chosen. Gold, when none is chosen, is built
@@ -100,7 +103,7 @@ class Settings:
     api_key: Secret | None = field(default=None, repr=False)
     api_plan: ApiPlan = "demo"
     vs_currency: str | None = None  # None: not chosen (see DEFAULT_VS_CURRENCY)
-    top: int = 250
+    top: Top = 250  # coins by market cap, or "all" (every coin listed)
     per_page: int = 250
     rate: float = DEFAULT_RATE["keyless"]
     connect_timeout: float = 10.0
@@ -131,8 +134,10 @@ class Settings:
         n = self.named
         if not 1 <= self.per_page <= 250:
             raise ConfigError(f"{n('per_page')} must be between 1 and 250, got {self.per_page}.")
-        if self.top < 1:
-            raise ConfigError(f"{n('top')} must be at least 1, got {self.top}.")
+        if self.top != ALL_COINS and (not isinstance(self.top, int) or self.top < 1):
+            raise ConfigError(
+                f"{n('top')} must be a number of coins (at least 1) or all, got {self.top}."
+            )
         if not self.rate > 0:  # also rejects nan, which would disable the throttle
             raise ConfigError(
                 f"{n('rate')} must be a positive number of requests a minute, got {self.rate}."
@@ -233,6 +238,11 @@ class Settings:
                 ) from None
 
     @property
+    def top_coins(self) -> int | None:
+        """How many coins to take by market cap; None for all of them."""
+        return None if self.top == ALL_COINS else int(self.top)
+
+    @property
     def ingest_currency(self) -> str:
         """The quote currency ingest asks CoinGecko for."""
         return self.vs_currency or DEFAULT_VS_CURRENCY
@@ -284,6 +294,13 @@ class Settings:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
         origins = {k: FLAGS[k] for k in values if k in FLAGS}
+        if isinstance(values.get("top"), str):
+            try:
+                values["top"] = parse_top(values["top"])
+            except ValueError:
+                raise ConfigError(
+                    f"--top must be a number of coins or all, got {values['top']!r}."
+                ) from None
         for name in ("api_plan", "vs_currency"):  # as the environment's: USD is usd
             if isinstance(values.get(name), str):
                 values[name] = values[name].strip().lower()
@@ -295,7 +312,11 @@ class Settings:
             try:
                 values[name] = convert(raw.strip())
             except ValueError:
-                kind = {int: "a whole number", float: "a number"}.get(convert, "valid")
+                kind = {
+                    int: "a whole number",
+                    float: "a number",
+                    parse_top: "a number of coins or all",
+                }.get(convert, "valid")
                 raise ConfigError(f"{var} must be {kind}, got {raw!r}.") from None
             origins[name] = var
 
@@ -303,7 +324,7 @@ class Settings:
         from_env("api_url", "CRYPTOLAKE_API_URL")
         from_env("api_plan", "CRYPTOLAKE_API_PLAN", str.lower)
         from_env("vs_currency", "CRYPTOLAKE_VS_CURRENCY", str.lower)
-        from_env("top", "CRYPTOLAKE_TOP", int)
+        from_env("top", "CRYPTOLAKE_TOP", parse_top)
         from_env("rate", "CRYPTOLAKE_RATE", float)
         from_env("pg_schema", "CRYPTOLAKE_PG_SCHEMA")
         from_env("freshness_hours", "CRYPTOLAKE_FRESHNESS_HOURS", float)
@@ -338,6 +359,12 @@ class Settings:
         elif "lake" in values:
             values["lake"] = Path(values["lake"]).expanduser()
         return cls(**values, origins=origins)
+
+
+def parse_top(text: str) -> Top:
+    """`250` or `all` (any case); ValueError for anything else."""
+    value = text.strip().lower()
+    return "all" if value == ALL_COINS else int(value)
 
 
 def work_folder(location: ObjectLocation) -> Path:

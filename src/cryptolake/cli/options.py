@@ -48,9 +48,24 @@ FetchCurrencyOpt = Annotated[
     str | None,
     typer.Option("--vs-currency", help="Quote currency. Env: CRYPTOLAKE_VS_CURRENCY. Default: usd"),
 ]
+
+
+def _top_flag(value: str | None) -> str | None:
+    """`--top`: a whole number or `all`, checked by the parser (a usage error, exit 2)."""
+    if value is not None and value.strip().lower() != "all" and not value.strip().isdigit():
+        raise typer.BadParameter(f"{value!r} is neither a number of coins nor all.")
+    return value
+
+
 TopOpt = Annotated[
-    int | None,
-    typer.Option("--top", help="How many coins, by market cap. Env: CRYPTOLAKE_TOP. Default: 250"),
+    str | None,
+    typer.Option(
+        "--top",
+        callback=_top_flag,
+        help="How many coins, by market cap, or all (every coin listed, 70+ pages). "
+        "Env: CRYPTOLAKE_TOP. Default: 250",
+        metavar="<N|all>",
+    ),
 ]
 PerPageOpt = Annotated[
     int | None, typer.Option("--per-page", help="Page size, 1-250. Default: 250")
