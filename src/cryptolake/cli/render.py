@@ -20,6 +20,7 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -103,6 +104,8 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressCallback]:
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
+        # The time left at the rate so far (the pages of a `--top all` ingest, say).
+        TimeRemainingColumn(),
         console=err_console,
         transient=False,
     )
