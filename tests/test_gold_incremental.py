@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from cryptolake.catalog import open_lake, snapshots
-from cryptolake.gold import COIN_DAILY_LOOKBACK_DAYS, EVERYTHING, build_gold, set_latest_snapshot
+from cryptolake.gold import COIN_DAILY_LOOKBACK_DAYS, build_gold
+from cryptolake.gold_scope import EVERYTHING, set_latest_snapshot
 from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import load_sql
 

@@ -42,11 +42,11 @@ class LakePaths:
         """The lake `settings` name: a folder, or a prefix in object storage."""
         if settings.lake_url is None:
             return cls.at(settings.lake)
-        from .objectstore import ObjectLocation, S3Config
+        from .objectstore import ObjectLocation
         from .store import ObjectStore
 
-        config = settings.s3 if settings.s3 is not None else S3Config()
-        store = ObjectStore(ObjectLocation.parse(settings.lake_url), config)
+        assert settings.s3 is not None  # Settings gives a lake on object storage its S3Config
+        store = ObjectStore(ObjectLocation.parse(settings.lake_url), settings.s3)
         shared = settings.catalog_uri.startswith("postgres:")
         return cls(Path(settings.lake).expanduser().resolve(), store, many_writers=shared)
 

@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .backfill import HistoryResult, fetch_history
+from .backfill import HistoryResult
 from .bronze import HISTORY_REQUEST, new_run_id
 from .catalog import check_catalog
 from .checks import CheckResult, ChecksFailed, run_checks
-from .errors import ApiError, ConfigError, CryptolakeError, RunStopped
+from .errors import ConfigError, CryptolakeError, RunStopped
 from .failpoints import failpoint
 from .fserrors import lake_io
 from .gold import GoldResult, build_gold
 from .history import record_finish, record_start
+from .history_stage import history_stage
 from .ingest import IngestResult, ingest
 from .interrupts import interrupted_by
 from .lake import LakePaths
@@ -265,7 +266,7 @@ def _run_stage(
         result.summary = f"{result.rows.get('coins_markets', 0):,} coins"
         result.detail = f"bronze run {ingested.run_id}" + (" (sample data)" if sample else "")
     elif result.stage == "history":
-        return _history_stage(
+        return history_stage(
             settings,
             result,
             run_id=run_id,
@@ -358,54 +359,3 @@ def _run_stage(
             result.detail = f"publish {published.publish_id} to {published.target}"
     result.status = "ok"
     return outcome
-
-
-def _history_stage(
-    settings: Settings,
-    result: StageResult,
-    *,
-    run_id: str,
-    sample: bool,
-    progress: ProgressCallback,
-    should_stop: Callable[[], bool],
-) -> HistoryResult | None:
-    """Spend at most `history_budget` requests on the top coins' history gaps.
-
-    The snapshot is already in bronze: an API failure here (a rate limit that outlasts the
-    retries) does not fail the run. The stage says so and the next run carries on from the
-    requests that landed.
-    """
-    if settings.history_budget == 0:
-        result.status = "skipped"
-        result.summary = "history budget is 0"
-        result.detail = f"{settings.named('history_budget')} is 0: no history requests"
-        return None
-    try:
-        history = fetch_history(
-            settings,
-            budget=settings.history_budget,
-            sample=sample,
-            run_id=run_id,
-            progress=progress,
-            should_stop=should_stop,
-        )
-    except ApiError as exc:
-        if not exc.transient:
-            raise
-        result.status = "skipped"
-        result.summary = "API unavailable"
-        result.detail = f"{exc} The next run fetches the history this one did not."
-        return None
-    result.rows = {"history_requests": history.requests, "history_points": history.points}
-    result.summary = (
-        f"{history.coins:,} coin(s), {history.points:,} points" if history.requests else "complete"
-    )
-    left = f", {history.left:,} requests left for later runs" if history.left else ""
-    missing = f", {len(history.not_found)} coin(s) not found" if history.not_found else ""
-    result.detail = (
-        f"{history.requests:,} of {settings.history_budget:,} budgeted requests{missing}{left}"
-        if history.planned
-        else "every top coin's history has been asked for up to today"
-    )
-    result.status = "ok"
-    return history

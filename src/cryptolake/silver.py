@@ -24,7 +24,8 @@ import duckdb
 
 from .bronze import RUNS_PREFIX, Manifest, read_manifests
 from .bronze_verify import QUARANTINED_RUNS, check_runs, quarantine_run
-from .catalog import commit_error, open_lake, rollback, set_commit_message
+from .catalog import open_lake, rollback, set_commit_message
+from .catalog_errors import commit_error
 from .checkdefs import CheckDef, check_defs
 from .datasets import DATASETS
 from .duck import explain_damage, one_line
