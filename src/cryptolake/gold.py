@@ -96,6 +96,7 @@ class GoldResult:
     checks: list[CheckResult] = field(default_factory=list)
     coin_daily_from: str | None = None  # the first day recomputed, None for a whole rebuild
     up_to_date: bool = False  # nothing changed since the last gold: nothing was committed
+    silver_snapshot_id: int | None = None  # the lake snapshot of the silver it was built from
 
     @property
     def warnings(self) -> list[CheckResult]:
@@ -147,6 +148,7 @@ def build_gold(
                 lake_version=str(current),
                 checks=checks,
                 up_to_date=True,
+                silver_snapshot_id=silver_snapshot,
             )
         latest_day = set_latest_snapshot(con)
         first_day = (
@@ -220,6 +222,7 @@ def build_gold(
         lake_version=str(version),
         checks=checks,
         coin_daily_from=str(first_day) if first_day and first_day != date.max else None,
+        silver_snapshot_id=silver_snapshot,
     )
 
 

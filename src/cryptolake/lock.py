@@ -18,6 +18,8 @@ import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 from .errors import LockError
 from .fserrors import os_error
 from .lake import LakePaths
+from .settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +157,28 @@ def lock_is_held(lake: LakePaths) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+@contextmanager
+def stage_lock(
+    settings: Settings, holder: str, *, creates_lake: bool = False, reads_only: bool = False
+) -> Iterator[None]:
+    """Hold the lake's lock around one stage run on its own, as `cryptolake run` holds it
+    around all of them, so stages never overlap a run (`holder` names who holds it: the
+    command, or a Dagster run's step).
+
+    A lake folder that does not exist yet has nothing to protect unless the stage creates it
+    (`creates_lake`: ingest, backfill); any other stage then says what to do itself. A holder
+    that only reads the lake goes unlocked on a lake nobody can write. Raises `LockError` when
+    another run holds the lock.
+    """
+    lake = LakePaths.of(settings)
+    if lake.remote:
+        lake.store.check()
+        # This machine's runs stay apart; other machines' commits are DuckLake's to order.
+        lake.root.mkdir(parents=True, exist_ok=True)
+    elif not creates_lake and not lake.root.exists():
+        yield
+        return
+    with LakeLock(lake, run_id=holder, readers_only=reads_only):
+        yield

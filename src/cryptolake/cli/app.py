@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -20,8 +20,7 @@ from .. import __version__
 from ..checks import ChecksFailed
 from ..errors import CryptolakeError
 from ..interrupts import interrupted_by
-from ..lake import LakePaths
-from ..lock import LakeLock
+from ..lock import stage_lock
 from ..pipeline import RunInterrupted
 from ..settings import Settings
 from .options import VerboseOpt
@@ -191,24 +190,16 @@ def interrupted_exit_code() -> int:
     return 143 if interrupted_by() == "SIGTERM" else 130
 
 
-@contextmanager
-def lake_lock(settings: Settings, command: str, *, reads_only: bool = False) -> Iterator[None]:
-    """Hold the lake's lock, as `cryptolake run` does, so stages never overlap a run.
-
-    A lake folder that does not exist yet has nothing to protect: the stage itself then says
-    what to do (ingest creates the folder). A command that only reads the lake goes unlocked
-    on a lake nobody can write.
-    """
-    lake = LakePaths.of(settings)
-    if lake.remote:
-        lake.store.check()
-        # This machine's runs stay apart; other machines' commits are DuckLake's to order.
-        lake.root.mkdir(parents=True, exist_ok=True)
-    elif command not in ("ingest", "backfill") and not lake.root.exists():
-        yield
-        return
-    with LakeLock(lake, run_id=f"`cryptolake {command}`", readers_only=reads_only):
-        yield
+def lake_lock(
+    settings: Settings, command: str, *, reads_only: bool = False
+) -> AbstractContextManager[None]:
+    """Hold the lake's lock for `cryptolake <command>` (see `lock.stage_lock`)."""
+    return stage_lock(
+        settings,
+        f"`cryptolake {command}`",
+        creates_lake=command in ("ingest", "backfill"),
+        reads_only=reads_only,
+    )
 
 
 # `cryptolake <command> --json` prints one JSON document whatever happens: for a usage error

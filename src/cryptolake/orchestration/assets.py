@@ -1,0 +1,403 @@
+"""The lake as Dagster assets, computed by the library's stage functions.
+
+One asset per bronze dataset, silver table, gold model and Postgres table, with the lineage
+`lineage.py` reads from the declarations and the SQL. The steps are the stages of
+`cryptolake run`, each under the lake's lock: `ingest` lands the snapshot datasets as one
+bronze run, `history` spends the history budget, `transform` builds silver then gold in one
+step (as the CLI does: a commit conflict with another writer reruns both), and `publish`
+writes Postgres. The SQL checks are the asset checks of the table each reads: blocking ones
+fail the step before gold commits, so publish never runs on gold that failed its audit.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the asset functions' annotations.
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    RetryRequested,
+    multi_asset,
+)
+
+from ..backfill import fetch_history
+from ..checkdefs import CheckDef, check_defs
+from ..checks import CheckResult, ChecksFailed
+from ..datasets import COIN_MARKET_CHART, COIN_OHLC, COINS_MARKETS, DATASETS, SNAPSHOT_DATASETS
+from ..errors import ApiError, CommitConflict, CryptolakeError, LockError
+from ..gold import GOLD_MODELS, GoldResult, build_gold
+from ..ingest import ingest
+from ..lock import stage_lock
+from ..progress import Progress
+from ..publish import publish
+from ..silver import SilverResult, build_silver
+from ..transform import retry_conflicts
+from .lineage import gold_reads, published_tables
+from .resources import CryptolakeResource
+
+_TABLE = re.compile(r"\b(silver|gold)\.(\w+)")
+# Seconds between two progress lines of one task in a step's log.
+PROGRESS_EVERY = 10.0
+# A step that failed for a reason that passes (the API's rate limit, the lake busy with
+# another run) is retried this many times, this long apart.
+TRANSIENT_RETRIES = 2
+TRANSIENT_WAIT_SECONDS = 60
+
+
+def layer_key(layer: str, table: str) -> AssetKey:
+    """`bronze/coins_markets`, `silver/market_snapshots`, `gold/coin_daily`, `postgres/...`."""
+    return AssetKey([layer, table])
+
+
+def _check_asset(check: CheckDef) -> AssetKey:
+    """The table a check is about: a quarantine check's silver table, else the first table
+    its description names; the freshness of the lake's latest snapshot is the mart's."""
+    if check.table is not None:
+        return layer_key("silver", check.table)
+    if named := _TABLE.search(check.description):
+        return layer_key(named[1], named[2])
+    return layer_key("gold", "crypto_analytics_mart")
+
+
+SNAPSHOT_SPECS = [
+    AssetSpec(
+        layer_key("bronze", d.name),
+        description=f"CoinGecko {d.endpoint}: {d.description}. Raw JSON bodies, one bronze run "
+        "with a manifest per ingest.",
+        group_name="bronze",
+        kinds={"json"},
+        metadata={"endpoint": d.endpoint},
+    )
+    for d in SNAPSHOT_DATASETS
+]
+HISTORY_SPEC = AssetSpec(
+    layer_key("bronze", COIN_MARKET_CHART.name),
+    # The coins it asks for are those of the latest coins_markets run.
+    deps=[layer_key("bronze", COINS_MARKETS.name)],
+    description=f"CoinGecko {COIN_MARKET_CHART.endpoint}: {COIN_MARKET_CHART.description}; "
+    "a budget of requests per materialization fills the top coins' gaps.",
+    group_name="bronze",
+    kinds={"json"},
+    metadata={"endpoint": COIN_MARKET_CHART.endpoint},
+)
+# Landed by `cryptolake backfill --with-ohlc` only: an asset of the graph nothing here runs.
+OHLC_SPEC = AssetSpec(
+    layer_key("bronze", COIN_OHLC.name),
+    description=f"CoinGecko {COIN_OHLC.endpoint}: {COIN_OHLC.description}; landed by "
+    "`cryptolake backfill --with-ohlc`.",
+    group_name="bronze",
+    kinds={"json"},
+    metadata={"endpoint": COIN_OHLC.endpoint},
+)
+SILVER_SPECS = [
+    AssetSpec(
+        layer_key("silver", d.silver.table),
+        deps=[layer_key("bronze", d.name)],
+        description=f"silver.{d.silver.table}: {d.description}, typed and de-duplicated "
+        f"(one row per {', '.join(d.silver.key)}).",
+        group_name="silver",
+        kinds={"ducklake"},
+        metadata={
+            "key": ", ".join(d.silver.key),
+            "partitioned_by": ", ".join(d.silver.partition_by),
+        },
+    )
+    for d in DATASETS
+]
+GOLD_SPECS = [
+    AssetSpec(
+        layer_key("gold", model),
+        deps=[layer_key(layer, table) for layer, table in gold_reads(model)],
+        description=f"gold.{model}: sql/duckdb/gold/{model}.sql, audited before it commits.",
+        group_name="gold",
+        kinds={"ducklake"},
+    )
+    for model in GOLD_MODELS
+]
+POSTGRES_SPECS = [
+    AssetSpec(
+        layer_key("postgres", table),
+        deps=[layer_key(*source)],
+        description=f"Postgres <schema>.{table}, published from {'.'.join(source)} in one "
+        "transaction (skipped without a Postgres DSN).",
+        group_name="postgres",
+        kinds={"postgres"},
+        skippable=True,
+    )
+    for table, source in published_tables().items()
+]
+CHECKS = check_defs()
+CHECK_SPECS = [
+    AssetCheckSpec(
+        c.name,
+        asset=_check_asset(c),
+        description=f"{c.description} (on fail: {c.on_fail})",
+        blocking=c.on_fail == "block",
+    )
+    for c in CHECKS
+]
+
+
+class LogProgress:
+    """A progress callback writing a stage's progress to the step's log, at most a line per
+    task every PROGRESS_EVERY seconds (and its last)."""
+
+    def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.clock = clock
+        self.last: dict[tuple[str, str], float] = {}
+
+    def __call__(self, p: Progress) -> None:
+        key, now = (p.stage, p.task), self.clock()
+        done = p.total is not None and p.completed >= p.total
+        if not done and now - self.last.get(key, float("-inf")) < PROGRESS_EVERY:
+            return
+        self.last[key] = now
+        total = "?" if p.total is None else f"{p.total:,}"
+        self.log.info(f"{p.stage} {p.task}: {p.completed:,} of {total} {p.detail}".rstrip())
+
+
+def transient(exc: CryptolakeError) -> bool:
+    """Whether the same step may succeed later unchanged: the API throttling or down for a
+    while, another run holding the lake, a writer that kept winning the commit race."""
+    return isinstance(exc, LockError | CommitConflict) or (
+        isinstance(exc, ApiError) and exc.transient
+    )
+
+
+@contextmanager
+def step_errors() -> Iterator[None]:
+    """Our errors as Dagster's: a transient one asks for a retry, any other fails the step
+    with the one-line message the CLI prints (no traceback: it is not a bug). Bugs propagate
+    as they are."""
+    try:
+        yield
+    except CryptolakeError as exc:
+        if transient(exc):
+            raise RetryRequested(
+                max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS
+            ) from exc
+        raise Failure(description=str(exc), allow_retries=False) from None
+
+
+def _holder(context: AssetExecutionContext, step: str) -> str:
+    return f"Dagster run {context.run.run_id} ({step})"
+
+
+def _run_id(context: AssetExecutionContext) -> str:
+    """How the lake's commits name this Dagster run (`status` shows it as the committer)."""
+    return f"dagster-{context.run.run_id[:8]}"
+
+
+@multi_asset(name="ingest", specs=SNAPSHOT_SPECS)
+def ingest_snapshots(
+    context: AssetExecutionContext, cryptolake: CryptolakeResource
+) -> Iterator[MaterializeResult[None]]:
+    """Fetch /coins/markets (the top coins, or all), /global and /coins/categories into
+    bronze as one run."""
+    with step_errors():
+        settings = cryptolake.settings()
+        with stage_lock(settings, _holder(context, "ingest"), creates_lake=True):
+            result = ingest(settings, progress=LogProgress(context.log))
+    for note in result.notes:
+        context.log.warning(note)
+    for d in result.datasets:
+        yield MaterializeResult(
+            asset_key=layer_key("bronze", d.dataset),
+            metadata={
+                "bronze_run_id": result.run_id,
+                "snapshot_at": result.snapshot_at.isoformat(),
+                "records": d.records,
+                "requests": d.pages,
+                "bytes": d.bytes,
+                "seconds": round(d.seconds, 3),
+                "manifest": result.manifest_path,
+            },
+        )
+
+
+@multi_asset(name="history", specs=[HISTORY_SPEC])
+def history(
+    context: AssetExecutionContext, cryptolake: CryptolakeResource
+) -> Iterator[MaterializeResult[None]]:
+    """Spend the history budget on the top coins' daily-history gaps.
+
+    As in `cryptolake run`, the API being unavailable does not fail it: the next
+    materialization asks for what this one could not.
+    """
+    t0 = time.perf_counter()
+    with step_errors():
+        settings = cryptolake.settings()
+        if settings.history_budget == 0:
+            context.log.info(f"{settings.named('history_budget')} is 0: no history requests")
+            yield MaterializeResult(metadata={"requests": 0, "budget": 0})
+            return
+        with stage_lock(settings, _holder(context, "history"), creates_lake=True):
+            try:
+                result = fetch_history(
+                    settings,
+                    budget=settings.history_budget,
+                    run_id=_run_id(context),
+                    progress=LogProgress(context.log),
+                )
+            except ApiError as exc:
+                if not exc.transient:
+                    raise
+                context.log.warning(f"{exc} The next run fetches the history this one did not.")
+                yield MaterializeResult(metadata={"requests": 0, "api_unavailable": str(exc)})
+                return
+    for note in result.notes:
+        context.log.warning(note)
+    yield MaterializeResult(
+        metadata={
+            "bronze_run_id": result.run_id,
+            "requests": result.requests,
+            "points": result.points,
+            "coins": result.coins,
+            "not_found": len(result.not_found),
+            "requests_left": result.left,
+            "bytes": result.bytes,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+
+def _check_result(check: CheckResult) -> AssetCheckResult:
+    spec = next(s for s in CHECK_SPECS if s.name == check.name)
+    metadata: dict[str, Any] = {"failing_rows": check.failing_rows, "on_fail": check.on_fail}
+    if check.sample:
+        metadata["sample"] = [
+            dict(zip(check.columns, (str(v) for v in row), strict=True)) for row in check.sample
+        ]
+    return AssetCheckResult(
+        asset_key=spec.asset_key,
+        check_name=check.name,
+        passed=check.passed,
+        severity=AssetCheckSeverity.ERROR if check.blocks else AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
+def _silver_results(silver: SilverResult, snapshot_id: int | None) -> Iterator[Any]:
+    tables = {t.table: t for t in silver.tables}
+    for spec in SILVER_SPECS:
+        table = tables.get(spec.key.path[-1])
+        metadata: dict[str, Any] = {"bronze_runs_read": len(silver.runs)}
+        if table is not None:
+            metadata |= {
+                "rows_added": table.rows_added,
+                "partitions_written": table.partitions_written,
+                "rows_quarantined": sum(table.quarantined.values()),
+                "seconds": round(table.seconds, 3),
+            }
+        if snapshot_id is not None:
+            metadata["lake_snapshot_id"] = snapshot_id
+        yield MaterializeResult(asset_key=spec.key, metadata=metadata)
+    # A quarantine check did its job when it set rows aside: a warning, with the count.
+    for check in CHECKS:
+        if check.on_fail == "quarantine":
+            rows = silver.quarantined.get(check.name, 0)
+            yield AssetCheckResult(
+                asset_key=_check_asset(check),
+                check_name=check.name,
+                passed=rows == 0,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"rows_quarantined": rows},
+            )
+
+
+def _gold_results(gold: GoldResult, seconds: float) -> Iterator[Any]:
+    for table in gold.tables:
+        yield MaterializeResult(
+            asset_key=layer_key("gold", table.table),
+            metadata={
+                "dagster/row_count": table.rows,
+                "lake_snapshot_id": int(gold.lake_version),
+                "vs_currency": gold.vs_currency,
+                "recomputed_from": gold.coin_daily_from or "",
+                "up_to_date": gold.up_to_date,
+                "seconds": round(table.seconds if table.seconds else seconds, 3),
+            },
+        )
+    for check in gold.checks:
+        yield _check_result(check)
+
+
+@multi_asset(name="transform", specs=[*SILVER_SPECS, *GOLD_SPECS], check_specs=CHECK_SPECS)
+def transform(context: AssetExecutionContext, cryptolake: CryptolakeResource) -> Iterator[Any]:
+    """Silver from the bronze runs it has not read, then gold, audited in its transaction.
+
+    A blocking check that fails keeps the lake's previous gold: the step reports the failing
+    checks and fails, so nothing downstream (publish) runs.
+    """
+    run_id = _run_id(context)
+    progress = LogProgress(context.log)
+    with step_errors():
+        settings = cryptolake.settings()
+
+        def build() -> tuple[SilverResult, GoldResult | ChecksFailed, float]:
+            silver = build_silver(settings, run_id=run_id, progress=progress)
+            t0 = time.perf_counter()
+            try:
+                gold: GoldResult | ChecksFailed = build_gold(
+                    settings, run_id=run_id, progress=progress
+                )
+            except ChecksFailed as exc:
+                gold = exc
+            return silver, gold, time.perf_counter() - t0
+
+        with stage_lock(settings, _holder(context, "transform")):
+            silver, gold, seconds = retry_conflicts(
+                build, what="transform", on_retry=context.log.warning
+            )
+    for note in silver.notes:
+        context.log.warning(note)
+    if isinstance(gold, ChecksFailed):
+        yield from _silver_results(silver, None)
+        for failure in gold.failures:
+            yield _check_result(failure)
+        raise Failure(description=str(gold), allow_retries=False)
+    yield from _silver_results(silver, gold.silver_snapshot_id)
+    yield from _gold_results(gold, seconds)
+
+
+@multi_asset(name="publish", specs=POSTGRES_SPECS)
+def publish_tables(
+    context: AssetExecutionContext, cryptolake: CryptolakeResource
+) -> Iterator[MaterializeResult[None]]:
+    """Staging and marts into Postgres in one transaction; nothing when no DSN is set, or
+    when Postgres already has this lake."""
+    with step_errors():
+        settings = cryptolake.settings()
+        if settings.postgres_dsn is None:
+            context.log.info("No Postgres configured (CRYPTOLAKE_POSTGRES_DSN): nothing published.")
+            return
+        with stage_lock(settings, _holder(context, "publish"), reads_only=True):
+            result = publish(settings, progress=LogProgress(context.log))
+    for note in result.notes:
+        context.log.warning(note)
+    if result.up_to_date:
+        context.log.info(f"{result.target} already has this lake: nothing published.")
+        return
+    for table in result.tables:
+        if table.table not in published_tables():
+            continue
+        yield MaterializeResult(
+            asset_key=layer_key("postgres", table.table),
+            metadata={
+                "publish_id": result.publish_id or "",
+                "target": result.target,
+                "rows_written": table.rows_written,
+                "dagster/row_count": table.rows_now,
+                "seconds": round(table.seconds, 3),
+            },
+        )
