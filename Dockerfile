@@ -10,19 +10,22 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /app
+# Optional extras to install: `--build-arg EXTRAS=dagster` builds the Dagster image of
+# docker-compose.yml's `dagster` profile.
+ARG EXTRAS=""
 # Dependencies first: this layer is reused until uv.lock changes.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --locked --no-dev --no-install-project
+RUN uv sync --locked --no-dev --no-install-project ${EXTRAS:+--extra "$EXTRAS"}
 COPY src ./src
 COPY sql ./sql
-RUN uv sync --locked --no-dev --no-editable
+RUN uv sync --locked --no-dev --no-editable ${EXTRAS:+--extra "$EXTRAS"}
 
 
 FROM python:3.11.14-slim-bookworm
 RUN groupadd --gid 10001 cryptolake \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin cryptolake \
-    && mkdir -p /data/lake \
-    && chown 10001:10001 /data/lake
+    && mkdir -p /data/lake /data/dagster \
+    && chown 10001:10001 /data/lake /data/dagster
 COPY --from=build --chown=10001:10001 /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
