@@ -225,6 +225,26 @@ def test_top_all_pages_as_far_as_the_list_goes(
     assert len(silver_rows(lake)) == 230
 
 
+def test_top_all_reports_listed_coins_it_did_not_see(
+    httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
+) -> None:
+    # Coin #51 overtakes #50 after page 1 was served, and the re-fetches of page 1 never show
+    # it (the ranks keep moving): the list has 120 coins, the pages 119 distinct ones.
+    listed = RECORDS[:120]
+    shifted = listed[:49] + [listed[50], listed[49]] + listed[51:]
+    markets_server(
+        httpserver, lambda page, nth: page_of(listed if page == 1 else shifted, page), 120
+    )
+    result = run_ingest(api_settings.with_(top="all"), fake_time)
+    assert result.datasets[0].records == 119
+    shift, total = result.notes
+    assert shift.endswith("1 coin(s) may be missing from this snapshot.")
+    assert total == (
+        "--top all: 119 coins of the 120 it lists, in 5 page(s) of 50; 1 listed coin(s) were "
+        "not seen (ranks shifted while paging, or the list changed): the next snapshot has them."
+    )
+
+
 def test_top_all_retries_a_page_short_before_the_listed_end(
     httpserver: HTTPServer, api_settings: Settings, fake_time: FakeTime
 ) -> None:

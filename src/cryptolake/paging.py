@@ -12,7 +12,8 @@ many in the `total` header. Three things go wrong on the real API, and each is h
   fetched is on neither page, and the coin it swapped with is on both. A coin seen twice is
   the sign: page k is fetched again (kept in bronze as `-p000k-r1.json`) to find the coins
   that moved up, and what happened is reported. The coin count is the number of distinct
-  coins, never pages times page size.
+  coins, never pages times page size; with `--top all` it is also held against the list's
+  `total`, and a shortfall is reported with the count of coins not seen.
 """
 
 from __future__ import annotations
@@ -185,9 +186,14 @@ def fetch_markets(
     result.trims = {handle: [i for i in ids if i not in kept] for handle, ids in bodies}
     if top is None:
         listed = f" of the {result.listed:,} it lists" if result.listed is not None else ""
-        result.notes.append(
-            f"--top all: {result.coins:,} coins{listed}, in {len(bodies)} page(s) of {per_page}."
-        )
+        note = f"--top all: {result.coins:,} coins{listed}, in {len(bodies)} page(s) of {per_page}"
+        if result.listed is not None and result.coins < result.listed:
+            # Counted against the list's own length: none missing silently.
+            note += (
+                f"; {result.listed - result.coins:,} listed coin(s) were not seen (ranks "
+                "shifted while paging, or the list changed): the next snapshot has them"
+            )
+        result.notes.append(note + ".")
     elif result.listed is not None and result.listed < top and result.coins >= result.listed:
         result.notes.append(
             f"The API lists {result.listed:,} coins, fewer than --top {top:,}: all of them "
