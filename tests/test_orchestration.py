@@ -21,8 +21,9 @@ from cryptolake.checkdefs import check_defs
 from cryptolake.datasets import DATASETS, SNAPSHOT_DATASETS
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.orchestration import ASSETS, CryptolakeResource, defs
-from cryptolake.orchestration.assets import CHECK_SPECS, LogProgress
+from cryptolake.orchestration.assets import LogProgress
 from cryptolake.orchestration.schedules import daily, every_6_hours
+from cryptolake.orchestration.specs import CHECK_SPECS
 from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer, sample_data
 from cryptolake.settings import Settings

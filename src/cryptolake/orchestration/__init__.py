@@ -17,15 +17,10 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         "`pip install 'cryptolake[dagster]'` (or `uv sync --extra dagster` in a clone)."
     ) from exc
 
-from .assets import (
-    OHLC_SPEC,
-    history,
-    ingest_snapshots,
-    publish_tables,
-    transform,
-)
+from .assets import history, ingest_snapshots, publish_tables, transform
 from .resources import CryptolakeResource
 from .schedules import daily, every_6_hours, history_job, snapshot_job
+from .specs import OHLC_SPEC
 
 ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     ingest_snapshots,

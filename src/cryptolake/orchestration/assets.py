@@ -1,7 +1,6 @@
-"""The lake as Dagster assets, computed by the library's stage functions.
+"""The lake's assets computed by the library's stage functions (declared in specs.py).
 
-One asset per bronze dataset, silver table, gold model and Postgres table, with the lineage
-`lineage.py` reads from the declarations and the SQL. The steps are the stages of
+The steps are the stages of
 `cryptolake run`, each under the lake's lock: `ingest` lands the snapshot datasets as one
 bronze run, `history` spends the history budget, `transform` builds silver then gold in one
 step (as the CLI does: a commit conflict with another writer reruns both), and `publish`
@@ -10,7 +9,6 @@ fail the step before gold commits, so publish never runs on gold that failed its
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset functions' annotations.
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +17,7 @@ from typing import Any
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
-    AssetSpec,
     Failure,
     MaterializeResult,
     RetryRequested,
@@ -30,121 +25,35 @@ from dagster import (
 )
 
 from ..backfill import fetch_history
-from ..checkdefs import CheckDef, check_defs
 from ..checks import CheckResult, ChecksFailed
-from ..datasets import COIN_MARKET_CHART, COIN_OHLC, COINS_MARKETS, DATASETS, SNAPSHOT_DATASETS
 from ..errors import ApiError, CommitConflict, CryptolakeError, LockError
-from ..gold import GOLD_MODELS, GoldResult, build_gold
+from ..gold import GoldResult, build_gold
 from ..ingest import ingest
 from ..lock import stage_lock
 from ..progress import Progress
 from ..publish import publish
 from ..silver import SilverResult, build_silver
 from ..transform import retry_conflicts
-from .lineage import gold_reads, published_tables
+from .lineage import published_tables
 from .resources import CryptolakeResource
+from .specs import (
+    CHECK_SPECS,
+    CHECKS,
+    GOLD_SPECS,
+    HISTORY_SPEC,
+    POSTGRES_SPECS,
+    SILVER_SPECS,
+    SNAPSHOT_SPECS,
+    check_asset,
+    layer_key,
+)
 
-_TABLE = re.compile(r"\b(silver|gold)\.(\w+)")
 # Seconds between two progress lines of one task in a step's log.
 PROGRESS_EVERY = 10.0
 # A step that failed for a reason that passes (the API's rate limit, the lake busy with
 # another run) is retried this many times, this long apart.
 TRANSIENT_RETRIES = 2
 TRANSIENT_WAIT_SECONDS = 60
-
-
-def layer_key(layer: str, table: str) -> AssetKey:
-    """`bronze/coins_markets`, `silver/market_snapshots`, `gold/coin_daily`, `postgres/...`."""
-    return AssetKey([layer, table])
-
-
-def _check_asset(check: CheckDef) -> AssetKey:
-    """The table a check is about: a quarantine check's silver table, else the first table
-    its description names; the freshness of the lake's latest snapshot is the mart's."""
-    if check.table is not None:
-        return layer_key("silver", check.table)
-    if named := _TABLE.search(check.description):
-        return layer_key(named[1], named[2])
-    return layer_key("gold", "crypto_analytics_mart")
-
-
-SNAPSHOT_SPECS = [
-    AssetSpec(
-        layer_key("bronze", d.name),
-        description=f"CoinGecko {d.endpoint}: {d.description}. Raw JSON bodies, one bronze run "
-        "with a manifest per ingest.",
-        group_name="bronze",
-        kinds={"json"},
-        metadata={"endpoint": d.endpoint},
-    )
-    for d in SNAPSHOT_DATASETS
-]
-HISTORY_SPEC = AssetSpec(
-    layer_key("bronze", COIN_MARKET_CHART.name),
-    # The coins it asks for are those of the latest coins_markets run.
-    deps=[layer_key("bronze", COINS_MARKETS.name)],
-    description=f"CoinGecko {COIN_MARKET_CHART.endpoint}: {COIN_MARKET_CHART.description}; "
-    "a budget of requests per materialization fills the top coins' gaps.",
-    group_name="bronze",
-    kinds={"json"},
-    metadata={"endpoint": COIN_MARKET_CHART.endpoint},
-)
-# Landed by `cryptolake backfill --with-ohlc` only: an asset of the graph nothing here runs.
-OHLC_SPEC = AssetSpec(
-    layer_key("bronze", COIN_OHLC.name),
-    description=f"CoinGecko {COIN_OHLC.endpoint}: {COIN_OHLC.description}; landed by "
-    "`cryptolake backfill --with-ohlc`.",
-    group_name="bronze",
-    kinds={"json"},
-    metadata={"endpoint": COIN_OHLC.endpoint},
-)
-SILVER_SPECS = [
-    AssetSpec(
-        layer_key("silver", d.silver.table),
-        deps=[layer_key("bronze", d.name)],
-        description=f"silver.{d.silver.table}: {d.description}, typed and de-duplicated "
-        f"(one row per {', '.join(d.silver.key)}).",
-        group_name="silver",
-        kinds={"ducklake"},
-        metadata={
-            "key": ", ".join(d.silver.key),
-            "partitioned_by": ", ".join(d.silver.partition_by),
-        },
-    )
-    for d in DATASETS
-]
-GOLD_SPECS = [
-    AssetSpec(
-        layer_key("gold", model),
-        deps=[layer_key(layer, table) for layer, table in gold_reads(model)],
-        description=f"gold.{model}: sql/duckdb/gold/{model}.sql, audited before it commits.",
-        group_name="gold",
-        kinds={"ducklake"},
-    )
-    for model in GOLD_MODELS
-]
-POSTGRES_SPECS = [
-    AssetSpec(
-        layer_key("postgres", table),
-        deps=[layer_key(*source)],
-        description=f"Postgres <schema>.{table}, published from {'.'.join(source)} in one "
-        "transaction (skipped without a Postgres DSN).",
-        group_name="postgres",
-        kinds={"postgres"},
-        skippable=True,
-    )
-    for table, source in published_tables().items()
-]
-CHECKS = check_defs()
-CHECK_SPECS = [
-    AssetCheckSpec(
-        c.name,
-        asset=_check_asset(c),
-        description=f"{c.description} (on fail: {c.on_fail})",
-        blocking=c.on_fail == "block",
-    )
-    for c in CHECKS
-]
 
 
 class LogProgress:
@@ -307,7 +216,7 @@ def _silver_results(silver: SilverResult, snapshot_id: int | None) -> Iterator[A
         if check.on_fail == "quarantine":
             rows = silver.quarantined.get(check.name, 0)
             yield AssetCheckResult(
-                asset_key=_check_asset(check),
+                asset_key=check_asset(check),
                 check_name=check.name,
                 passed=rows == 0,
                 severity=AssetCheckSeverity.WARN,
