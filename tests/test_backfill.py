@@ -16,6 +16,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -65,7 +66,7 @@ def asked(server: ReplayServer, endpoint: str = "market_chart") -> list[tuple[st
     return found
 
 
-def settings_on(lake: Path, server: ReplayServer, **extra: object) -> Settings:
+def settings_on(lake: Path, server: ReplayServer, **extra: Any) -> Settings:
     return Settings.resolve(env={}, lake=lake, api_url=server.api_url, rate=60_000.0, **extra)
 
 

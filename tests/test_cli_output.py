@@ -388,6 +388,6 @@ def test_an_unreachable_api_fails_fast_with_one_line(refused_ingest: Timed) -> N
     assert refused_ingest.seconds < 10
     assert one_error_line(result.stderr) == (
         f"error: Cannot reach CoinGecko at 127.0.0.1:{refused_ingest.port}: connection refused "
-        "(nothing listens there). Check the network and --api-url; offline, `--sample` runs "
-        "everything on recorded data."
+        "(nothing listens there). Check the network and --api-url; offline, "
+        "`cryptolake run --sample` runs everything on recorded data."
     )

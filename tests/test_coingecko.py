@@ -333,8 +333,8 @@ def test_an_unreachable_api_fails_within_seconds_naming_the_host(
 
     assert str(raised.value) == (
         f"Cannot reach CoinGecko at 127.0.0.1:{port}: connection refused (nothing listens "
-        "there). Check the network and --api-url; offline, `--sample` runs everything on "
-        "recorded data."
+        "there). Check the network and --api-url; offline, `cryptolake run --sample` runs "
+        "everything on recorded data."
     )
     # Two tries a second apart, not a minute of backoff (nor the throttle's 2 s spacing:
     # CoinGecko never saw them); and no word of rate limits or keys.

@@ -19,11 +19,12 @@ import dagster as dg
 from cryptolake.catalog import latest_snapshot, open_lake
 from cryptolake.checkdefs import check_defs
 from cryptolake.datasets import DATASETS, SNAPSHOT_DATASETS
+from cryptolake.errors import ApiError, CommitConflict, ConfigError, LockError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.orchestration import ASSETS, CryptolakeResource, defs
-from cryptolake.orchestration.assets import LogProgress
 from cryptolake.orchestration.schedules import daily, every_6_hours
 from cryptolake.orchestration.specs import CHECK_SPECS
+from cryptolake.orchestration.steps import API_RETRY, BUSY_RETRY, POOL, LogProgress, retry_for
 from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer, sample_data
 from cryptolake.settings import Settings
@@ -90,6 +91,9 @@ def test_schedules_run_snapshots_every_6_hours_and_history_daily_in_utc() -> Non
     for job in (snapshot, history):
         assert {"gold/crypto_analytics_mart", "postgres/staging_market_snapshots"} <= job
     assert {s.job_name for s in (every_6_hours, daily)} == {"snapshot_job", "history_job"}
+    # Every step is in the lake's pool: with a limit of 1, runs queue for the lake.
+    steps = [a for a in ASSETS if isinstance(a, dg.AssetsDefinition)]
+    assert len(steps) == 4 and {a.op.pool for a in steps} == {POOL}
 
 
 def test_the_resource_reads_the_cli_environment_and_keeps_secrets_out_of_its_config(
@@ -104,8 +108,22 @@ def test_the_resource_reads_the_cli_environment_and_keeps_secrets_out_of_its_con
     assert settings.api_key is not None and settings.api_key.reveal() == "CG-sekrit-key"
     assert settings.postgres_dsn is not None
     assert "sekrit" not in repr(settings)
+    # An error names the field the user set, not a CLI flag.
+    with pytest.raises(ConfigError, match=r"^CryptolakeResource.top must be a number of coins"):
+        CryptolakeResource(top="lots").settings()
     # The UI shows the resource's config: a secret left to the environment is not in it.
     assert "sekrit" not in json.dumps(CryptolakeResource(top="100").model_dump())
+
+
+def test_transient_errors_are_retried_and_others_fail_the_step() -> None:
+    assert retry_for(LockError("busy")) == BUSY_RETRY
+    assert retry_for(CommitConflict("raced")) == BUSY_RETRY
+    assert retry_for(ApiError("429", transient=True)) == API_RETRY
+    assert retry_for(ApiError("401", transient=False)) is None
+    assert retry_for(ConfigError("bad")) is None
+    # Another run holding the lake is waited for (up to half an hour), the API a little.
+    assert BUSY_RETRY.times * BUSY_RETRY.wait_seconds == 1800
+    assert API_RETRY.times * API_RETRY.wait_seconds == 120
 
 
 def test_progress_goes_to_the_step_log_a_line_per_task_every_ten_seconds() -> None:
@@ -215,6 +233,10 @@ def test_the_whole_graph_materializes_into_the_lake_and_postgres(
         again = materialize(replay.api_url, monkeypatch)
     assert again.success
     assert metadata(again, "silver/market_snapshots")["rows_added"] == 100
+    # The history bodies the first run landed are a bronze run of their own, which the next
+    # ingest's sweep of orphans recognises: nothing of the lake was set aside.
+    assert not list((code_location_env / "quarantine").rglob("*.json"))
+    assert len(list((code_location_env / "bronze" / "coin_market_chart").rglob("*.json"))) == 1
     assert fetch(pg_dsn, f"select count(*) from {pg_schema}.staging_market_snapshots") == [(200,)]
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -55,7 +56,7 @@ class TeamLake:
     proxy: TcpProxy
     env: dict[str, str]
 
-    def settings(self, **flags: object) -> Settings:
+    def settings(self, **flags: Any) -> Settings:
         return Settings.resolve(env=self.env, **flags)
 
 

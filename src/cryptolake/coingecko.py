@@ -196,12 +196,15 @@ class CoinGeckoClient:
                 )
             return ApiError(
                 f"CoinGecko refused {path} ({verdict.what}) although no API key was sent; "
-                "check --api-url, or set CRYPTOLAKE_API_KEY if this endpoint needs a plan.",
+                f"check {self.settings.named('api_url')}, or set CRYPTOLAKE_API_KEY if this "
+                "endpoint needs a plan.",
                 transient=False,
                 status=verdict.status,
             )
+        named = self.settings.named
         advice = (
-            " Check the request parameters (--vs-currency, --per-page) and --api-url."
+            f" Check the request parameters ({named('vs_currency')}, {named('per_page')}) and "
+            f"{named('api_url')}."
             if verdict.status in (400, 404, 422)
             else ""
         )
@@ -260,8 +263,8 @@ class CoinGeckoClient:
                     if unreachable >= UNREACHABLE_ATTEMPTS:
                         raise ApiError(
                             f"Cannot reach CoinGecko at {host_of(url)}: {reach}. Check the "
-                            "network and --api-url; offline, `--sample` runs everything on "
-                            "recorded data.",
+                            f"network and {self.settings.named('api_url')}; offline, "
+                            "`cryptolake run --sample` runs everything on recorded data.",
                             transient=True,
                         ) from None
                     log.warning("GET %s: %s; trying once more in 1s", path, reach)

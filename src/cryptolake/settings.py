@@ -285,21 +285,32 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def resolve(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
-        """Settings from CLI flags (None = not given), then the environment, then defaults."""
+    def resolve(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        given_as: Mapping[str, str] | None = None,
+        **flags: Any,
+    ) -> Settings:
+        """Settings from CLI flags (None = not given), then the environment, then defaults.
+
+        `given_as` names the values given in `flags` for messages when they are not CLI
+        flags (a Dagster resource's fields, say); by default they are named as flags.
+        """
         env = os.environ if env is None else env
         known = {f.name for f in fields(cls)}
         unknown = set(flags) - known
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-        origins = {k: FLAGS[k] for k in values if k in FLAGS}
+        names = FLAGS if given_as is None else {**FLAGS, **given_as}
+        origins = {k: names[k] for k in values if k in names}
         if isinstance(values.get("top"), str):
             try:
                 values["top"] = parse_top(values["top"])
             except ValueError:
                 raise ConfigError(
-                    f"--top must be a number of coins or all, got {values['top']!r}."
+                    f"{names['top']} must be a number of coins or all, got {values['top']!r}."
                 ) from None
         for name in ("api_plan", "vs_currency"):  # as the environment's: USD is usd
             if isinstance(values.get(name), str):

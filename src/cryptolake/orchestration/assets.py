@@ -1,17 +1,17 @@
 """The lake's assets computed by the library's stage functions (declared in specs.py).
 
-The steps are the stages of
-`cryptolake run`, each under the lake's lock: `ingest` lands the snapshot datasets as one
-bronze run, `history` spends the history budget, `transform` builds silver then gold in one
-step (as the CLI does: a commit conflict with another writer reruns both), and `publish`
-writes Postgres. The SQL checks are the asset checks of the table each reads: blocking ones
-fail the step before gold commits, so publish never runs on gold that failed its audit.
+The steps are the stages of `cryptolake run`, each under the lake's lock (steps.py): `ingest`
+lands the snapshot datasets as one bronze run, `history` spends the history budget,
+`transform` builds silver then gold in one step (as the CLI does: a commit conflict with
+another writer reruns both), and `publish` writes Postgres. The SQL checks are the asset
+checks of the table each reads: blocking ones fail the step before gold commits, so publish
+never runs on gold that failed its audit.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset functions' annotations.
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -20,17 +20,15 @@ from dagster import (
     AssetExecutionContext,
     Failure,
     MaterializeResult,
-    RetryRequested,
     multi_asset,
 )
 
 from ..backfill import fetch_history
+from ..bronze import new_run_id
 from ..checks import CheckResult, ChecksFailed
-from ..errors import ApiError, CommitConflict, CryptolakeError, LockError
+from ..errors import ApiError
 from ..gold import GoldResult, build_gold
 from ..ingest import ingest
-from ..lock import stage_lock
-from ..progress import Progress
 from ..publish import publish
 from ..silver import SilverResult, build_silver
 from ..transform import retry_conflicts
@@ -47,76 +45,17 @@ from .specs import (
     check_asset,
     layer_key,
 )
-
-# Seconds between two progress lines of one task in a step's log.
-PROGRESS_EVERY = 10.0
-# A step that failed for a reason that passes (the API's rate limit, the lake busy with
-# another run) is retried this many times, this long apart.
-TRANSIENT_RETRIES = 2
-TRANSIENT_WAIT_SECONDS = 60
+from .steps import POOL, LogProgress, commit_run_id, step
 
 
-class LogProgress:
-    """A progress callback writing a stage's progress to the step's log, at most a line per
-    task every PROGRESS_EVERY seconds (and its last)."""
-
-    def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
-        self.log = log
-        self.clock = clock
-        self.last: dict[tuple[str, str], float] = {}
-
-    def __call__(self, p: Progress) -> None:
-        key, now = (p.stage, p.task), self.clock()
-        done = p.total is not None and p.completed >= p.total
-        if not done and now - self.last.get(key, float("-inf")) < PROGRESS_EVERY:
-            return
-        self.last[key] = now
-        total = "?" if p.total is None else f"{p.total:,}"
-        self.log.info(f"{p.stage} {p.task}: {p.completed:,} of {total} {p.detail}".rstrip())
-
-
-def transient(exc: CryptolakeError) -> bool:
-    """Whether the same step may succeed later unchanged: the API throttling or down for a
-    while, another run holding the lake, a writer that kept winning the commit race."""
-    return isinstance(exc, LockError | CommitConflict) or (
-        isinstance(exc, ApiError) and exc.transient
-    )
-
-
-@contextmanager
-def step_errors() -> Iterator[None]:
-    """Our errors as Dagster's: a transient one asks for a retry, any other fails the step
-    with the one-line message the CLI prints (no traceback: it is not a bug). Bugs propagate
-    as they are."""
-    try:
-        yield
-    except CryptolakeError as exc:
-        if transient(exc):
-            raise RetryRequested(
-                max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS
-            ) from exc
-        raise Failure(description=str(exc), allow_retries=False) from None
-
-
-def _holder(context: AssetExecutionContext, step: str) -> str:
-    return f"Dagster run {context.run.run_id} ({step})"
-
-
-def _run_id(context: AssetExecutionContext) -> str:
-    """How the lake's commits name this Dagster run (`status` shows it as the committer)."""
-    return f"dagster-{context.run.run_id[:8]}"
-
-
-@multi_asset(name="ingest", specs=SNAPSHOT_SPECS)
+@multi_asset(name="ingest", specs=SNAPSHOT_SPECS, pool=POOL)
 def ingest_snapshots(
     context: AssetExecutionContext, cryptolake: CryptolakeResource
 ) -> Iterator[MaterializeResult[None]]:
     """Fetch /coins/markets (the top coins, or all), /global and /coins/categories into
     bronze as one run."""
-    with step_errors():
-        settings = cryptolake.settings()
-        with stage_lock(settings, _holder(context, "ingest"), creates_lake=True):
-            result = ingest(settings, progress=LogProgress(context.log))
+    with step(context, cryptolake, "ingest", creates_lake=True) as settings:
+        result = ingest(settings, progress=LogProgress(context.log))
     for note in result.notes:
         context.log.warning(note)
     for d in result.datasets:
@@ -134,7 +73,7 @@ def ingest_snapshots(
         )
 
 
-@multi_asset(name="history", specs=[HISTORY_SPEC])
+@multi_asset(name="history", specs=[HISTORY_SPEC], pool=POOL)
 def history(
     context: AssetExecutionContext, cryptolake: CryptolakeResource
 ) -> Iterator[MaterializeResult[None]]:
@@ -144,26 +83,26 @@ def history(
     materialization asks for what this one could not.
     """
     t0 = time.perf_counter()
-    with step_errors():
-        settings = cryptolake.settings()
+    with step(context, cryptolake, "history", creates_lake=True) as settings:
         if settings.history_budget == 0:
             context.log.info(f"{settings.named('history_budget')} is 0: no history requests")
             yield MaterializeResult(metadata={"requests": 0, "budget": 0})
             return
-        with stage_lock(settings, _holder(context, "history"), creates_lake=True):
-            try:
-                result = fetch_history(
-                    settings,
-                    budget=settings.history_budget,
-                    run_id=_run_id(context),
-                    progress=LogProgress(context.log),
-                )
-            except ApiError as exc:
-                if not exc.transient:
-                    raise
-                context.log.warning(f"{exc} The next run fetches the history this one did not.")
-                yield MaterializeResult(metadata={"requests": 0, "api_unavailable": str(exc)})
-                return
+        try:
+            # A bronze run id of the lake's own shape: the orphan sweep and verify match
+            # bodies to their manifests by it.
+            result = fetch_history(
+                settings,
+                budget=settings.history_budget,
+                run_id=new_run_id(datetime.now(UTC)),
+                progress=LogProgress(context.log),
+            )
+        except ApiError as exc:
+            if not exc.transient:
+                raise
+            context.log.warning(f"{exc} The next run fetches the history this one did not.")
+            yield MaterializeResult(metadata={"requests": 0, "api_unavailable": str(exc)})
+            return
     for note in result.notes:
         context.log.warning(note)
     yield MaterializeResult(
@@ -241,17 +180,18 @@ def _gold_results(gold: GoldResult, seconds: float) -> Iterator[Any]:
         yield _check_result(check)
 
 
-@multi_asset(name="transform", specs=[*SILVER_SPECS, *GOLD_SPECS], check_specs=CHECK_SPECS)
+@multi_asset(
+    name="transform", specs=[*SILVER_SPECS, *GOLD_SPECS], check_specs=CHECK_SPECS, pool=POOL
+)
 def transform(context: AssetExecutionContext, cryptolake: CryptolakeResource) -> Iterator[Any]:
     """Silver from the bronze runs it has not read, then gold, audited in its transaction.
 
     A blocking check that fails keeps the lake's previous gold: the step reports the failing
     checks and fails, so nothing downstream (publish) runs.
     """
-    run_id = _run_id(context)
+    run_id = commit_run_id(context)
     progress = LogProgress(context.log)
-    with step_errors():
-        settings = cryptolake.settings()
+    with step(context, cryptolake, "transform") as settings:
 
         def build() -> tuple[SilverResult, GoldResult | ChecksFailed, float]:
             silver = build_silver(settings, run_id=run_id, progress=progress)
@@ -264,10 +204,9 @@ def transform(context: AssetExecutionContext, cryptolake: CryptolakeResource) ->
                 gold = exc
             return silver, gold, time.perf_counter() - t0
 
-        with stage_lock(settings, _holder(context, "transform")):
-            silver, gold, seconds = retry_conflicts(
-                build, what="transform", on_retry=context.log.warning
-            )
+        silver, gold, seconds = retry_conflicts(
+            build, what="transform", on_retry=context.log.warning
+        )
     for note in silver.notes:
         context.log.warning(note)
     if isinstance(gold, ChecksFailed):
@@ -279,19 +218,17 @@ def transform(context: AssetExecutionContext, cryptolake: CryptolakeResource) ->
     yield from _gold_results(gold, seconds)
 
 
-@multi_asset(name="publish", specs=POSTGRES_SPECS)
+@multi_asset(name="publish", specs=POSTGRES_SPECS, pool=POOL)
 def publish_tables(
     context: AssetExecutionContext, cryptolake: CryptolakeResource
 ) -> Iterator[MaterializeResult[None]]:
     """Staging and marts into Postgres in one transaction; nothing when no DSN is set, or
     when Postgres already has this lake."""
-    with step_errors():
-        settings = cryptolake.settings()
+    with step(context, cryptolake, "publish", reads_only=True) as settings:
         if settings.postgres_dsn is None:
             context.log.info("No Postgres configured (CRYPTOLAKE_POSTGRES_DSN): nothing published.")
             return
-        with stage_lock(settings, _holder(context, "publish"), reads_only=True):
-            result = publish(settings, progress=LogProgress(context.log))
+        result = publish(settings, progress=LogProgress(context.log))
     for note in result.notes:
         context.log.warning(note)
     if result.up_to_date:

@@ -46,4 +46,5 @@ class CryptolakeResource(ConfigurableResource):  # type: ignore[type-arg]
         }
         if "api_key" in flags:
             flags["api_key"] = Secret(flags["api_key"])
-        return Settings.resolve(env=os.environ, **flags)
+        given_as = {name: f"{type(self).__name__}.{name}" for name in flags}
+        return Settings.resolve(env=os.environ, given_as=given_as, **flags)
