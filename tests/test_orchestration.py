@@ -19,12 +19,12 @@ import dagster as dg
 from cryptolake.catalog import latest_snapshot, open_lake
 from cryptolake.checkdefs import check_defs
 from cryptolake.datasets import DATASETS, SNAPSHOT_DATASETS
-from cryptolake.errors import ApiError, CommitConflict, ConfigError, LockError
+from cryptolake.errors import ApiError, CommitConflict, ConfigError, LockError, PublishError
 from cryptolake.gold import GOLD_MODELS
 from cryptolake.orchestration import ASSETS, CryptolakeResource, defs
 from cryptolake.orchestration.schedules import daily, every_6_hours
 from cryptolake.orchestration.specs import CHECK_SPECS
-from cryptolake.orchestration.steps import API_RETRY, BUSY_RETRY, POOL, LogProgress, retry_for
+from cryptolake.orchestration.steps import BUSY_RETRY, POOL, SERVICE_RETRY, LogProgress, retry_for
 from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer, sample_data
 from cryptolake.settings import Settings
@@ -118,12 +118,14 @@ def test_the_resource_reads_the_cli_environment_and_keeps_secrets_out_of_its_con
 def test_transient_errors_are_retried_and_others_fail_the_step() -> None:
     assert retry_for(LockError("busy")) == BUSY_RETRY
     assert retry_for(CommitConflict("raced")) == BUSY_RETRY
-    assert retry_for(ApiError("429", transient=True)) == API_RETRY
+    assert retry_for(ApiError("429", transient=True)) == SERVICE_RETRY
     assert retry_for(ApiError("401", transient=False)) is None
+    assert retry_for(PublishError("postgres down", transient=True)) == SERVICE_RETRY
+    assert retry_for(PublishError("permission denied")) is None
     assert retry_for(ConfigError("bad")) is None
     # Another run holding the lake is waited for (up to half an hour), the API a little.
     assert BUSY_RETRY.times * BUSY_RETRY.wait_seconds == 1800
-    assert API_RETRY.times * API_RETRY.wait_seconds == 120
+    assert SERVICE_RETRY.times * SERVICE_RETRY.wait_seconds == 120
 
 
 def test_progress_goes_to_the_step_log_a_line_per_task_every_ten_seconds() -> None:

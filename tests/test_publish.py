@@ -308,23 +308,26 @@ def lake_listing(lake: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize(
-    ("dsn", "named"),
+    ("dsn", "named", "transient"),
     [
-        ("postgresql://postgres:s3cr3t-pw@127.0.0.1:1/test", "127.0.0.1:1"),
+        # No server there: may answer later (an orchestrator retries it).
+        ("postgresql://postgres:s3cr3t-pw@127.0.0.1:1/test", "127.0.0.1:1", True),
         (
             "host=127.0.0.1 port=5432 dbname=no_such_db user=postgres password=s3cr3t-pw",
             'database "no_such_db"',
+            False,
         ),
     ],
 )
 def test_bad_connection_is_one_clear_line(
-    built_lake: Path, dsn: str, named: str, pg_dsn: str
+    built_lake: Path, dsn: str, named: str, transient: bool, pg_dsn: str
 ) -> None:
     before = lake_listing(built_lake)
     with pytest.raises(PublishError) as error:
         publish(target(built_lake, dsn, "cryptolake"))
     message = str(error.value)
     assert named in message and "s3cr3t-pw" not in message
+    assert error.value.transient is transient
     assert lake_listing(built_lake) == before
 
     result = CliRunner().invoke(

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 
 class CryptolakeError(Exception):
-    """Base class of every error cryptolake raises on purpose."""
+    """Base class of every error cryptolake raises on purpose.
+
+    `transient` says whether the same work may succeed later unchanged (a service down for a
+    while): an orchestrator retries those, and only those.
+    """
+
+    transient: bool = False
 
 
 class ConfigError(CryptolakeError):
@@ -68,7 +74,14 @@ class CheckError(CryptolakeError):
 
 
 class PublishError(CryptolakeError):
-    """Publishing to Postgres failed; Postgres keeps its previous state."""
+    """Publishing to Postgres failed; Postgres keeps its previous state.
+
+    `transient`: Postgres could not be reached (down, restarting), as opposed to refusing
+    what was asked (credentials, a missing database, privileges)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class RunStopped(CryptolakeError):

@@ -147,6 +147,16 @@ def explain_pg(message: str) -> str:
     return message
 
 
+# What libpq says when no server answered (as opposed to one that refused us).
+_UNREACHABLE = ("connection refused", "timeout expired", "could not connect", "no route to host")
+
+
+def unreachable(exc: psycopg.Error) -> bool:
+    """Whether a failed connection found no server (down, restarting, unreachable)."""
+    message = str(exc).lower()
+    return isinstance(exc, psycopg.OperationalError) and any(w in message for w in _UNREACHABLE)
+
+
 @contextmanager
 def publish_lock(
     dsn: str, schema: str, target: str, *, source: str = "--postgres / CRYPTOLAKE_POSTGRES_DSN"
@@ -164,7 +174,8 @@ def publish_lock(
     except psycopg.Error as exc:
         raise PublishError(
             f"Cannot connect to Postgres {target}: {scrub(str(exc), dsn)} "
-            f"Check {source}; nothing was published."
+            f"Check {source}; nothing was published.",
+            transient=unreachable(exc),
         ) from None
     with conn:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Failure, RetryRequested
 
-from ..errors import ApiError, CommitConflict, CryptolakeError, LockError
+from ..errors import CommitConflict, CryptolakeError, LockError
 from ..lock import stage_lock
 from ..progress import Progress
 from ..settings import Settings
@@ -38,10 +38,10 @@ class Retry:
     wait_seconds: int
 
 
-# The API throttling or down for a while: it retried each request already, so a step retry
-# comes a minute later. Another run holding the lake (a run of the other job, a CLI run):
-# wait for it, up to half an hour.
-API_RETRY = Retry(times=2, wait_seconds=60)
+# A service down for a while (CoinGecko throttling or down, Postgres restarting): the client
+# retried each request already, so a step retry comes a minute later. Another run holding
+# the lake (a run of the other job, a CLI run): wait for it, up to half an hour.
+SERVICE_RETRY = Retry(times=2, wait_seconds=60)
 BUSY_RETRY = Retry(times=60, wait_seconds=30)
 
 
@@ -49,9 +49,7 @@ def retry_for(exc: CryptolakeError) -> Retry | None:
     """How to retry a step that raised `exc`, or None when running it again cannot help."""
     if isinstance(exc, LockError | CommitConflict):
         return BUSY_RETRY
-    if isinstance(exc, ApiError) and exc.transient:
-        return API_RETRY
-    return None
+    return SERVICE_RETRY if exc.transient else None
 
 
 class LogProgress:
