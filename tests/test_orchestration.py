@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,23 @@ if os.environ.get("CRYPTOLAKE_REQUIRE_DAGSTER") != "1":
 
 import dagster as dg
 
+from cryptolake import pipeline
 from cryptolake.catalog import latest_snapshot, open_lake
 from cryptolake.checkdefs import check_defs
 from cryptolake.datasets import DATASETS, SNAPSHOT_DATASETS
 from cryptolake.errors import ApiError, CommitConflict, ConfigError, LockError, PublishError
 from cryptolake.gold import GOLD_MODELS
-from cryptolake.orchestration import ASSETS, CryptolakeResource, defs
+from cryptolake.orchestration import ASSETS, CryptolakeResource, defs, steps
 from cryptolake.orchestration.schedules import daily, every_6_hours
 from cryptolake.orchestration.specs import CHECK_SPECS
-from cryptolake.orchestration.steps import BUSY_RETRY, POOL, SERVICE_RETRY, LogProgress, retry_for
+from cryptolake.orchestration.steps import (
+    BUSY_RETRY,
+    POOL,
+    SERVICE_RETRY,
+    LogProgress,
+    Retry,
+    retry_for,
+)
 from cryptolake.progress import Progress
 from cryptolake.replay import ReplayData, ReplayServer, sample_data
 from cryptolake.settings import Settings
@@ -303,3 +312,35 @@ def test_a_step_fails_with_our_one_line_message_not_a_traceback(
         "CRYPTOLAKE_TOP must be a number of coins or all, got 'lots'."
     )
     assert "Traceback" not in error.message and error.cause is None
+
+
+def test_history_with_the_api_down_is_retried_then_fails_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # History is a job of its own here: a run that made no request must not look like one
+    # that did (in `cryptolake run` the stage is skipped, so the snapshot still lands).
+    monkeypatch.setenv("CRYPTOLAKE_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("CRYPTOLAKE_TOP", "100")
+
+    with ReplayServer(sample_data()) as replay:  # a snapshot: the top coins to ask about
+        monkeypatch.setenv("CRYPTOLAKE_API_URL", replay.api_url)
+        landed = pipeline.run(Settings.resolve(env=os.environ), stages=("ingest", "transform"))
+        assert landed.status == "success"
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(steps, "SERVICE_RETRY", Retry(times=1, wait_seconds=0))
+    monkeypatch.setenv("CRYPTOLAKE_API_URL", f"http://127.0.0.1:{port}/api/v3")
+    result = dg.materialize(
+        ASSETS,
+        resources={"cryptolake": CryptolakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        selection=["bronze/coin_market_chart"],
+    )
+    assert not result.success
+    assert not materialized_keys(result)
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "history"]
+    assert kinds.count("STEP_UP_FOR_RETRY") == 1
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None and f"Cannot reach CoinGecko at 127.0.0.1:{port}" in error.message

@@ -26,7 +26,6 @@ from dagster import (
 from ..backfill import fetch_history
 from ..bronze import new_run_id
 from ..checks import CheckResult, ChecksFailed
-from ..errors import ApiError
 from ..gold import GoldResult, build_gold
 from ..ingest import ingest
 from ..publish import publish
@@ -79,8 +78,11 @@ def history(
 ) -> Iterator[MaterializeResult[None]]:
     """Spend the history budget on the top coins' daily-history gaps.
 
-    As in `cryptolake run`, the API being unavailable does not fail it: the next
-    materialization asks for what this one could not.
+    Unlike the history stage of `cryptolake run` (which must not fail a snapshot already
+    landed), this is a job of its own: the API being unavailable is retried as any
+    transient error (see steps.SERVICE_RETRY), then fails the run, which the UI shows; a
+    materialization always means requests were made. The next run asks for what this one
+    could not.
     """
     t0 = time.perf_counter()
     with step(context, cryptolake, "history", creates_lake=True) as settings:
@@ -88,21 +90,14 @@ def history(
             context.log.info(f"{settings.named('history_budget')} is 0: no history requests")
             yield MaterializeResult(metadata={"requests": 0, "budget": 0})
             return
-        try:
-            # A bronze run id of the lake's own shape: the orphan sweep and verify match
-            # bodies to their manifests by it.
-            result = fetch_history(
-                settings,
-                budget=settings.history_budget,
-                run_id=new_run_id(datetime.now(UTC)),
-                progress=LogProgress(context.log),
-            )
-        except ApiError as exc:
-            if not exc.transient:
-                raise
-            context.log.warning(f"{exc} The next run fetches the history this one did not.")
-            yield MaterializeResult(metadata={"requests": 0, "api_unavailable": str(exc)})
-            return
+        # A bronze run id of the lake's own shape: the orphan sweep and verify match
+        # bodies to their manifests by it.
+        result = fetch_history(
+            settings,
+            budget=settings.history_budget,
+            run_id=new_run_id(datetime.now(UTC)),
+            progress=LogProgress(context.log),
+        )
     for note in result.notes:
         context.log.warning(note)
     yield MaterializeResult(
