@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from cryptolake.bronze_orphans import find_orphans, sweep_orphans
+from cryptolake.bronze_orphans import SWEEP_MARGIN_DAYS, find_orphans, sweep_orphans, sweep_window
 from cryptolake.lake import LakePaths
 from cryptolake.lock import LakeLock
 
@@ -79,3 +79,22 @@ def test_without_the_lock_only_old_orphans_are_swept(lake: Path) -> None:
         os.utime(lake / rel, (hour_ago, hour_ago))
     assert sweep_orphans(paths, older_than_s=3600) == 4
     assert find_orphans(paths) == []
+
+
+def test_an_ingest_looks_at_the_partitions_since_the_last_ingest_only(lake: Path) -> None:
+    paths = LakePaths.at(lake)
+    days = [m.started_at[:10] for m in manifests(lake)]  # one run a day, three days
+    window = sweep_window(paths, today=date.fromisoformat(days[-1]) + timedelta(days=5))
+    assert window is not None
+    assert window[0] == date.fromisoformat(days[-1]) - timedelta(days=SWEEP_MARGIN_DAYS)
+    assert window[-1] == date.fromisoformat(days[-1]) + timedelta(days=6)  # tomorrow
+    # An orphan in the window is found; one older than the last ingest was that one's to
+    # sweep, and is left to `verify` (which looks everywhere).
+    expected = _orphan_a_run(lake)  # the last run: its manifest gone, the one before is last
+    window = sweep_window(paths, today=date.fromisoformat(days[-1]))
+    assert window is not None and window[0] <= date.fromisoformat(days[-1])
+    assert sorted(find_orphans(paths, days=window)) == expected
+    old = [e.path for e in manifests(lake)[0].files]
+    next((lake / "bronze" / "_runs").glob(f"*/{manifests(lake)[0].run_id}.json")).unlink()
+    assert sorted(find_orphans(paths, days=[date.fromisoformat(days[-1])])) == expected
+    assert sorted(find_orphans(paths)) == sorted(expected + old)

@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Literal
 
 import duckdb
 
@@ -56,6 +57,9 @@ from .settings import Settings
 from .sqlfiles import load_sql, sql_names
 
 log = logging.getLogger(__name__)
+
+# The lake's macros (sql/duckdb/macros), created with gold: they read gold and silver.
+MACROS = tuple(sql_names("duckdb/macros"))
 
 # Build order: a model may read the gold tables listed before it. The segments come first:
 # the macros read them.
@@ -161,6 +165,7 @@ def build_gold(
         # The checks on whole tables look at the days this build changed.
         audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
         con.execute("set variable audit_from = ?", [audit_from])
+        present = gold_tables(con)
         con.execute("begin")
         try:
             refresh_meta_views(con, lake)
@@ -170,15 +175,25 @@ def build_gold(
                 if by_day and first_day == date.max:
                     results.append(_unchanged(con, name))  # silver has not changed
                     continue
-                incremental = by_day and first_day is not None
                 if name == "crypto_analytics_mart":
                     con.execute(
                         "set variable latest_complete_day = ?",
                         [max_day(con, "is_complete_day", near=latest_day)],
                     )
-                results.append(_build_model(con, name, incremental=incremental))
-                if name == "market_cap_segments":
-                    for macro in sql_names("duckdb/macros"):
+                # Same models as the gold there (first_day set): its tables are kept and
+                # their rows replaced, not the tables re-created (see _build_model).
+                mode: BuildMode = (
+                    "rebuild"
+                    if first_day is None or name not in present
+                    else "incremental"
+                    if by_day
+                    else "replace_rows"
+                )
+                results.append(_build_model(con, name, mode=mode))
+                if name == "market_cap_segments" and (
+                    first_day is None or not set(MACROS) <= lake_macros(con)
+                ):
+                    for macro in MACROS:
                         con.execute(load_sql(f"duckdb/macros/{macro}.sql"))
             _record_build(
                 con,
@@ -257,14 +272,46 @@ def _current_gold(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | Non
     return gold.snapshot_id
 
 
+# How a model is built: `incremental` replaces its rows from `coin_daily_from` on,
+# `replace_rows` all its rows (the table stays: a build adds data files, not a table, to the
+# catalog, which DuckLake keeps until the snapshot expires), `rebuild` re-creates the table
+# (no gold yet, or built by other models or for another currency: its columns may differ).
+BuildMode = Literal["incremental", "replace_rows", "rebuild"]
+
+
+def gold_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The names of the tables in the lake's gold schema."""
+    return {
+        str(r[0])
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'gold'"
+        ).fetchall()
+    }
+
+
+def lake_macros(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The names of the macros stored in the lake."""
+    return {
+        str(r[0])
+        for r in con.execute(
+            "select function_name from duckdb_functions() "
+            "where database_name = current_database() and function_type = 'macro'"
+        ).fetchall()
+    }
+
+
 def _build_model(
-    con: duckdb.DuckDBPyConnection, name: str, *, incremental: bool = False
+    con: duckdb.DuckDBPyConnection, name: str, *, mode: BuildMode = "rebuild"
 ) -> GoldTable:
     t0 = time.perf_counter()
     sql = load_sql(f"duckdb/gold/{name}.sql")
     try:
-        if incremental:
+        if mode == "incremental":
             con.execute(f"delete from gold.{name} where day >= getvariable('coin_daily_from')")
+            con.execute(f"insert into gold.{name} by name {sql}")
+        elif mode == "replace_rows":
+            con.execute(f"delete from gold.{name}")
             con.execute(f"insert into gold.{name} by name {sql}")
         elif name in PARTITIONED_BY:
             # Created empty, partitioned, then filled: a file per partition from the start.
@@ -287,6 +334,16 @@ def _build_model(
     return table
 
 
+_BUILD_COLUMNS = [
+    "models_fingerprint",
+    "vs_currency",
+    "silver_snapshot_id",
+    "run_id",
+    "built_at",
+    "cryptolake_version",
+]
+
+
 def _record_build(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -298,12 +355,23 @@ def _record_build(
 ) -> None:
     """`meta.build` (one row: what this gold was built from) and `meta.snapshots`, redone
     from `changed_from` on (see `gold_scope.snapshots_changed_from`)."""
-    con.execute(
-        "create or replace table meta.build as select ? as models_fingerprint, "
-        "? as vs_currency, ?::bigint as silver_snapshot_id, ? as run_id, now() as built_at, "
-        "? as cryptolake_version",
-        [fingerprint, currency, silver_snapshot, run_id, __version__],
+    build = (
+        "select ? as models_fingerprint, ? as vs_currency, ?::bigint as silver_snapshot_id, "
+        "? as run_id, now() as built_at, ? as cryptolake_version"
     )
+    values = [fingerprint, currency, silver_snapshot, run_id, __version__]
+    columns = [
+        str(r[0])
+        for r in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = 'meta' and table_name = 'build' order by column_index"
+        ).fetchall()
+    ]
+    if columns == _BUILD_COLUMNS:  # the row replaced, the table kept (see BuildMode)
+        con.execute("delete from meta.build")
+        con.execute(f"insert into meta.build {build}", values)
+    else:
+        con.execute(f"create or replace table meta.build as {build}", values)
     # Every market snapshot silver held (all currencies): what publish may ship to staging.
     # Redone from the first day silver changed on (its partitions only), or whole.
     select = (

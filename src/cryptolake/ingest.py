@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from .bronze import BronzeFile, BronzeRun, Manifest, iso, latest_manifest, new_run_id
-from .bronze_orphans import ORPHANS, sweep_orphans
+from .bronze_orphans import ORPHANS, sweep_orphans, sweep_window
 from .coingecko import BodyProblem, CoinGeckoClient, Fetched
 from .contracts import check_body, describe_missing
 from .datasets import SNAPSHOT_DATASETS, snapshot_dataset_names
@@ -135,9 +135,13 @@ def _run(
 ) -> IngestResult:
     lake = LakePaths.of(settings)
     sweep_incoming(lake)
-    # Holding the lake lock, no other run is landing: every orphan is a killed run's.
-    orphans = sweep_orphans(lake, older_than_s=0 if held_here(lake) and not lake.remote else 3600.0)
     started_at = now()
+    # Holding the lake lock, no other run is landing: every orphan is a killed run's.
+    orphans = sweep_orphans(
+        lake,
+        older_than_s=0 if held_here(lake) and not lake.remote else 3600.0,
+        days=sweep_window(lake, today=started_at.date()),
+    )
     run = BronzeRun(lake, run_id=new_run_id(started_at), started_at=started_at)
     results: list[DatasetResult] = []
 

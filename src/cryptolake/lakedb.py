@@ -7,7 +7,7 @@ import re
 import duckdb
 import pyarrow as pa
 
-from .catalog import open_lake
+from .catalog import LAKE, open_lake
 from .duck import damaged_data_file, explain_damage, object_store_problem, one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
 from .history import RUNS_PREFIX, runs_folder
@@ -59,12 +59,37 @@ def require_silver(con: duckdb.DuckDBPyConnection) -> None:
 def refresh_meta_views(con: duckdb.DuckDBPyConnection, lake: LakePaths) -> None:
     """`meta.runs` over the run records, when there are any (a view stored in the lake).
 
-    It reads the records by absolute path, rewritten on every build: a moved lake's view
-    heals on its next `transform`.
+    It reads the records by absolute path: a moved lake's view heals on its next `transform`.
+    The view is replaced only when its definition differs (a moved lake, a new version):
+    each replacement is a new catalog entry DuckLake keeps until its snapshot expires.
     """
-    if lake.store.list_keys(RUNS_PREFIX, suffix=".json"):
-        glob = quote_literal(f"{runs_folder(lake)}/*.json")
-        con.execute(load_sql("duckdb/meta/runs.sql").replace("{{runs_glob}}", glob))
+    if not lake.store.list_keys(RUNS_PREFIX, suffix=".json"):
+        return
+    glob = quote_literal(f"{runs_folder(lake)}/*.json")
+    statement = load_sql("duckdb/meta/runs.sql").replace("{{runs_glob}}", glob)
+    # The same statement as a temporary view, so both definitions read as DuckDB prints them.
+    candidate = statement.replace("create or replace view meta.runs", _CANDIDATE_VIEW, 1)
+    con.execute(candidate)
+    definitions = dict(
+        con.execute(
+            "select database_name, sql from duckdb_views() where view_name in (?, ?) "
+            "and (database_name = 'temp' or schema_name = 'meta' and database_name = ?)",
+            [_CANDIDATE, "runs", LAKE],
+        ).fetchall()
+    )
+    con.execute(f"drop view temp.{_CANDIDATE}")
+    wanted, stored = definitions.get("temp"), definitions.get(LAKE)
+    if stored is None or wanted is None or _body(stored) != _body(wanted):
+        con.execute(statement)
+
+
+_CANDIDATE = "cryptolake_runs_candidate"
+_CANDIDATE_VIEW = f"create or replace temporary view {_CANDIDATE}"
+
+
+def _body(view_sql: str) -> str:
+    """A view's query, without the `CREATE VIEW <name> AS` that names it."""
+    return view_sql.split(" AS ", 1)[-1]
 
 
 JSON_METADATA = b"cryptolake.json"  # on an Arrow field: its text is JSON

@@ -42,27 +42,45 @@ def refresh_start(con: duckdb.DuckDBPyConnection, schema: str, earliest_new_day:
 
 
 def replace_mart(
-    con: duckdb.DuckDBPyConnection, schema: str, mart: str, *, since: str | None
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    mart: str,
+    *,
+    since: str | None,
+    rows_before: int | None = None,
 ) -> tuple[int, int]:
     """Make the Postgres mart equal to gold's; returns (rows written, rows now).
 
     A day-keyed mart only needs its rows from `since` on, when the caller knows that nothing
     before it changed (new snapshots, same models and currency). If the counts then disagree
     with gold (silver was rebuilt, a day went missing), the whole mart is replaced after all.
+    Its rows now are `rows_before` (the last publish's figure) less those it had from `since`
+    on plus those written, when given: a year of coin_daily is not counted on every publish.
     """
     gold_rows = count(con, f"select count(*) from lake.gold.{mart}")
     if since is not None and mart in DAY_KEYED:
         day = DAY_KEYED[mart]
-        pg_execute(con, f"delete from {schema}.{mart} where {day} >= date {quote_literal(since)}")
+        recent = f"{day} >= date {quote_literal(since)}"
+        replaced = (
+            count(
+                con,
+                "select * from postgres_query('pg', "
+                f"{quote_literal(f'select count(*) from {schema}.{mart} where {recent}')})",
+            )
+            if rows_before is not None
+            else 0
+        )
+        pg_execute(con, f"delete from {schema}.{mart} where {recent}")
         con.execute(
-            f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart} "
-            f"where {day} >= date {quote_literal(since)}"
+            f"insert into pg.{schema}.{mart} by name select * from lake.gold.{mart} where {recent}"
         )
-        written = count(
-            con, f"select count(*) from lake.gold.{mart} where {day} >= date {quote_literal(since)}"
-        )
-        rows_now = count(
-            con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{mart}')"
+        written = count(con, f"select count(*) from lake.gold.{mart} where {recent}")
+        rows_now = (
+            rows_before - replaced + written
+            if rows_before is not None
+            else count(
+                con, f"select * from postgres_query('pg', 'select count(*) from {schema}.{mart}')"
+            )
         )
         if rows_now == gold_rows:
             return written, rows_now

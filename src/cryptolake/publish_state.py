@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -85,6 +85,8 @@ class Published:
     first: bool  # neither staging nor publish_log exists: nothing for consumers yet
     fingerprint: str | None = None  # the models and currency of the last publish
     history: bool = False  # staging_coin_history_daily exists (it has what earlier got)
+    # Rows per table after the latest publish (publish_log.rows_now; empty when it has none).
+    rows_now: dict[str, int] = field(default_factory=dict)
 
 
 def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> Published:
@@ -128,7 +130,26 @@ def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> 
         first=False,
         fingerprint=str(last[1]) if last and last[1] else None,
         history=history,
+        rows_now=_rows_now(conn, schema),
     )
+
+
+def _rows_now(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """The tables' rows after the latest publish into `schema` (of any lake: they share the
+    tables), or {} when publish_log predates its rows_now column or the latest has none."""
+    has = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = %s "
+        "and table_name = 'publish_log' and column_name = 'rows_now'",
+        [schema],
+    ).fetchone()
+    if not has or not has[0]:
+        return {}
+    row = conn.execute(
+        f"select rows_now from {schema}.publish_log order by finished_at desc limit 1"
+    ).fetchone()
+    if row is None or not isinstance(row[0], dict):
+        return {}
+    return {str(k): int(v) for k, v in row[0].items() if isinstance(v, int)}
 
 
 def snapshots_to_stage(
@@ -296,6 +317,7 @@ def log_publish(
     started: datetime,
     build: GoldBuild,
     rows_written: dict[str, int],
+    rows_now: dict[str, int],
     snapshots: list[str],
 ) -> None:
     """Add the publish to `publish_log`, in the publish transaction (Postgres attached as `pg`)."""
@@ -306,7 +328,7 @@ def log_publish(
         con,
         f"insert into {schema}.publish_log (publish_id, started_at, finished_at, "
         "latest_snapshot_at, lake_version, lake_id, models_fingerprint, "
-        "cryptolake_version, rows_written, snapshots) "
+        "cryptolake_version, rows_written, snapshots, rows_now) "
         f"values ({quote_literal(publish_id)}, {quote_literal(started.isoformat())}, "
         f"{quote_literal(finished.isoformat())}, "
         f"{quote_literal(latest[0]) if latest and latest[0] else 'null'}, "
@@ -314,5 +336,6 @@ def log_publish(
         f"{quote_literal(build.fingerprint)}, "
         f"{quote_literal(__version__)}, "
         f"{quote_literal(json.dumps(rows_written))}::jsonb, "
-        f"{quote_literal(snapshots_literal)}::timestamptz[])",
+        f"{quote_literal(snapshots_literal)}::timestamptz[], "
+        f"{quote_literal(json.dumps(rows_now))}::jsonb)",
     )

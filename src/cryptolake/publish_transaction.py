@@ -176,14 +176,23 @@ def publish_in_transaction(
                     load=load,
                 )
                 loaded.append(LoadedPartition(load.day, rows, time.perf_counter() - t1))
-            # Counted by Postgres itself (a DuckDB count would stream the table over COPY),
-            # before the new days are attached.
-            rows_now = count(
-                con,
-                f"select * from postgres_query('pg', 'select count(*) from {schema}.{STAGING}')",
+            # Staging only grows: the rows the last publish left plus this one's. Counted by
+            # Postgres itself (a DuckDB count would stream the table over COPY), before the
+            # new days are attached, when no earlier publish says.
+            before = published.rows_now.get(STAGING)
+            rows_now = (
+                before + written
+                if before is not None
+                else count(
+                    con,
+                    "select * from postgres_query('pg', "
+                    f"'select count(*) from {schema}.{STAGING}')",
+                )
             )
             t1 = time.perf_counter()
-            upserted, history_now = upsert_history(con, schema, history)
+            upserted, history_now = upsert_history(
+                con, schema, history, rows_before=published.rows_now.get(HISTORY)
+            )
             tables.append(PublishedTable(HISTORY, upserted, history_now, time.perf_counter() - t1))
             advance(f"{HISTORY}: {upserted:,} rows")
             # coin_daily is rewritten from the first day gold changed it on (its change feed);
@@ -192,7 +201,9 @@ def publish_in_transaction(
             since = first.isoformat() if first else None
             for mart in MARTS:
                 t1 = time.perf_counter()
-                rows, mart_rows = replace_mart(con, schema, mart, since=since)
+                rows, mart_rows = replace_mart(
+                    con, schema, mart, since=since, rows_before=published.rows_now.get(mart)
+                )
                 tables.append(PublishedTable(mart, rows, mart_rows, time.perf_counter() - t1))
                 advance(f"{mart}: {rows:,} rows")
                 loads.raise_if_failed()
@@ -239,6 +250,7 @@ def publish_in_transaction(
                 started=started,
                 build=build,
                 rows_written={t.table: t.rows_written for t in tables},
+                rows_now={t.table: t.rows_now for t in tables},
                 snapshots=new_snapshots,
             )
             # Still holding the publish lock? If its connection was lost, another publish

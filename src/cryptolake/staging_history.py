@@ -87,13 +87,20 @@ def add_month_statements(schema: str, month: date) -> list[str]:
 
 
 def upsert_history(
-    con: duckdb.DuckDBPyConnection, schema: str, changes: HistoryChanges
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    changes: HistoryChanges,
+    *,
+    rows_before: int | None = None,
 ) -> tuple[int, int]:
     """Upsert the changed rows into staging; returns (rows written, rows now).
 
     Runs in DuckDB's current transaction, with Postgres attached as `pg` and the temp tables
-    ROWS and GONE filled (see HistoryChanges).
+    ROWS and GONE filled (see HistoryChanges). With no change, rows now is `rows_before` (the
+    last publish's figure) when given; else Postgres counts them.
     """
+    if not (changes.rows or changes.gone) and rows_before is not None:
+        return 0, rows_before
     if changes.rows or changes.gone:
         have = attached_months(con, schema)
         added = [m for m in changes.months if m not in have]
