@@ -15,7 +15,8 @@ import duckdb
 
 from cryptolake import pipeline
 from cryptolake.catalog import open_lake
-from cryptolake.gold import GOLD_MODELS, MACROS
+from cryptolake.gold import GOLD_MODELS, MACROS, build_gold
+from cryptolake.silver import build_silver
 
 from .lakes import T0, land, settings_for
 
@@ -54,10 +55,15 @@ def transform(lake: Path, currency: str = "usd") -> dict[str, int]:
 def test_scheduled_builds_replace_rows_not_tables_views_or_macros(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     land(lake, at=T0)
+    # A first gold without a run id (`cryptolake transform`): meta.build's run_id must
+    # still take the run ids of the builds after it.
+    build_silver(settings_for(lake))
+    build_gold(settings_for(lake))
+    land(lake, at=T0 + timedelta(hours=6))
     first = transform(lake)
     assert first["macros"] >= len(MACROS) and first["views"] >= 1
 
-    for n in range(1, 4):  # three more scheduled runs, a snapshot each
+    for n in range(2, 5):  # three more scheduled runs, a snapshot each
         land(lake, at=T0 + timedelta(hours=6 * n))
         assert transform(lake) == first
 

@@ -334,13 +334,14 @@ def _build_model(
     return table
 
 
+# meta.build's columns and types (an older cryptolake typed run_id by its first value).
 _BUILD_COLUMNS = [
-    "models_fingerprint",
-    "vs_currency",
-    "silver_snapshot_id",
-    "run_id",
-    "built_at",
-    "cryptolake_version",
+    ("models_fingerprint", "VARCHAR"),
+    ("vs_currency", "VARCHAR"),
+    ("silver_snapshot_id", "BIGINT"),
+    ("run_id", "VARCHAR"),
+    ("built_at", "TIMESTAMP WITH TIME ZONE"),
+    ("cryptolake_version", "VARCHAR"),
 ]
 
 
@@ -356,17 +357,16 @@ def _record_build(
     """`meta.build` (one row: what this gold was built from) and `meta.snapshots`, redone
     from `changed_from` on (see `gold_scope.snapshots_changed_from`)."""
     build = (
-        "select ? as models_fingerprint, ? as vs_currency, ?::bigint as silver_snapshot_id, "
-        "? as run_id, now() as built_at, ? as cryptolake_version"
+        "select ?::varchar as models_fingerprint, ?::varchar as vs_currency, "
+        "?::bigint as silver_snapshot_id, ?::varchar as run_id, now() as built_at, "
+        "?::varchar as cryptolake_version"
     )
     values = [fingerprint, currency, silver_snapshot, run_id, __version__]
-    columns = [
-        str(r[0])
-        for r in con.execute(
-            "select column_name from duckdb_columns() where database_name = current_database() "
-            "and schema_name = 'meta' and table_name = 'build' order by column_index"
-        ).fetchall()
-    ]
+    columns = con.execute(
+        "select column_name, data_type from duckdb_columns() "
+        "where database_name = current_database() and schema_name = 'meta' "
+        "and table_name = 'build' order by column_index"
+    ).fetchall()
     if columns == _BUILD_COLUMNS:  # the row replaced, the table kept (see BuildMode)
         con.execute("delete from meta.build")
         con.execute(f"insert into meta.build {build}", values)
