@@ -268,6 +268,18 @@ def _create_schemas(con: duckdb.DuckDBPyConnection) -> None:
 _INTERNAL = ("silver.processed_runs", "meta.lake", "meta.commit_head")
 
 
+def schema_tables(con: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
+    """The names of the tables in `schema` of the connection's current database."""
+    return {
+        str(r[0])
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            "and schema_name = ?",
+            [schema],
+        ).fetchall()
+    }
+
+
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back the open transaction, if any (after a failed commit there is none)."""
     try:

@@ -32,6 +32,7 @@ from .catalog import (
     latest_snapshot,
     open_lake,
     rollback,
+    schema_tables,
     set_commit_message,
     snapshot_id,
 )
@@ -165,7 +166,7 @@ def build_gold(
         # The checks on whole tables look at the days this build changed.
         audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
         con.execute("set variable audit_from = ?", [audit_from])
-        present = gold_tables(con)
+        present = schema_tables(con, "gold")
         con.execute("begin")
         try:
             refresh_meta_views(con, lake)
@@ -277,17 +278,6 @@ def _current_gold(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | Non
 # catalog, which DuckLake keeps until the snapshot expires), `rebuild` re-creates the table
 # (no gold yet, or built by other models or for another currency: its columns may differ).
 BuildMode = Literal["incremental", "replace_rows", "rebuild"]
-
-
-def gold_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The names of the tables in the lake's gold schema."""
-    return {
-        str(r[0])
-        for r in con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() "
-            "and schema_name = 'gold'"
-        ).fetchall()
-    }
 
 
 def lake_macros(con: duckdb.DuckDBPyConnection) -> set[str]:

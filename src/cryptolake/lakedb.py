@@ -7,7 +7,7 @@ import re
 import duckdb
 import pyarrow as pa
 
-from .catalog import LAKE, open_lake
+from .catalog import LAKE, open_lake, schema_tables
 from .duck import damaged_data_file, explain_damage, object_store_problem, one_line, quote_literal
 from .errors import ConfigError, LakeError, TransformError
 from .history import RUNS_PREFIX, runs_folder
@@ -19,13 +19,7 @@ from .sqlfiles import load_sql
 
 def require_silver(con: duckdb.DuckDBPyConnection) -> None:
     """Raise LakeError naming the fix when a silver table is missing or has no rows."""
-    present = {
-        str(r[0])
-        for r in con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() "
-            "and schema_name = 'silver'"
-        ).fetchall()
-    }
+    present = schema_tables(con, "silver")
     for table in TABLES:
         if not table.required:
             continue

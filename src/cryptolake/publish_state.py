@@ -105,11 +105,14 @@ def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> 
     # The latest publish of this lake is the one of its newest snapshot, never the latest
     # clock reading (a clock set ahead must not make later publishes look older). Another
     # lake's publishes (a catalog rebuilt, another folder) say nothing of this one's ids.
-    has_lake_id = conn.execute(
-        "select count(*) from information_schema.columns where table_schema = %s "
-        "and table_name = 'publish_log' and column_name = 'lake_id'",
-        [schema],
-    ).fetchone()
+    columns = {
+        str(r[0])
+        for r in conn.execute(
+            "select column_name from information_schema.columns where table_schema = %s "
+            "and table_name = 'publish_log'",
+            [schema],
+        ).fetchall()
+    }
     last = (
         conn.execute(
             f"select lake_version, models_fingerprint from {schema}.publish_log "
@@ -117,7 +120,7 @@ def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> 
             "order by lake_version::bigint desc, finished_at desc limit 1",
             [lake],
         ).fetchone()
-        if has_lake_id and has_lake_id[0]
+        if "lake_id" in columns
         else None  # written by a cryptolake before DuckLake: no publish of this lake yet
     )
     snapshots = conn.execute(
@@ -130,20 +133,13 @@ def read_published(conn: psycopg.Connection[Any], schema: str, *, lake: str) -> 
         first=False,
         fingerprint=str(last[1]) if last and last[1] else None,
         history=history,
-        rows_now=_rows_now(conn, schema),
+        rows_now=_rows_now(conn, schema) if "rows_now" in columns else {},
     )
 
 
 def _rows_now(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
     """The tables' rows after the latest publish into `schema` (of any lake: they share the
-    tables), or {} when publish_log predates its rows_now column or the latest has none."""
-    has = conn.execute(
-        "select count(*) from information_schema.columns where table_schema = %s "
-        "and table_name = 'publish_log' and column_name = 'rows_now'",
-        [schema],
-    ).fetchone()
-    if not has or not has[0]:
-        return {}
+    tables), or {} when the latest has none."""
     row = conn.execute(
         f"select rows_now from {schema}.publish_log order by finished_at desc limit 1"
     ).fetchone()
