@@ -227,7 +227,7 @@ def render_status(status: LakeStatus) -> None:
             )
             + f"{status.pending_runs} not yet in silver"
             + (
-                f", {status.orphans:,} orphan file(s) (swept by the next ingest)"
+                f", {status.orphans:,} orphan file(s) (`verify --repair` moves them aside)"
                 if status.orphans
                 else ""
             )
