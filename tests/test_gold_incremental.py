@@ -24,13 +24,18 @@ from typing import Any
 import pytest
 
 from cryptolake.catalog import open_lake, snapshots
-from cryptolake.gold import COIN_DAILY_LOOKBACK_DAYS, build_gold
+from cryptolake.gold import (
+    COIN_DAILY_PRIOR_DAYS,
+    COIN_DAILY_SNAPSHOT_LOOKBACK_DAYS,
+    build_gold,
+    define_coin_daily_prior,
+)
 from cryptolake.gold_scope import EVERYTHING, set_latest_snapshot
 from cryptolake.silver import build_silver
 from cryptolake.sqlfiles import load_sql
 
 from .conftest import GLOBAL, MARKETS, fixture_bytes
-from .lakes import land, rows_of, settings_for
+from .lakes import land, rows_of, same_rows, settings_for
 
 RECORDS: list[dict[str, Any]] = json.loads(fixture_bytes(MARKETS))[:5]
 TOTALS: dict[str, float] = json.loads(fixture_bytes(GLOBAL))["data"]["total_market_cap"]
@@ -141,6 +146,7 @@ def built_and_rebuilt_whole(lake: Path, currency: str, *, as_of: int) -> tuple[R
         con.execute("set variable vs_currency = ?", [currency])
         con.execute("set variable coin_daily_from = ?", [EVERYTHING])
         set_latest_snapshot(con)
+        define_coin_daily_prior(con, incremental=False)
         model = load_sql("duckdb/gold/coin_daily.sql")
         return built, rows_of(con, f"select * from ({model}) order by coin_id, day")
 
@@ -190,7 +196,7 @@ def test_incremental_coin_daily_equals_a_whole_rebuild(
     lake, built = history
     step, snapshot = built[n].step, built[n].snapshot_id
     rows, whole = built_and_rebuilt_whole(lake, step.currency, as_of=snapshot)
-    assert rows == whole
+    assert same_rows(rows, whole)
     assert rows and {r["vs_currency"] for r in rows} == {step.currency}
     if step.scope == "up to date":
         assert built[n].up_to_date
@@ -214,7 +220,7 @@ def test_a_whole_rebuild_of_the_last_lake_changes_no_row(
     assert result.coin_daily_from is None
     with open_lake(settings_for(copy), read_only=True) as con:
         assert snapshots(con, limit=1)[0].message == "gold: built for usd, whole rebuild"
-    assert coin_daily(copy) == incremental
+    assert same_rows(coin_daily(copy), incremental)
 
 
 def test_the_hostile_snapshots_moved_the_figures_they_should(
@@ -260,13 +266,19 @@ def test_an_eur_gold_reads_eur_snapshots_only(history: tuple[Path, list[Built]])
     assert rows[("bitcoin", day(1))]["snapshot_count"] == 1
 
 
-def test_the_model_reads_its_inputs_from_the_lookback_on() -> None:
-    """Snapshots, history and candles are read from `coin_daily_from` minus the lookback that
-    gold.py documents (the 30-day windows need 30 returns before the first day recomputed)."""
+def test_the_model_reads_days_of_silver_and_gold_s_own_prior_days() -> None:
+    """Snapshots are read from the day before `coin_daily_from`, history and candles from it,
+    and the 30-day windows' earlier days from gold.coin_daily itself (coin_daily_prior), as
+    gold.py documents: a month of silver is never re-read."""
     model = load_sql("duckdb/gold/coin_daily.sql")
-    reads = re.findall(r"getvariable\('coin_daily_from'\) - (\d+)", model)
-    assert reads == [str(COIN_DAILY_LOOKBACK_DAYS)] * 3
-    assert COIN_DAILY_LOOKBACK_DAYS >= 31  # a return of the window's first day reads the day before
+    lookbacks = re.findall(r"getvariable\('coin_daily_from'\) - (\d+)", model)
+    # The snapshots', and gold's row of the day before (the first day's return reads it).
+    assert lookbacks == [str(COIN_DAILY_SNAPSHOT_LOOKBACK_DAYS), "1"]
+    assert "snapshot_date >= getvariable('coin_daily_from') - 1\n" in model
+    assert "where day = getvariable('coin_daily_from') - 1\n" in model
+    prior = load_sql("duckdb/incremental/coin_daily_prior.sql")
+    assert f"getvariable('coin_daily_from') - {COIN_DAILY_PRIOR_DAYS}" in prior
+    assert COIN_DAILY_PRIOR_DAYS == 29  # a 30-day window ending on the first day recomputed
 
 
 @pytest.mark.parametrize("n", range(len(TRANSFORMS)), ids=[t.what for t in TRANSFORMS])

@@ -9,8 +9,10 @@ their first rows are recorded in `meta.audit_failures` for `cryptolake check`.
 
 `coin_daily` is incremental by time range (SQLMesh's model): DuckLake's change feed says the
 earliest day silver changed since the last build (its snapshots, daily history or 4-hour
-candles), and the rows from the day before it on are recomputed, reading 33 days further back
-for the 30-day windows. The other models are small next to silver and rebuilt whole. Gold is
+candles), and the rows from the day before it on are recomputed from the snapshots of one more
+day; the first day's return and the 30-day windows read gold's own closes and returns of the
+29 days before (rows the change did not reach). The other models are small next to silver and
+rebuilt whole. Gold is
 built for one quote currency: the one asked for (`--vs-currency`), else the currency of the
 lake's latest snapshot; a change of currency or of the models rebuilds everything.
 `meta.build` records what the gold was built from.
@@ -81,11 +83,18 @@ class GoldTable:
     seconds: float
 
 
-# How far before the first day it recomputes `coin_daily` reads silver (snapshots, history and
-# candles; the literal in sql/duckdb/gold/coin_daily.sql): the 30-day volatility needs 30
-# returns, the first of them the close of the day before, read from that day's snapshots and
-# the next day's; 3 days of margin.
-COIN_DAILY_LOOKBACK_DAYS = 33
+# What `coin_daily` reads before the first day it recomputes: the snapshots of the day before
+# (its last snapshot opens the first day; the literal in sql/duckdb/gold/coin_daily.sql), and
+# gold's own rows of the 29 days before (sql/duckdb/incremental/coin_daily_prior.sql): a
+# 30-day volatility window ending on the first day starts 29 days before it, and the returns
+# in it are those gold holds.
+COIN_DAILY_SNAPSHOT_LOOKBACK_DAYS = 1
+COIN_DAILY_PRIOR_DAYS = 29
+# coin_daily_prior for a whole rebuild: no prior days (gold.coin_daily may not exist yet).
+_NO_PRIOR_DAYS = (
+    "select null::varchar as coin_id, null::date as day, null::boolean as is_complete_day, "
+    "null::double as close_price, null::double as daily_return_ratio limit 0"
+)
 # Models rebuilt from `coin_daily_from` on (a `day` column; each reads what it needs before).
 INCREMENTAL_MODELS = ("coin_daily", "market_daily")
 # Gold tables DuckLake partitions: coin_daily by month, so that an incremental build (the
@@ -111,7 +120,7 @@ class GoldResult:
 def models_fingerprint(vs_currency: str) -> str:
     """What gold's content depends on besides silver: its SQL, the currency, this version."""
     digest = hashlib.sha256(f"{__version__}\n{vs_currency}\n".encode())
-    for folder in ("duckdb/gold", "duckdb/macros"):
+    for folder in ("duckdb/gold", "duckdb/incremental", "duckdb/macros"):
         for name in sql_names(folder):
             digest.update(load_sql(f"{folder}/{name}.sql").encode())
     return digest.hexdigest()[:12]
@@ -167,6 +176,7 @@ def build_gold(
         audit_from = latest_day if first_day == date.max else first_day or EVERYTHING
         con.execute("set variable audit_from = ?", [audit_from])
         present = schema_tables(con, "gold")
+        define_coin_daily_prior(con, incremental=first_day is not None and "coin_daily" in present)
         con.execute("begin")
         try:
             refresh_meta_views(con, lake)
@@ -240,6 +250,16 @@ def build_gold(
         coin_daily_from=str(first_day) if first_day and first_day != date.max else None,
         silver_snapshot_id=silver_snapshot,
     )
+
+
+def define_coin_daily_prior(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> None:
+    """Define the temp view `coin_daily_prior` that gold.coin_daily's model reads: gold's own
+    rows of the days before `coin_daily_from` for an incremental build, none for a whole one.
+
+    Set the variables `vs_currency` and `coin_daily_from` first.
+    """
+    sql = load_sql("duckdb/incremental/coin_daily_prior.sql") if incremental else _NO_PRIOR_DAYS
+    con.execute(f"create or replace temp view coin_daily_prior as {sql}")
 
 
 def _scope(first_day: date | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from .errors import LakeError
 from .fserrors import lake_io
 from .lake import LakePaths
 from .settings import Settings
+from .store import LocalStore
 
 
 @dataclass(slots=True)
@@ -90,8 +92,15 @@ def record_start(
     lake = LakePaths.of(settings)
     killed = 0
     with lake_io(f"record the run in {runs_folder(lake)}"):
-        for record in all_runs(lake):
-            if record.status == "running" and _is_dead(record, remote=lake.remote):
+        for record in _newest_writes_first(lake):
+            if record.status != "running":
+                if lake.remote:
+                    continue  # runs of other machines may overlap: look at every record
+                # Runs of a local lake hold its lock in turn, and each start marked the
+                # runs left running before it: a record written before this finished (or
+                # marked) one was looked at by a start since. A year of records is not read.
+                break
+            if _is_dead(record, remote=lake.remote):
                 record.status = "killed"
                 record.error = record.error or "the process ended without finishing the run"
                 lake.store.write(_key(record.run_id), record.to_json())
@@ -144,6 +153,24 @@ def record_finish(
             error,
         )
         lake.store.write(_key(run_id), record.to_json())
+
+
+def _newest_writes_first(lake: LakePaths) -> Iterator[RunRecord]:
+    """The run records, the last written first (a record is rewritten as its run ends)."""
+    store = lake.store
+    keys = store.list_keys(RUNS_PREFIX, suffix=".json")
+    if not isinstance(store, LocalStore):
+        yield from (_read(lake, key) for key in keys)
+        return
+
+    def written_ns(key: str) -> int:
+        try:
+            return store.path(key).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    for key in sorted(keys, key=written_ns, reverse=True):
+        yield _read(lake, key)
 
 
 def all_runs(lake: LakePaths) -> list[RunRecord]:

@@ -105,6 +105,21 @@ _PG_CAUSES = (
         "nothing was committed; publish again once it is back.",
     ),
     (
+        "the database system is shutting down",
+        "the Postgres server is not accepting connections (it is shutting down)",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
+        "the database system is starting up",
+        "the Postgres server is not accepting connections yet (it is starting up)",
+        "nothing was committed; publish again in a moment.",
+    ),
+    (
+        "the database system is in recovery mode",
+        "the Postgres server is not accepting connections (it is recovering from a crash)",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
         "no connection to the server",
         "the connection to Postgres was lost",
         "nothing was committed; publish again once it is back.",
@@ -127,6 +142,9 @@ _CONNECTION_LOST = (
     "could not send data to server",
     "connection to server",
     "ssl syscall error",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
 )
 
 
@@ -148,7 +166,15 @@ def explain_pg(message: str) -> str:
 
 
 # What libpq says when no server answered (as opposed to one that refused us).
-_UNREACHABLE = ("connection refused", "timeout expired", "could not connect", "no route to host")
+_UNREACHABLE = (
+    "connection refused",
+    "timeout expired",
+    "could not connect",
+    "no route to host",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+)
 
 
 def unreachable(exc: psycopg.Error) -> bool:

@@ -146,16 +146,18 @@ def ensure_quarantine(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(quarantine_ddl("silver.quarantine"))
 
 
-def write_quarantine(con: duckdb.DuckDBPyConnection, *, table: str, run_ids: Iterable[str]) -> None:
-    """Replace the quarantined rows of `table` from `run_ids` with this batch's."""
+def write_quarantine(con: duckdb.DuckDBPyConnection, *, run_ids: Iterable[str]) -> None:
+    """Replace the quarantined rows of `run_ids`, in every table, with this batch's.
+
+    One delete for the batch: on a lake's catalog every statement costs a metadata read
+    (tens of ms on a year-old lake), and every table's rows of these runs go at once.
+    """
     con.execute(quarantine_ddl(ROWS, temporary=True))
     con.execute(
-        "delete from silver.quarantine where table_name = ? "
-        "and run_id in (select unnest(?::json::varchar[]))",
-        [table, json_list(run_ids)],
+        "delete from silver.quarantine where run_id in (select unnest(?::json::varchar[]))",
+        [json_list(run_ids)],
     )
     con.execute(
-        f"insert into silver.quarantine select * from {ROWS} where table_name = ? "
-        "order by run_id, check_name, row_key",
-        [table],
+        f"insert into silver.quarantine select * from {ROWS} "
+        "order by table_name, run_id, check_name, row_key"
     )

@@ -312,6 +312,7 @@ def _build_tables(
         # New runs append: no stored row can have their snapshot (one per run start), unless
         # a processed run started at the same instant.
         replace = full_refresh or seen_snapshots(con, snapshots)
+        write_quarantine(con, run_ids=[m.run_id for m in batch])
         for table in TABLES:
             t0 = time.perf_counter()
             mine = tally[table.name]
@@ -319,7 +320,6 @@ def _build_tables(
                 if where == table.name and rows:
                     mine.quarantined[check_name] = mine.quarantined.get(check_name, 0) + rows
             mine.sanitized += Sanitized(nul_chars=strip_nul(con, f"batch_{table.name}"))
-            write_quarantine(con, table=table.name, run_ids=[m.run_id for m in batch])
             added, dates = upsert_batch(
                 con, table, rows=f"batch_{table.name}", snapshots=snapshots, replace=replace
             )

@@ -28,14 +28,16 @@
 -- without snapshots, market_cap and total_volume are history's, the rank is null, and the
 -- symbol and name are the coin's latest in any snapshot of this currency (null if none).
 -- Incremental by time range: only days from getvariable('coin_daily_from') on are returned,
--- computed from snapshots, history and candles 33 days further back (gold.py's
--- COIN_DAILY_LOOKBACK_DAYS: the 30 returns of a 30-day window, the closes they read, and a
--- margin); 1900-01-01 returns every day.
+-- computed from the snapshots from the day before (whose last snapshot opens the first day),
+-- and from history and candles from that day on. The first day's return and the volatility
+-- windows also reach back 29 days: coin_daily_prior (sql/duckdb/incremental) holds those
+-- days' closes and returns as gold.coin_daily has them, so a build reads days of silver, not
+-- months; 1900-01-01 returns every day (coin_daily_prior is then empty).
 with snapshots as (
     select * from silver.market_snapshots
     where vs_currency = getvariable('vs_currency')
         and current_price is not null
-        and snapshot_date >= getvariable('coin_daily_from') - 33
+        and snapshot_date >= getvariable('coin_daily_from') - 1
 ),
 
 history as (
@@ -43,7 +45,7 @@ history as (
     select coin_id, day, price, market_cap, total_volume, point_at
     from silver.coin_history_daily
     where vs_currency = getvariable('vs_currency')
-        and day >= getvariable('coin_daily_from') - 33
+        and day >= getvariable('coin_daily_from')
 ),
 
 candles_4h as (
@@ -51,7 +53,7 @@ candles_4h as (
     from silver.coin_ohlc_4h
     where vs_currency = getvariable('vs_currency')
         and is_complete
-        and day >= getvariable('coin_daily_from') - 33
+        and day >= getvariable('coin_daily_from')
 ),
 
 lake_clock as (
@@ -240,7 +242,14 @@ merged as (
     cross join lake_clock
 ),
 
+recomputed as (
+    select * from merged
+    where day >= getvariable('coin_daily_from')
+),
+
 returns as (
+    -- The return of a day reads the close of the day before: for the first day recomputed,
+    -- gold's row of the day before it (coin_daily_prior).
     select
         *,
         case
@@ -250,35 +259,23 @@ returns as (
                 and lag(close_price) over coin_days > 0
                 then close_price / lag(close_price) over coin_days - 1
         end as daily_return_ratio
-    from merged
+    from (
+        select *, false as is_prior from recomputed
+        union all by name
+        select coin_id, day, is_complete_day, close_price, true as is_prior
+        from coin_daily_prior
+        where day = getvariable('coin_daily_from') - 1
+    )
     window coin_days as (partition by coin_id order by day)
+    qualify not is_prior
 ),
 
-final as (
+volatility as (
+    -- Over the returns alone (a narrow window): those recomputed, after gold's of the 29
+    -- days before them.
     select
         coin_id,
         day,
-        symbol,
-        name,
-        getvariable('vs_currency') as vs_currency,
-        is_complete_day,
-        market_cap_rank,
-        open_price,
-        -- greatest and least skip nulls: every price seen in the day bounds its range.
-        case
-            when has_candles or has_snapshots
-                then greatest(candle_high_price, day_high_price, open_price, close_price)
-        end as high_price,
-        case
-            when has_candles or has_snapshots
-                then least(candle_low_price, day_low_price, open_price, close_price)
-        end as low_price,
-        close_price,
-        market_cap,
-        total_volume,
-        daily_return_ratio,
-        -- The last 7 (30) rows are the last 7 (30) days when the first of them is 6 (29)
-        -- days back; rows frames are cheaper than range frames over days.
         case
             when lag(day, 6) over coin_days = day - 6
                 and count(daily_return_ratio) over last_7_days = 7
@@ -288,21 +285,64 @@ final as (
             when lag(day, 29) over coin_days = day - 29
                 and count(daily_return_ratio) over last_30_days = 30
                 then stddev_samp(daily_return_ratio) over last_30_days
-        end as volatility_30d_ratio,
-        snapshot_count,
-        close_at,
-        last_snapshot_at,
-        source,
-        case
-            when has_candles then 'candles'
-            when has_snapshots then 'snapshots'
-        end as high_low_source
-    from returns
+        end as volatility_30d_ratio
+    from (
+        select coin_id, day, daily_return_ratio from returns
+        union all
+        select coin_id, day, daily_return_ratio from coin_daily_prior
+    )
     window
         coin_days as (partition by coin_id order by day),
         last_7_days as (coin_days rows between 6 preceding and current row),
         last_30_days as (coin_days rows between 29 preceding and current row)
+    qualify day >= getvariable('coin_daily_from')
+),
+
+final as (
+    select
+        coin_id,
+        day,
+        returns.symbol,
+        returns.name,
+        getvariable('vs_currency') as vs_currency,
+        returns.is_complete_day,
+        returns.market_cap_rank,
+        returns.open_price,
+        -- greatest and least skip nulls: every price seen in the day bounds its range.
+        case
+            when returns.has_candles or returns.has_snapshots
+                then greatest(
+                    returns.candle_high_price,
+                    returns.day_high_price,
+                    returns.open_price,
+                    returns.close_price
+                )
+        end as high_price,
+        case
+            when returns.has_candles or returns.has_snapshots
+                then least(
+                    returns.candle_low_price,
+                    returns.day_low_price,
+                    returns.open_price,
+                    returns.close_price
+                )
+        end as low_price,
+        returns.close_price,
+        returns.market_cap,
+        returns.total_volume,
+        returns.daily_return_ratio,
+        volatility.volatility_7d_ratio,
+        volatility.volatility_30d_ratio,
+        returns.snapshot_count,
+        returns.close_at,
+        returns.last_snapshot_at,
+        returns.source,
+        case
+            when returns.has_candles then 'candles'
+            when returns.has_snapshots then 'snapshots'
+        end as high_low_source
+    from returns
+    inner join volatility using (coin_id, day)
 )
 
 select * from final
-where day >= getvariable('coin_daily_from')
