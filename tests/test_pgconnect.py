@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptolake.pgconnect import connection_lost, explain_pg
+from cryptolake.pgconnect import connection_lost, explain_pg, scrub
 
 SHUTTING_DOWN = (
     'IO Error: Unable to connect to Postgres at "<dsn>": connection to server at '
@@ -51,3 +51,16 @@ def test_a_refused_statement_is_not_a_lost_connection() -> None:
     message = 'ERROR: relation "cryptolake.coin_daily" does not exist'
     assert not connection_lost(message)
     assert explain_pg(message) == message
+
+
+def test_libpq_s_hint_on_its_own_line_becomes_a_sentence_of_its_own() -> None:
+    message = (
+        'connection failed: connection to server at "127.0.0.1", port 5999 failed: '
+        "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+        "connections?"
+    )
+    assert scrub(message, "postgresql://postgres:s3cret-pw@127.0.0.1:5999/test") == (
+        'connection failed: connection to server at "127.0.0.1", port 5999 failed: '
+        "Connection refused. Is the server running on that host and accepting TCP/IP "
+        "connections?"
+    )

@@ -256,3 +256,15 @@ def test_postgres_dsn_flag_becomes_a_secret_and_beats_the_environment() -> None:
 
     assert settings.postgres_dsn == Secret("host=flag password=b")
     assert settings.postgres_dsn_redacted == "host=flag password=***"
+
+
+def test_an_empty_lake_flag_is_an_error_not_the_current_folder(tmp_path: Path) -> None:
+    """`--lake "$UNSET"` must not build a lake in the current folder; an empty variable is
+    unset (the default) as every CRYPTOLAKE_* variable."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.resolve(env={}, lake="  ")
+    assert str(caught.value) == (
+        "--lake is empty: give the lake's folder (or s3://bucket/prefix), or leave it out "
+        "for the default, ./lake."
+    )
+    assert Settings.resolve(env={"CRYPTOLAKE_LAKE": ""}).lake == Path("lake")

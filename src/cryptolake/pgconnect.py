@@ -66,6 +66,9 @@ def scrub(message: str, dsn: str) -> str:
         r"(?s)\s*(?:Stack Trace:|This error signals an assertion failure).*$", "", message
     )
     message = re.sub(r"\bINTERNAL Error: ", "", message)
+    # libpq puts its hint on a line of its own ("Connection refused\n\tIs the server
+    # running ...?"): on one line, a sentence of its own.
+    message = re.sub(r"(?<=[\w)\"'])[ \t]*\n\s*(?=[A-Z])", ". ", message)
     message = re.sub(r"\s+", " ", message).strip()
     # Callers append a sentence of their own.
     return message if message.endswith((".", "?", "!")) else message + "."

@@ -305,6 +305,12 @@ class Settings:
         values: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
         names = FLAGS if given_as is None else {**FLAGS, **given_as}
         origins = {k: names[k] for k in values if k in names}
+        if isinstance(values.get("lake"), str) and not values["lake"].strip():
+            # Path("") is the current folder: `--lake "$UNSET"` would build a lake there.
+            raise ConfigError(
+                f"{names['lake']} is empty: give the lake's folder (or s3://bucket/prefix), "
+                "or leave it out for the default, ./lake."
+            )
         if isinstance(values.get("top"), str):
             try:
                 values["top"] = parse_top(values["top"])

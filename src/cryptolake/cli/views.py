@@ -68,7 +68,7 @@ def render_silver(result: SilverResult) -> None:
     kind = "full refresh" if result.full_refresh else "incremental"
     print_table(
         summary_table(
-            f"silver ({kind}, {len(result.runs)} runs)",
+            f"silver ({kind}, {_count(len(result.runs), 'run')})",
             ["table", "rows added", "partitions written", "seconds"],
             [
                 [t.table, t.rows_added, t.partitions_written, round(t.seconds, 2)]
@@ -215,9 +215,9 @@ def render_status(status: LakeStatus) -> None:
         summary_table(
             f"bronze: {status.complete_runs} complete runs, {status.failed_runs} failed, "
             + (
-                f"{status.history_requests} history requests"
+                _count(status.history_requests, "history request")
                 + (
-                    f" ({status.history_not_found} coins not found)"
+                    f" ({_count(status.history_not_found, 'coin')} not found)"
                     if status.history_not_found
                     else ""
                 )
@@ -327,3 +327,8 @@ def render_status(status: LakeStatus) -> None:
         err_console.print(
             f"[bold red]cannot read[/] {escape(problem)}", highlight=False, soft_wrap=True
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 run`, `2 runs` (nouns whose plural adds an s)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
