@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from .errors import ConfigError
 from .objectstore import ObjectLocation, S3Config, is_object_url
 from .secret import Secret, redact_dsn
+from .setting_values import lake_path_problem, memory_limit_problem, work_folder
 
 ApiPlan = Literal["demo", "pro"]
 # `--top all` (or CRYPTOLAKE_TOP=all): every coin /coins/markets lists.
@@ -33,20 +34,8 @@ PRO_API_URL = "https://pro-api.coingecko.com/api/v3"
 DEFAULT_RATE = {"keyless": 10.0, "demo": 30.0, "pro": 250.0}
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# What DuckDB's memory_limit takes: a number and a unit (1000- or 1024-based).
-MIN_MEMORY_BYTES = 128 * 1000**2
 MAX_FRESHNESS_HOURS = 1_000_000  # a century and more: tests keep 2023 data fresh
-_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
-_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
-
-def _memory_bytes(limit: str) -> float:
-    """DuckDB's memory syntax (2GB, 512MiB) in bytes; validated by _MEMORY first."""
-    match = re.fullmatch(r"([\d.]+)\s*([a-z]+)", limit.strip().lower())
-    return float(match[1]) * _UNITS.get(match[2], 1) if match else 0.0
-
-
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|bytes|[kmgt]i?b)$", re.IGNORECASE)
 
 # Where a setting can come from, for messages that must name the one the user set.
 FLAGS = {
@@ -163,16 +152,8 @@ class Settings:
             raise ConfigError(
                 f"{n('api_url')} must be an http(s) URL ending in /api/v3, got {self.api_url!r}."
             )
-        if not _MEMORY.match(self.memory_limit.strip()):
-            raise ConfigError(
-                f"{n('memory_limit')} must be an amount of memory such as 2GB or 512MiB, "
-                f"got {self.memory_limit!r}."
-            )
-        if _memory_bytes(self.memory_limit) < MIN_MEMORY_BYTES:
-            raise ConfigError(
-                f"{n('memory_limit')} must be at least 128MB for DuckDB to work, "
-                f"got {self.memory_limit!r}."
-            )
+        if problem := memory_limit_problem(self.memory_limit):
+            raise ConfigError(f"{n('memory_limit')} {problem}, got {self.memory_limit!r}.")
         if not 0 < self.freshness_hours <= MAX_FRESHNESS_HOURS:
             raise ConfigError(
                 f"{n('freshness_hours')} must be a positive number of hours (at most 1,000,000), "
@@ -216,7 +197,7 @@ class Settings:
                 f"file beside it: give {n('catalog')} postgres:<libpq conninfo> (a team "
                 "lake: many writers), or sqlite:<local file> (one machine writes)."
             )
-        problem = None if self.lake_url else _lake_path_problem(self.lake)
+        problem = None if self.lake_url else lake_path_problem(self.lake)
         if problem:
             given = n("lake") + ("=" if n("lake").startswith("CRYPTOLAKE_") else " ")
             raise ConfigError(
@@ -382,24 +363,3 @@ def parse_top(text: str) -> Top:
     """`250` or `all` (any case); ValueError for anything else."""
     value = text.strip().lower()
     return "all" if value == ALL_COINS else int(value)
-
-
-def work_folder(location: ObjectLocation) -> Path:
-    """The local folder of a lake on object storage: DuckDB's spill files and the lock that
-    keeps this machine's runs apart (`$XDG_CACHE_HOME/cryptolake/lakes/<bucket>/<prefix>`)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "cryptolake" / "lakes" / location.bucket / (location.prefix or "_root")
-
-
-def _lake_path_problem(lake: Path) -> str | None:
-    """Why `lake` can never be a lake folder (it or a parent is a file), or None."""
-    pattern = sorted(set("*?[]") & set(str(lake)))
-    if pattern:
-        # DuckDB reads lake files by glob: these would be taken as a pattern.
-        return f"contains {' '.join(pattern)}, which DuckDB reads as a file pattern"
-    if lake.is_file():
-        return "is a file, not a folder"
-    for parent in lake.absolute().parents:
-        if parent.is_file():
-            return f"is under a file ({parent}), not a folder"
-    return None
