@@ -158,10 +158,10 @@ def record_finish(
 def _newest_writes_first(lake: LakePaths) -> Iterator[RunRecord]:
     """The run records, the last written first (a record is rewritten as its run ends)."""
     store = lake.store
-    keys = store.list_keys(RUNS_PREFIX, suffix=".json")
     if not isinstance(store, LocalStore):
-        yield from (_read(lake, key) for key in keys)
+        yield from all_runs(lake)  # no write order to go by: all of them
         return
+    keys = store.list_keys(RUNS_PREFIX, suffix=".json")
 
     def written_ns(key: str) -> int:
         try:

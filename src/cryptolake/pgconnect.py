@@ -74,6 +74,25 @@ def scrub(message: str, dsn: str) -> str:
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
+# A server that refuses connections for what it is doing (FATAL at connect): the connection
+# failed, and trying again later is the fix.
+_SERVER_STATES = (
+    (
+        "the database system is shutting down",
+        "the Postgres server is not accepting connections (it is shutting down)",
+        "nothing was committed; publish again once it is back.",
+    ),
+    (
+        "the database system is starting up",
+        "the Postgres server is not accepting connections yet (it is starting up)",
+        "nothing was committed; publish again in a moment.",
+    ),
+    (
+        "the database system is in recovery mode",
+        "the Postgres server is not accepting connections (it is recovering from a crash)",
+        "nothing was committed; publish again once it is back.",
+    ),
+)
 # What a Postgres failure means, from words of its message: (cause, fix).
 _PG_CAUSES = (
     (
@@ -107,21 +126,7 @@ _PG_CAUSES = (
         "the Postgres server is not accepting connections (it stopped, or is restarting)",
         "nothing was committed; publish again once it is back.",
     ),
-    (
-        "the database system is shutting down",
-        "the Postgres server is not accepting connections (it is shutting down)",
-        "nothing was committed; publish again once it is back.",
-    ),
-    (
-        "the database system is starting up",
-        "the Postgres server is not accepting connections yet (it is starting up)",
-        "nothing was committed; publish again in a moment.",
-    ),
-    (
-        "the database system is in recovery mode",
-        "the Postgres server is not accepting connections (it is recovering from a crash)",
-        "nothing was committed; publish again once it is back.",
-    ),
+    *_SERVER_STATES,
     (
         "no connection to the server",
         "the connection to Postgres was lost",
@@ -145,9 +150,7 @@ _CONNECTION_LOST = (
     "could not send data to server",
     "connection to server",
     "ssl syscall error",
-    "the database system is shutting down",
-    "the database system is starting up",
-    "the database system is in recovery mode",
+    *(words for words, _, _ in _SERVER_STATES),
 )
 
 
@@ -174,9 +177,7 @@ _UNREACHABLE = (
     "timeout expired",
     "could not connect",
     "no route to host",
-    "the database system is shutting down",
-    "the database system is starting up",
-    "the database system is in recovery mode",
+    *(words for words, _, _ in _SERVER_STATES),
 )
 
 
